@@ -1,0 +1,1 @@
+"""The Quart web app, Socket.IO namespaces, browser front end, and the process entry points that wire it all."""

@@ -1,0 +1,39 @@
+"""`crm serve`: the embedded default in one process — web app, Socket.IO, CTI bridge or demo PBX, FastAGI."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config
+
+from agent_desktop.app import create_asgi
+from agent_desktop.runtime import build_runtime, ensure_first_admin, migrate_database
+from crm_core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]) -> None:
+    runtime = await build_runtime(settings)
+    try:
+        await migrate_database(runtime)
+        password = await ensure_first_admin(runtime)
+        if password:
+            announce_admin(password)
+        asgi, _sio = create_asgi(runtime)
+        config = Config()
+        config.bind = [f"{settings.http_host}:{settings.http_port}"]
+        config.accesslog = None
+        config.graceful_timeout = 2
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("serving on http://%s:%s", settings.http_host, settings.http_port)
+        await hypercorn_serve(asgi, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    finally:
+        await runtime.close()

@@ -1,0 +1,1 @@
+"""The CRM domain: models, services, events, settings. Imports nothing of its siblings."""

@@ -1,0 +1,1 @@
+"""Alembic migrations: the one schema history of the CRM."""

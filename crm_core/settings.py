@@ -1,0 +1,139 @@
+"""Typed settings, read once at start-up from CRM_* environment variables and an optional TOML file."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from crm_core.errors import SettingsError
+
+ENV_PREFIX = "CRM_"
+# Environment variables with our prefix that are not settings but tell where settings are.
+_META_VARIABLES = {"CRM_CONFIG"}
+
+
+class Settings(BaseModel):
+    """Every setting of the product. Field name `x` is read from `CRM_X` or key `x` of the TOML file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database_url: str = "sqlite+aiosqlite:///./var/crm.db"
+    redis_url: str | None = None
+    ami_url: SecretStr | None = Field(
+        default=None, description="ami://user:secret@host:5038 (amis:// for TLS); unset = demo PBX"
+    )
+    ami_ping_interval_s: float = 20.0
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=1, le=65535)
+    agi_host: str = "127.0.0.1"
+    agi_port: int = Field(default=4573, ge=1, le=65535)
+    demo_pbx_port: int = Field(default=5038, ge=0, le=65535)
+    secret_key: SecretStr | None = None
+    data_dir: Path = Path("./var")
+    default_region: str = "US"
+    pool_return_days: int = Field(default=30, ge=1)
+    service_level_seconds: int = Field(default=20, ge=1)
+    wrapup_seconds: int = Field(default=30, ge=0)
+    admin_password: SecretStr | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_api_base: str | None = None
+    public_base_url: str = "http://127.0.0.1:8080"
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme not in {"sqlite+aiosqlite", "postgresql+asyncpg", "sqlite", "postgresql"}:
+            raise ValueError(
+                f"unsupported database scheme {scheme!r}; use sqlite+aiosqlite:///path or "
+                "postgresql+asyncpg://user@host/db"
+            )
+        if scheme == "sqlite":
+            return value.replace("sqlite:", "sqlite+aiosqlite:", 1)
+        if scheme == "postgresql":
+            return value.replace("postgresql:", "postgresql+asyncpg:", 1)
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError("must start with redis:// or rediss://")
+        return value or None
+
+    @field_validator("ami_url")
+    @classmethod
+    def _ami_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in {"ami", "amis"} or not parts.hostname:
+            raise ValueError("must look like ami://user:secret@host:5038 (or amis:// for TLS)")
+        return value
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        value = value.upper()
+        if value not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not a region phonenumbers knows (e.g. US, GB, DE, FR)")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _describe(error: ValidationError, origin: dict[str, str]) -> str:
+    first = error.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else "?"
+    where = origin.get(field, f"{ENV_PREFIX}{field.upper()}")
+    if first["type"] == "extra_forbidden":
+        return f"Unknown setting {where}: it is not one of the product's settings (see README)."
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"Setting {where} is invalid: {message}."
+
+
+def load_settings(environ: dict[str, str] | None = None, config_file: Path | None = None) -> Settings:
+    """Read and validate settings; raise SettingsError with one clear sentence on any problem."""
+    env = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    path = config_file or (Path(env["CRM_CONFIG"]) if env.get("CRM_CONFIG") else None)
+    if path is not None:
+        try:
+            with path.open("rb") as fh:
+                file_values = tomllib.load(fh)
+        except FileNotFoundError:
+            raise SettingsError(f"The settings file {path} does not exist.") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"The settings file {path} is not valid TOML: {exc}.") from None
+        for key, value in file_values.items():
+            values[key] = value
+            origin[key] = f"{key!r} in {path}"
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name in _META_VARIABLES:
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        values[key] = value
+        origin[key] = name
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, origin)) from None

@@ -1,0 +1,1 @@
+"""The tickets domain."""
