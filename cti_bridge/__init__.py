@@ -1,0 +1,1 @@
+"""Talking to PBXes: AMI connection, event normalisation, call/agent/queue tracker, commands, demo PBX."""

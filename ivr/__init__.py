@@ -1,0 +1,1 @@
+"""IVR: FastAGI server and AGI-script entry running declarative, CRM-aware call flows; TwiML rendering."""

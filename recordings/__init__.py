@@ -1,0 +1,1 @@
+"""Recordings: ingest and storage, Vosk transcription workers, transcript search."""

@@ -1,0 +1,1 @@
+"""SMS: provider interface, Twilio provider, webhooks, opt-out, templates, campaigns."""
