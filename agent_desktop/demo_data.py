@@ -50,9 +50,15 @@ async def create_demo_data(
             if username in existing:
                 continue
             await create_user(
-                session=session, actor=SYSTEM, username=username, password=password, role=role,
-                display_name=name, extension=extension, queues=queues,
-            )  # fmt: skip
+                session=session,
+                actor=SYSTEM,
+                username=username,
+                password=password,
+                role=role,
+                display_name=name,
+                extension=extension,
+                queues=queues,
+            )
             created_users += 1
         known_codes = set(await session.scalars(select(Disposition.code)))
         for code, label in DISPOSITIONS:
@@ -72,15 +78,29 @@ async def create_demo_data(
         )
         for name, number, tier in KNOWN_CALLERS:
             customer = await create_customer(
-                session=session, actor=SYSTEM, region=region,
-                data=CustomerIn(name=name, parent_id=company.id, phones=[PhoneIn(number=number)], vip_tier=tier,
-                                emails=[f"{name.split()[0].lower()}@example.com"], city="Springfield", country="US",
-                                timezone="America/New_York", language="en", tags=["demo"]),
-            )  # fmt: skip
+                session=session,
+                actor=SYSTEM,
+                region=region,
+                data=CustomerIn(
+                    name=name,
+                    parent_id=company.id,
+                    phones=[PhoneIn(number=number)],
+                    vip_tier=tier,
+                    emails=[f"{name.split()[0].lower()}@example.com"],
+                    city="Springfield",
+                    country="US",
+                    timezone="America/New_York",
+                    language="en",
+                    tags=["demo"],
+                ),
+            )
             await create_ticket(
-                session=session, actor=SYSTEM, subject=f"Router keeps rebooting ({name.split()[0]})",
-                customer_id=customer.id, priority="high",
-            )  # fmt: skip
+                session=session,
+                actor=SYSTEM,
+                subject=f"Router keeps rebooting ({name.split()[0]})",
+                customer_id=customer.id,
+                priority="high",
+            )
             made += 1
     for start in range(0, max(0, customers - made), 100):
         async with runtime.unit_of_work() as session:
@@ -88,9 +108,12 @@ async def create_demo_data(
                 name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
                 number = f"+1555{2000000 + offset:07d}"
                 customer = Customer(
-                    name=name, city=rng.choice(["Springfield", "Shelbyville", "Ogdenville"]), country="US",
-                    language="en", phones=[CustomerPhone(e164=number, label="mobile", is_primary=True)],
-                )  # fmt: skip
+                    name=name,
+                    city=rng.choice(["Springfield", "Shelbyville", "Ogdenville"]),
+                    country="US",
+                    language="en",
+                    phones=[CustomerPhone(e164=number, label="mobile", is_primary=True)],
+                )
                 session.add(customer)
                 await session.flush()
                 for _ in range(rng.randint(0, 6)):

@@ -23,9 +23,22 @@ from crm_core.users.models import Role, User
 from crm_core.users.service import Actor, require_role
 
 COLUMNS = (
-    "name", "kind", "company", "title", "phones", "emails", "street", "city", "postal_code", "country",
-    "timezone", "language", "tags", "owner", "vip_tier",
-)  # fmt: skip
+    "name",
+    "kind",
+    "company",
+    "title",
+    "phones",
+    "emails",
+    "street",
+    "city",
+    "postal_code",
+    "country",
+    "timezone",
+    "language",
+    "tags",
+    "owner",
+    "vip_tier",
+)
 CUSTOM_PREFIX = "custom."
 BATCH = 2000
 
@@ -226,13 +239,18 @@ class _Batch:
             insert(AuditEntry),
             [
                 {
-                    "id": new_id(), "actor_id": actor.user_id, "action": "create", "entity_type": "customer",
-                    "entity_id": c["id"], "before": None, "after": {"name": c["name"], "source": "csv import"},
+                    "id": new_id(),
+                    "actor_id": actor.user_id,
+                    "action": "create",
+                    "entity_type": "customer",
+                    "entity_id": c["id"],
+                    "before": None,
+                    "after": {"name": c["name"], "source": "csv import"},
                     "at": now,
                 }
                 for c in customers
             ],
-        )  # fmt: skip
+        )
         report.imported += len(customers)
 
 
@@ -241,28 +259,48 @@ def _customer_row(
 ) -> dict[str, Any]:
     now = utcnow()
     return {
-        "id": customer_id, "kind": data.kind, "name": data.name, "parent_id": parent_id, "title": data.title,
-        "street": data.street, "city": data.city, "postal_code": data.postal_code,
-        "country": data.country.upper() if data.country else None, "timezone": data.timezone,
-        "language": data.language, "owner_id": owner_id, "owner_assigned_at": now if owner_id else None,
-        "last_interaction_at": None, "custom_fields": data.custom_fields, "vip_tier": data.vip_tier,
-        "sms_opt_out": False, "merged_into_id": None, "created_at": now, "updated_at": now,
-    }  # fmt: skip
+        "id": customer_id,
+        "kind": data.kind,
+        "name": data.name,
+        "parent_id": parent_id,
+        "title": data.title,
+        "street": data.street,
+        "city": data.city,
+        "postal_code": data.postal_code,
+        "country": data.country.upper() if data.country else None,
+        "timezone": data.timezone,
+        "language": data.language,
+        "owner_id": owner_id,
+        "owner_assigned_at": now if owner_id else None,
+        "last_interaction_at": None,
+        "custom_fields": data.custom_fields,
+        "vip_tier": data.vip_tier,
+        "sms_opt_out": False,
+        "merged_into_id": None,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def _audit(actor: Actor, entity_id: str, name: str) -> AuditEntry:
     return AuditEntry(
-        actor_id=actor.user_id, action="create", entity_type="customer", entity_id=entity_id,
+        actor_id=actor.user_id,
+        action="create",
+        entity_type="customer",
+        entity_id=entity_id,
         after={"name": name, "source": "csv import"},
-    )  # fmt: skip
+    )
 
 
 def parse_row(
     raw: dict[str, str | None], region: str
 ) -> tuple[CustomerIn, str, str, list[tuple[str, str, bool]], list[str]]:
     """One CSV row to a validated customer; raises on the first problem, with a reason a person can act on."""
-    values = {(k or "").strip().lower() if not (k or "").startswith(CUSTOM_PREFIX) else k: (v or "").strip()
-              for k, v in raw.items() if k is not None}  # fmt: skip
+    values = {
+        (k or "").strip().lower() if not (k or "").startswith(CUSTOM_PREFIX) else k: (v or "").strip()
+        for k, v in raw.items()
+        if k is not None
+    }
     if None in raw:
         raise ValidationFailed("the row has more fields than the header")
     if not values.get("name"):
@@ -360,13 +398,22 @@ async def iter_customer_rows(session: AsyncSession, *, chunk: int = 1000) -> Asy
                 companies[cid] = cname
         for c in customers:
             row = {
-                "name": c.name, "kind": c.kind, "company": companies.get(c.parent_id or "", ""), "title": c.title or "",
-                "phones": ";".join(p.e164 for p in c.phones), "emails": ";".join(e.email for e in c.emails),
-                "street": c.street or "", "city": c.city or "", "postal_code": c.postal_code or "",
-                "country": c.country or "", "timezone": c.timezone or "", "language": c.language or "",
-                "tags": ";".join(sorted(t.name for t in c.tags)), "owner": owners.get(c.owner_id or "", ""),
+                "name": c.name,
+                "kind": c.kind,
+                "company": companies.get(c.parent_id or "", ""),
+                "title": c.title or "",
+                "phones": ";".join(p.e164 for p in c.phones),
+                "emails": ";".join(e.email for e in c.emails),
+                "street": c.street or "",
+                "city": c.city or "",
+                "postal_code": c.postal_code or "",
+                "country": c.country or "",
+                "timezone": c.timezone or "",
+                "language": c.language or "",
+                "tags": ";".join(sorted(t.name for t in c.tags)),
+                "owner": owners.get(c.owner_id or "", ""),
                 "vip_tier": c.vip_tier or "",
-            }  # fmt: skip
+            }
             for key, value in (c.custom_fields or {}).items():
                 row[f"{CUSTOM_PREFIX}{key}"] = str(value)
             yield row

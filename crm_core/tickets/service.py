@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +22,7 @@ OPEN_STATUSES = ("open", "pending")
 PRIORITIES = ("low", "normal", "high", "urgent")
 STAFF = (Role.AGENT, Role.SUPERVISOR)
 NUMBER_ATTEMPTS = 5
+TICKET_NUMBER_LOCK = 0x7469636B  # 'tick'
 
 
 def _snapshot(ticket: Ticket) -> dict[str, Any]:
@@ -61,7 +62,11 @@ async def create_ticket(
 ) -> Ticket:
     require_role(actor, *STAFF)
     check_ticket_fields(subject=subject, priority=priority)
-    # The next number is max+1; two agents creating at once may collide on the unique index: retry in a savepoint.
+    # The next number is max+1. On PostgreSQL a transaction-scoped advisory lock makes concurrent creators take
+    # turns (the lock is held until commit, so the next one sees the committed max); SQLite serialises writers
+    # itself, and the savepoint retry covers a collision on the unique index anyway.
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": TICKET_NUMBER_LOCK})
     for _attempt in range(NUMBER_ATTEMPTS):
         number = int(await session.scalar(select(func.coalesce(func.max(Ticket.number), 1000))) or 1000) + 1
         ticket = Ticket(
