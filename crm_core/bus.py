@@ -10,7 +10,9 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Protocol
+from enum import Enum
+from functools import cache
+from typing import Any, Protocol, get_type_hints
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +83,25 @@ def _decode(value: Any) -> Any:
             return datetime.fromisoformat(value["__dt__"])
         if set(value) == {"__event__", "fields"}:
             cls = _EVENT_TYPES[value["__event__"]]
-            return cls(**{k: _decode(v) for k, v in value["fields"].items()})
+            enums = _enum_fields(cls)
+            fields = {k: _decode(v) for k, v in value["fields"].items()}
+            return cls(**{k: enums[k](v) if k in enums and v is not None else v for k, v in fields.items()})
         return {k: _decode(v) for k, v in value.items()}
     if isinstance(value, list):
         return tuple(_decode(v) for v in value)
     return value
+
+
+@cache
+def _enum_fields(cls: type[Any]) -> dict[str, type[Enum]]:
+    """Fields typed with an Enum (or an optional one): JSON brings them back as strings, we bring back the Enum."""
+    found: dict[str, type[Enum]] = {}
+    for name, hint in get_type_hints(cls).items():
+        for candidate in (hint, *getattr(hint, "__args__", ())):
+            if isinstance(candidate, type) and issubclass(candidate, Enum):
+                found[name] = candidate
+                break
+    return found
 
 
 def dumps_event(domain_event: object) -> str:
@@ -122,15 +138,26 @@ class RedisEventBus:
         self._reader = asyncio.create_task(self._read(pubsub), name="redis-event-bus")
 
     async def _read(self, pubsub: Any) -> None:
-        async for message in pubsub.listen():
-            if message.get("type") != "message":
-                continue
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        delay = 0.5
+        while True:
             try:
-                domain_event = loads_event(message["data"])
-            except (KeyError, ValueError, TypeError):
-                log.warning("dropped an undecodable event from %s", self._channel)
-                continue
-            await self._local.publish(domain_event)
+                async for message in pubsub.listen():
+                    delay = 0.5
+                    if message.get("type") != "message":
+                        continue
+                    try:
+                        domain_event = loads_event(message["data"])
+                    except (KeyError, ValueError, TypeError):
+                        log.warning("dropped an undecodable event from %s", self._channel)
+                        continue
+                    await self._local.publish(domain_event)
+            except (RedisConnectionError, OSError) as exc:
+                # redis-py reconnects the pub/sub connection and resubscribes on the next listen()
+                log.warning("lost the Redis event channel (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def publish(self, domain_event: object) -> None:
         if self._redis is None:
