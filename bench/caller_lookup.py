@@ -42,8 +42,8 @@ PG_DB = "crm_bench_lookup"
 
 
 def phone_of(i: int) -> str:
-    # +1 555 3xx xxxx … spread over area codes so the index is not one long run of equal prefixes
-    return f"+1{201 + i % 700:03d}{555 + (i // 700) % 400:03d}{i % 10000:04d}"
+    # unique for i < 7,000,000; spread over 700 area codes so the index is not one long run of equal prefixes
+    return f"+1{201 + i % 700:03d}{555 + i // 7_000_000:03d}{i // 700 % 10000:04d}"
 
 
 def customer_rows(count: int) -> Iterator[tuple[tuple[object, ...], tuple[object, ...]]]:

@@ -11,7 +11,6 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from enum import Enum
-from functools import cache
 from typing import Any, Protocol, get_type_hints
 
 log = logging.getLogger(__name__)
@@ -92,15 +91,21 @@ def _decode(value: Any) -> Any:
     return value
 
 
-@cache
+_ENUM_FIELDS: dict[str, dict[str, type[Enum]]] = {}
+
+
 def _enum_fields(cls: type[Any]) -> dict[str, type[Enum]]:
     """Fields typed with an Enum (or an optional one): JSON brings them back as strings, we bring back the Enum."""
+    known = _ENUM_FIELDS.get(cls.__name__)
+    if known is not None:
+        return known
     found: dict[str, type[Enum]] = {}
     for name, hint in get_type_hints(cls).items():
         for candidate in (hint, *getattr(hint, "__args__", ())):
             if isinstance(candidate, type) and issubclass(candidate, Enum):
                 found[name] = candidate
                 break
+    _ENUM_FIELDS[cls.__name__] = found
     return found
 
 
