@@ -1,0 +1,42 @@
+"""CallerIdLookup: the hot-path caller identification agrees with the in-transaction service on both databases."""
+
+from __future__ import annotations
+
+import random
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from crm_core.customers.lookup import CallerIdLookup, find_customer_id_by_phone
+from crm_core.customers.models import Customer
+from crm_core.customers.service import merge_customers
+from crm_core.db import make_sessionmaker, unit_of_work
+from crm_core.users.service import SYSTEM
+from tests.core.helpers import make_customer
+
+
+async def test_hot_path_lookup_sees_committed_customers_and_skips_merged_ones(engine: AsyncEngine) -> None:
+    sessions = make_sessionmaker(engine)
+    # numbers of this run only: the PostgreSQL database is shared by the whole test session
+    line = random.randrange(1000, 9999)
+    first, second = f"+1415555{line:04d}", f"+1628555{line:04d}"
+    async with unit_of_work(sessions) as session:
+        alice = await make_customer(session, f"Alice Lookup {line}", first)
+        older = await make_customer(session, f"Alice L. {line}", second)
+    lookup = CallerIdLookup(engine, region="US")
+    try:
+        assert await lookup.customer_id(first) == alice.id
+        # the PBX sends national format; the lookup normalises it with the default region
+        assert await lookup.customer_id(f"(628) 555-{line:04d}") == older.id
+        assert await lookup.customer_id("+19995550000") is None
+        assert await lookup.customer_id("anonymous") is None
+        async with unit_of_work(sessions) as session:
+            await merge_customers(session=session, actor=SYSTEM, keep_id=alice.id, merge_id=older.id)
+        # the merged record is gone from caller ID; its number now belongs to the kept customer
+        assert await lookup.customer_id(second) == alice.id
+        async with sessions() as session:
+            assert await find_customer_id_by_phone(session=session, number=second, region="US") == alice.id
+    finally:
+        await lookup.close()
+        async with unit_of_work(sessions) as session:
+            await session.execute(delete(Customer).where(Customer.id.in_([alice.id, older.id])))
