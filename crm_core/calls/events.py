@@ -180,3 +180,12 @@ class QueueStatsChanged:
     average_wait_seconds: float
     average_talk_seconds: float
     changed_at: datetime
+
+
+@register_event
+@dataclass(frozen=True, slots=True)
+class CallsResynced:
+    """The bridge rebuilt its state from the PBX: these calls are alive, every other open call log has ended."""
+
+    live_linkedids: tuple[str, ...]
+    resynced_at: datetime

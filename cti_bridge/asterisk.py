@@ -1,0 +1,284 @@
+"""The Asterisk adapter: AMI connection → normalise → track → domain events on the bus; commands as AMI actions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from crm_core.bus import EventBus
+from crm_core.calls.events import AgentState
+from cti_bridge import commands
+from cti_bridge.adapter import (
+    CommandError,
+    CommandErrorCode,
+    CommandResult,
+    PbxSnapshot,
+    SpyMode,
+)
+from cti_bridge.ami import AmiConnection, AmiEndpoint, AmiError, AmiUnreachable, Frames
+from cti_bridge.normalize import (
+    ChannelReported,
+    PbxEvent,
+    QueueEntryReported,
+    QueueMemberChanged,
+    QueueParamsReported,
+    normalize,
+)
+from cti_bridge.tracker import CallTracker
+
+log = logging.getLogger(__name__)
+
+_RESYNC = "resync"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AsteriskAdapter:
+    """A PbxAdapter for Asterisk over AMI. One supervised task drains the frames the connection receives."""
+
+    def __init__(
+        self,
+        endpoint: AmiEndpoint,
+        bus: EventBus,
+        *,
+        service_level_seconds: int = 20,
+        wrapup_seconds: float = 0.0,
+        ping_interval: float = 20.0,
+        action_timeout: float = 5.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self._bus = bus
+        self._pending: list[object] = []
+        self.tracker = CallTracker(
+            self._pending.append,
+            service_level_seconds=service_level_seconds,
+            wrapup_seconds=wrapup_seconds,
+            clock=clock,
+        )
+        self._inbox: asyncio.Queue[Frames | tuple[str, asyncio.Future[None]]] = asyncio.Queue()
+        self.connection = AmiConnection(
+            endpoint,
+            on_frames=self._inbox.put_nowait,
+            on_login=self._resync_after_login,
+            on_lost=self._lost,
+            ping_interval=ping_interval,
+            action_timeout=action_timeout,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
+        )
+        self._consumer: asyncio.Task[None] | None = None
+        self.current_chunk_arrived_ns = 0  # when the frames being processed arrived (bench: frame → pop)
+        self.resyncs = 0
+        self.frames_processed = 0
+        self.resynced = asyncio.Event()
+        # every typed PBX event, unknown ones included (UserEvents from a dialplan, say), for who wants them
+        self.on_pbx_event: Callable[[PbxEvent], None] | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._consumer = asyncio.create_task(self._consume(), name="cti-bridge")
+        self.connection.start()
+
+    async def stop(self) -> None:
+        await self.connection.stop()
+        if self._consumer is not None:
+            self._consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._consumer
+            self._consumer = None
+
+    def _lost(self) -> None:
+        self.resynced.clear()
+        log.warning("lost the AMI connection; live state is frozen until the resync")
+
+    async def _resync_after_login(self) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inbox.put_nowait((_RESYNC, done))
+        await done
+
+    async def _consume(self) -> None:
+        while True:
+            item = await self._inbox.get()
+            if len(item) == 2 and item[0] == _RESYNC:
+                done = item[1]
+                assert isinstance(done, asyncio.Future)
+                try:
+                    await self._resync()
+                except Exception as exc:  # the connection drops and the next login resyncs again
+                    if not done.done():
+                        done.set_exception(exc)
+                else:
+                    if not done.done():
+                        done.set_result(None)
+                continue
+            arrived, frames = item
+            assert isinstance(frames, list)
+            self.current_chunk_arrived_ns = int(arrived)
+            for headers in frames:
+                self.frames_processed += 1
+                try:
+                    event = normalize(headers)
+                    self.tracker.apply(event)
+                    if self.on_pbx_event is not None:
+                        self.on_pbx_event(event)
+                except Exception:
+                    # a frame the tracker cannot follow must never stop the bridge
+                    log.exception("could not track %s", headers.get("Event"))
+                if self._pending:
+                    await self._flush()
+
+    async def _flush(self) -> None:
+        pending = self._pending[:]
+        self._pending.clear()
+        for domain_event in pending:
+            await self._bus.publish(domain_event)
+
+    async def _resync(self) -> None:
+        channels: dict[str, ChannelReported] = {}
+        for headers in await self.connection.action_list({"Action": "CoreShowChannels"}):
+            event = normalize(headers)
+            if isinstance(event, ChannelReported):
+                channels[event.uniqueid] = event
+        for headers in await self.connection.action_list({"Action": "Status"}):
+            event = normalize(headers)
+            if isinstance(event, ChannelReported):
+                channels.setdefault(event.uniqueid, event)
+        members: list[QueueMemberChanged] = []
+        entries: list[QueueEntryReported] = []
+        params: list[QueueParamsReported] = []
+        for headers in await self.connection.action_list({"Action": "QueueStatus"}):
+            event = normalize(headers)
+            if isinstance(event, QueueMemberChanged):
+                members.append(event)
+            elif isinstance(event, QueueEntryReported):
+                entries.append(event)
+            elif isinstance(event, QueueParamsReported):
+                params.append(event)
+        for headers in await self.connection.action_list({"Action": "QueueSummary"}):
+            if headers.get("Event") == "QueueSummary" and headers.get("Queue"):
+                self.tracker._queue(headers["Queue"])  # a queue with nobody in it is still a queue to show
+        self.tracker.resync(list(channels.values()), members, entries, params)
+        self.resyncs += 1
+        await self._flush()
+        self.resynced.set()
+        log.info("resynced with the PBX: %d live calls, %d agents", len(self.tracker.calls), len(self.tracker.agents))
+
+    # --- PbxAdapter -------------------------------------------------------------------------------------------
+
+    def snapshot(self) -> PbxSnapshot:
+        return self.tracker.snapshot(connected=self.connection.connected.is_set())
+
+    async def _run(self, command: str, fields: dict[str, str]) -> CommandResult:
+        try:
+            answer = await self.connection.action(fields)
+        except AmiUnreachable as exc:
+            raise CommandError(CommandErrorCode.PBX_UNREACHABLE, f"The PBX cannot be reached ({exc}).") from None
+        except AmiError as exc:
+            raise CommandError(CommandErrorCode.REJECTED, str(exc)) from None
+        return commands.check(command, answer)
+
+    def _agent_channel(self, linkedid: str, agent: str) -> str:
+        call = self.tracker.calls.get(linkedid)
+        if call is None:
+            raise CommandError(CommandErrorCode.CALL_NOT_FOUND, "That call has ended.")
+        for leg in reversed(list(call.legs.values())):
+            if leg.agent == agent and leg.ended_at is None:
+                return leg.channel
+        raise CommandError(CommandErrorCode.CHANNEL_GONE, f"Agent {agent} is not on that call any more.")
+
+    def _require_logged_in(self, agent: str) -> None:
+        known = self.tracker.agents.get(agent)
+        if known is None or known.state is AgentState.LOGGED_OUT:
+            raise CommandError(CommandErrorCode.AGENT_NOT_LOGGED_IN, f"Agent {agent} is not logged in.")
+
+    async def dial(self, agent: str, number: str, *, caller_id: str | None = None) -> CommandResult:
+        fields = commands.originate_dial(agent, number, caller_id)
+        self._require_logged_in(agent)
+        return await self._run("dial", fields)
+
+    async def hangup(self, linkedid: str, *, agent: str | None = None) -> CommandResult:
+        call = self.tracker.calls.get(linkedid)
+        if call is None:
+            raise CommandError(CommandErrorCode.CALL_NOT_FOUND, "That call has ended.")
+        if agent is not None:
+            channel = self._agent_channel(linkedid, agent)
+        else:
+            known = self.tracker.channels.get(call.caller_uniqueid or call.linkedid)
+            if known is None:
+                raise CommandError(CommandErrorCode.CHANNEL_GONE, "The caller already hung up.")
+            channel = known[1]
+        return await self._run("hangup", commands.hangup(channel))
+
+    async def blind_transfer(self, linkedid: str, agent: str, target: str) -> CommandResult:
+        target = self._target(target)
+        return await self._run("blind transfer", commands.blind_transfer(self._agent_channel(linkedid, agent), target))
+
+    async def attended_transfer(self, linkedid: str, agent: str, target: str) -> CommandResult:
+        target = self._target(target)
+        channel = self._agent_channel(linkedid, agent)
+        return await self._run("attended transfer", commands.attended_transfer(channel, target))
+
+    @staticmethod
+    def _target(target: str) -> str:
+        # an agent extension, a queue name (the `internal` context routes both), or an outside number
+        target = target.strip()
+        if target.startswith("+") or target.replace(" ", "").isdigit():
+            return commands.check_number(target).lstrip("+")
+        return commands.check_queue(target)
+
+    async def hold(self, linkedid: str, agent: str) -> CommandResult:
+        raise CommandError(
+            CommandErrorCode.NOT_SUPPORTED,
+            "Asterisk has no AMI hold action: put the caller on hold from the phone; the desktop shows it.",
+        )
+
+    async def resume(self, linkedid: str, agent: str) -> CommandResult:
+        raise CommandError(
+            CommandErrorCode.NOT_SUPPORTED,
+            "Asterisk has no AMI hold action: take the caller off hold from the phone.",
+        )
+
+    async def queue_login(self, agent: str, queue: str) -> CommandResult:
+        return await self._run("queue login", commands.queue_add(agent, queue))
+
+    async def queue_logout(self, agent: str, queue: str) -> CommandResult:
+        return await self._run("queue logout", commands.queue_remove(agent, queue))
+
+    async def pause(self, agent: str, reason: str, *, queue: str | None = None) -> CommandResult:
+        fields = commands.queue_pause(agent, True, reason, queue)
+        self._require_logged_in(agent)
+        return await self._run("pause", fields)
+
+    async def unpause(self, agent: str, *, queue: str | None = None) -> CommandResult:
+        fields = commands.queue_pause(agent, False, "", queue)
+        self._require_logged_in(agent)
+        return await self._run("unpause", fields)
+
+    async def spy(self, supervisor_extension: str, agent: str, mode: SpyMode) -> CommandResult:
+        fields = commands.spy(supervisor_extension, agent, mode)
+        known = self.tracker.agents.get(agent)
+        if known is None or known.linkedid is None:
+            raise CommandError(CommandErrorCode.CALL_NOT_FOUND, f"Agent {agent} is not on a call.")
+        return await self._run(f"{mode.value}", fields)
+
+    def end_wrap_up(self, agent: str) -> None:
+        self.tracker.end_wrap_up(agent)
+
+
+def describe(adapter: Any) -> dict[str, Any]:
+    """Health figures for the status page."""
+    connection = getattr(adapter, "connection", None)
+    return {
+        "connected": bool(connection and connection.connected.is_set()),
+        "last_error": getattr(connection, "last_error", None),
+        "resyncs": getattr(adapter, "resyncs", 0),
+    }

@@ -1,0 +1,133 @@
+"""PBX commands as AMI actions, and what each AMI answer means for the person who clicked.
+
+Each builder returns the action's fields; `check` turns the PBX's answer into a CommandResult or a CommandError
+with a stable code. The messages are those Asterisk 22 gives (see tests/fixtures/ami/bad_action.ami).
+"""
+
+from __future__ import annotations
+
+import re
+
+from cti_bridge.adapter import CommandError, CommandErrorCode, CommandResult, SpyMode
+
+AGENT_CONTEXT = "agents"
+OUTBOUND_CONTEXT = "outbound"
+INTERNAL_CONTEXT = "internal"
+HOLD_CONTEXT = "hold"
+
+_NUMBER = re.compile(r"^\+?[0-9*#]{2,20}$")
+_EXTENSION = re.compile(r"^[0-9A-Za-z_]{1,20}$")
+_QUEUE = re.compile(r"^[0-9A-Za-z_-]{1,40}$")
+
+_CHANNEL_GONE = ("No such channel", "Channel specified does not exist", "Channel does not exist", "Invalid channel")
+
+
+def agent_interface(agent: str) -> str:
+    return f"Local/{agent}@{AGENT_CONTEXT}"
+
+
+def check_number(number: str) -> str:
+    cleaned = re.sub(r"[\s().-]", "", number)
+    if not _NUMBER.match(cleaned):
+        raise CommandError(CommandErrorCode.INVALID, f"{number!r} is not a number that can be dialled.")
+    return cleaned
+
+
+def check_extension(agent: str) -> str:
+    if not _EXTENSION.match(agent):
+        raise CommandError(CommandErrorCode.INVALID, f"{agent!r} is not an agent extension.")
+    return agent
+
+
+def check_queue(queue: str) -> str:
+    if not _QUEUE.match(queue):
+        raise CommandError(CommandErrorCode.INVALID, f"{queue!r} is not a queue name.")
+    return queue
+
+
+def originate_dial(agent: str, number: str, caller_id: str | None) -> dict[str, str]:
+    fields = {
+        "Action": "Originate",
+        "Channel": agent_interface(check_extension(agent)),
+        "Context": OUTBOUND_CONTEXT,
+        "Exten": check_number(number).lstrip("+"),
+        "Priority": "1",
+        "Timeout": "30000",
+        "Async": "true",
+    }
+    if caller_id:
+        fields["CallerID"] = caller_id
+    return fields
+
+
+def blind_transfer(channel: str, target: str) -> dict[str, str]:
+    return {"Action": "BlindTransfer", "Channel": channel, "Exten": target, "Context": INTERNAL_CONTEXT}
+
+
+def attended_transfer(channel: str, target: str) -> dict[str, str]:
+    return {"Action": "Atxfer", "Channel": channel, "Exten": target, "Context": INTERNAL_CONTEXT}
+
+
+def redirect(channel: str, context: str, exten: str) -> dict[str, str]:
+    return {"Action": "Redirect", "Channel": channel, "Context": context, "Exten": exten, "Priority": "1"}
+
+
+def hangup(channel: str) -> dict[str, str]:
+    return {"Action": "Hangup", "Channel": channel, "Cause": "16"}
+
+
+def queue_add(agent: str, queue: str) -> dict[str, str]:
+    return {
+        "Action": "QueueAdd",
+        "Queue": check_queue(queue),
+        "Interface": agent_interface(check_extension(agent)),
+        "StateInterface": f"Custom:{agent}",
+        "MemberName": f"Agent {agent}",
+        "Penalty": "0",
+    }
+
+
+def queue_remove(agent: str, queue: str) -> dict[str, str]:
+    return {"Action": "QueueRemove", "Queue": check_queue(queue), "Interface": agent_interface(check_extension(agent))}
+
+
+def queue_pause(agent: str, paused: bool, reason: str, queue: str | None) -> dict[str, str]:
+    fields = {
+        "Action": "QueuePause",
+        "Interface": agent_interface(check_extension(agent)),
+        "Paused": "true" if paused else "false",
+    }
+    if paused and reason:
+        fields["Reason"] = reason[:80]
+    if queue:
+        fields["Queue"] = check_queue(queue)
+    return fields
+
+
+def spy(supervisor: str, agent: str, mode: SpyMode) -> dict[str, str]:
+    # q: no beep; w: whisper to the agent; B: barge (talk to both). The agent's channels are Local/<ext>@agents-…
+    options = {SpyMode.LISTEN: "q", SpyMode.WHISPER: "qw", SpyMode.BARGE: "qB"}[mode]
+    return {
+        "Action": "Originate",
+        "Channel": agent_interface(check_extension(supervisor)),
+        "Application": "ChanSpy",
+        "Data": f"Local/{check_extension(agent)}@{AGENT_CONTEXT},{options}",
+        "CallerID": f"Supervisor <{supervisor}>",
+        "Async": "true",
+    }
+
+
+def check(command: str, answer: dict[str, str]) -> CommandResult:
+    """The PBX's answer to `command` as a result, or a CommandError saying what went wrong."""
+    if answer.get("Response") == "Success":
+        return CommandResult(command=command, reference=answer.get("ActionID"))
+    message = answer.get("Message", "").strip() or "no reason given"
+    if any(text.lower() in message.lower() for text in _CHANNEL_GONE):
+        raise CommandError(CommandErrorCode.CHANNEL_GONE, "The call is no longer there (it was hung up).")
+    if "Interface not found" in message or "Unable to remove interface" in message:
+        raise CommandError(CommandErrorCode.AGENT_NOT_LOGGED_IN, "The agent is not logged in to that queue.")
+    if "No such queue" in message:
+        raise CommandError(CommandErrorCode.INVALID, "There is no such queue on the PBX.")
+    if "Already there" in message:
+        raise CommandError(CommandErrorCode.REJECTED, "The agent is already in that queue.")
+    raise CommandError(CommandErrorCode.REJECTED, f"The PBX refused {command}: {message}.")

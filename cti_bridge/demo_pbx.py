@@ -1,0 +1,1029 @@
+"""The demo PBX: an AMI server over TCP that behaves like the recorded Asterisk 22.
+
+It speaks the real protocol (banner, Login plain or MD5 challenge, ActionID, Response, event lists, events) and
+makes calls by replaying the recorded call templates in `cti_bridge/scenarios/` with new ids, channel names,
+callers, queues and agents, so its event sequences have the shape of a real Asterisk's. It answers the actions the
+CTI bridge sends (Originate, Hangup, transfers, queue membership and pause, the resync lists) and can replay a
+recorded AMI trace as is. `crm serve` runs it when no PBX is configured; the tests use it as the Asterisk fake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import hashlib
+import itertools
+import json
+import logging
+import random
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+BANNER = b"Asterisk Call Manager/11.0.0\r\n"
+SCENARIOS = Path(__file__).parent / "scenarios"
+_ID = re.compile(r"\b\d{10}\.\d+\b")
+_CHANNEL_SEQ = re.compile(r"-([0-9a-f]{8});([12])")
+
+FrameHook = Callable[[str, dict[str, str], int], None]
+
+
+def _headers(frame: str) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in frame.split("\r\n"):
+        name, sep, value = line.partition(": ")
+        if sep and name not in headers:
+            headers[name] = value
+        elif not sep and line.endswith(":"):
+            headers.setdefault(line[:-1], "")
+    return headers
+
+
+def _frame(pairs: list[tuple[str, str]]) -> str:
+    return "\r\n".join(f"{k}: {v}" for k, v in pairs)
+
+
+@dataclass
+class TraceFrame:
+    t: float  # seconds since the recording's connect
+    text: str  # without the blank line that ends it
+    headers: dict[str, str]
+
+
+def load_trace(ami: Path, timing: Path | None = None) -> list[TraceFrame]:
+    """The frames of a recorded AMI stream (banner dropped), each with the time its bytes arrived."""
+    opener = gzip.open if ami.suffix == ".gz" else open
+    with opener(ami, "rb") as fh:
+        raw = fh.read()
+    chunk_times: list[tuple[int, float]] = []
+    if timing is not None and timing.exists():
+        topen = gzip.open if timing.suffix == ".gz" else open
+        with topen(timing, "rt") as fh:
+            for line in fh:
+                row = json.loads(line)
+                if "off" in row:
+                    chunk_times.append((row["off"], row["t"]))
+    frames: list[TraceFrame] = []
+    start = raw.find(b"\r\n") + 2 if raw.startswith(b"Asterisk Call Manager/") else 0
+    chunk = 0
+    position = start
+    while True:
+        end = raw.find(b"\r\n\r\n", position)
+        if end < 0:
+            break
+        text = raw[position:end].decode("utf-8", "replace")
+        while chunk + 1 < len(chunk_times) and chunk_times[chunk + 1][0] <= end:
+            chunk += 1
+        t = chunk_times[chunk][1] if chunk_times else 0.0
+        if text:
+            frames.append(TraceFrame(t, text, _headers(text)))
+        position = end + 4
+    return frames
+
+
+@dataclass
+class _Template:
+    frames: list[TraceFrame]
+    marks: dict[str, float]
+    caller_number: str
+    caller_name: str
+    queue: str
+    agents: tuple[str, ...]  # the first one answers
+
+
+_TEMPLATES: dict[str, _Template] = {}
+
+
+def _template(name: str) -> _Template:
+    if name in _TEMPLATES:
+        return _TEMPLATES[name]
+    frames = [
+        f
+        for f in load_trace(SCENARIOS / f"{name}.ami.gz", SCENARIOS / f"{name}.timing.jsonl.gz")
+        if "Event" in f.headers and f.headers["Event"] not in ("FullyBooted", "SuccessfulAuth", "OriginateResponse")
+    ]
+    marks: dict[str, float] = {"start": frames[0].t, "end": frames[-1].t}
+    for f in frames:
+        event = f.headers["Event"]
+        if event == "QueueCallerJoin":
+            marks.setdefault("join", f.t)
+        elif event == "AgentConnect":
+            marks.setdefault("connect", f.t)
+        elif event == "DialEnd" and f.headers.get("DialStatus") == "ANSWER" and f.headers.get("Channel"):
+            marks.setdefault("far_answer", f.t)
+    if name == "click_to_dial":
+        template = _Template(frames, marks, "15559870000", "", "", ("1001",))
+    elif name == "inbound_abandoned":
+        template = _Template(frames, marks, "+15551230002", "Bob Example", "support", ("1001", "1002"))
+    else:
+        template = _Template(frames, marks, "+15551230001", "Alice Example", "support", ("1001", "1002"))
+    _TEMPLATES[name] = template
+    return template
+
+
+@dataclass
+class _Member:
+    paused: bool = False
+    reason: str = ""
+    status: int = 1  # 1 not in use, 2 in use, 6 ringing, 5 unavailable
+    calls_taken: int = 0
+
+
+@dataclass
+class _Channel:
+    name: str
+    uniqueid: str
+    linkedid: str
+    state: str = "0"
+    caller_number: str = "<unknown>"
+    caller_name: str = "<unknown>"
+    context: str = ""
+    exten: str = ""
+    created: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Entry:
+    queue: str
+    uniqueid: str
+    channel: str
+    caller_number: str
+    caller_name: str
+    joined: float = field(default_factory=time.monotonic)
+
+
+class _Session:
+    def __init__(self, pbx: DemoPbx, writer: asyncio.StreamWriter) -> None:
+        self.pbx = pbx
+        self.writer = writer
+        self.logged_in = False
+        self.events = True
+        self.challenge: str | None = None
+
+    def send(self, frame: str) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(frame.encode() + b"\r\n\r\n")
+
+
+class DemoPbx:
+    """An Asterisk-like AMI server with queues, agents and callers of its own."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        username: str = "crm",
+        secret: str | None = None,
+        time_scale: float = 1.0,
+        queues: dict[str, list[str]] | None = None,
+        logged_in: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        self.host = host
+        self._port = port
+        self.username = username
+        self.secret = secret or secrets.token_urlsafe(16)  # a demo PBX on a shared host gets no known password
+        self.time_scale = time_scale
+        self._rng = random.Random(seed)
+        self.members: dict[str, dict[str, _Member]] = {
+            queue: ({agent: _Member() for agent in agents} if logged_in else {})
+            for queue, agents in (queues or {"support": ["1001", "1002"], "sales": ["2001", "2002"]}).items()
+        }
+        self.channels: dict[str, _Channel] = {}
+        self.entries: dict[str, _Entry] = {}  # uniqueid -> caller waiting in a queue
+        self.completed: dict[str, int] = dict.fromkeys(self.members, 0)
+        self.abandoned: dict[str, int] = dict.fromkeys(self.members, 0)
+        self._sessions: set[_Session] = set()
+        self._server: asyncio.Server | None = None
+        self._calls: dict[str, asyncio.Task[None]] = {}
+        self._traffic: asyncio.Task[None] | None = None
+        self._epoch = int(time.time())
+        self._ids = itertools.count(1)
+        self._channel_seq = itertools.count(1)
+        self.on_frame_sent: FrameHook | None = None
+        self.actions_received: list[dict[str, str]] = []
+        self.calls_placed = 0
+
+    # --- server -----------------------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._server is not None and self._server.sockets:
+            return int(self._server.sockets[0].getsockname()[1])
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"ami://{self.username}:{self.secret}@{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self.host, self._port)
+        if self._port == 0:
+            self._port = self.port
+
+    async def stop(self) -> None:
+        await self.stop_traffic()
+        for task in list(self._calls.values()):
+            task.cancel()
+        for task in list(self._calls.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.drop_connections()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    def drop_connections(self) -> None:
+        """Close every client socket at once, as a network failure or a PBX crash would."""
+        for session in list(self._sessions):
+            session.writer.close()
+        self._sessions.clear()
+
+    async def close_listener(self) -> None:
+        """Stop accepting connections (the PBX is down) without ending calls; `start` brings it back."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        session = _Session(self, writer)
+        writer.write(BANNER)
+        buffer = b""
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                buffer += data
+                while (end := buffer.find(b"\r\n\r\n")) >= 0:
+                    block, buffer = buffer[:end].decode("utf-8", "replace"), buffer[end + 4 :]
+                    if block.strip():
+                        if not self._action(session, block):
+                            await writer.drain()
+                            writer.close()
+                            return
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._sessions.discard(session)
+            writer.close()
+
+    # --- actions ----------------------------------------------------------------------------------------------
+
+    def _action(self, session: _Session, block: str) -> bool:
+        """Answer one action; False when the session must end."""
+        fields = _headers(block)
+        self.actions_received.append(fields)
+        action_id = fields.get("ActionID")
+        name = fields.get("Action", "")
+
+        def reply(response: str, *pairs: tuple[str, str]) -> None:
+            head = [("Response", response)] + ([("ActionID", action_id)] if action_id is not None else [])
+            session.send(_frame(head + list(pairs)))
+
+        if not name:
+            reply("Error", ("Message", "Missing action in request"))
+            return True
+        lowered = name.lower()
+        if lowered == "challenge":
+            session.challenge = str(self._rng.randrange(10**8, 10**9))
+            reply("Success", ("Challenge", session.challenge))
+            return True
+        if lowered == "login":
+            return self._login(session, fields, reply)
+        if not session.logged_in:
+            reply("Error", ("Message", "Permission denied"))
+            return True
+        handler = getattr(self, f"_do_{lowered}", None)
+        if handler is None:
+            reply(
+                "Error",
+                ("Message", f"Invalid/unknown command: {name}. Use Action: ListCommands to show available commands."),
+            )
+            return True
+        result: bool = handler(session, fields, reply)
+        return result
+
+    def _login(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        if session.logged_in:
+            reply("Success", ("Message", "Already authenticated"))
+            return True
+        ok = fields.get("Username") == self.username
+        if ok and fields.get("AuthType", "").lower() == "md5":
+            expected = hashlib.md5(f"{session.challenge}{self.secret}".encode(), usedforsecurity=False).hexdigest()
+            ok = session.challenge is not None and secrets.compare_digest(fields.get("Key", ""), expected)
+        elif ok:
+            ok = secrets.compare_digest(fields.get("Secret", ""), self.secret)
+        if not ok:
+            reply("Error", ("Message", "Authentication failed"))
+            return False
+        session.logged_in = True
+        session.events = fields.get("Events", "on").lower() != "off"
+        reply("Success", ("Message", "Authentication accepted"))
+        self._sessions.add(session)
+        session.send(
+            _frame(
+                [
+                    ("Event", "FullyBooted"),
+                    ("Privilege", "system,all"),
+                    ("Uptime", "2"),
+                    ("LastReload", "2"),
+                    ("Status", "Fully Booted"),
+                ]
+            )
+        )
+        return True
+
+    def _do_logoff(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        reply("Goodbye", ("Message", "Thanks for all the fish."))
+        return False
+
+    def _do_ping(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        reply("Success", ("Ping", "Pong"), ("Timestamp", f"{time.time():.6f}"))
+        return True
+
+    def _do_events(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        session.events = fields.get("EventMask", "on").lower() != "off"
+        reply("Success", ("Events", "On" if session.events else "Off"))
+        return True
+
+    def _list(self, session: _Session, action_id: str | None, name: str, rows: list[list[tuple[str, str]]]) -> None:
+        aid = [("ActionID", action_id)] if action_id is not None else []
+        session.send(
+            _frame([("Response", "Success"), *aid, ("EventList", "start"), ("Message", f"{name} will follow")])
+        )
+        for row in rows:
+            session.send(_frame([*row[:1], *aid, *row[1:]]))
+        session.send(
+            _frame([("Event", f"{name}Complete"), *aid, ("EventList", "Complete"), ("ListItems", str(len(rows)))])
+        )
+
+    def _channel_rows(self, event: str) -> list[list[tuple[str, str]]]:
+        now = time.monotonic()
+        rows = []
+        for ch in self.channels.values():
+            seconds = int(now - ch.created)
+            rows.append(
+                [
+                    ("Event", event),
+                    ("Channel", ch.name),
+                    ("ChannelState", ch.state),
+                    ("ChannelStateDesc", {"0": "Down", "4": "Ring", "5": "Ringing", "6": "Up"}.get(ch.state, "Up")),
+                    ("CallerIDNum", ch.caller_number),
+                    ("CallerIDName", ch.caller_name),
+                    ("Context", ch.context),
+                    ("Exten", ch.exten),
+                    ("Uniqueid", ch.uniqueid),
+                    ("Linkedid", ch.linkedid),
+                    ("Duration", time.strftime("%H:%M:%S", time.gmtime(seconds)))
+                    if event == "CoreShowChannel"
+                    else ("Seconds", str(seconds)),
+                ]
+            )
+        return rows
+
+    def _do_coreshowchannels(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        self._list(session, fields.get("ActionID"), "CoreShowChannels", self._channel_rows("CoreShowChannel"))
+        return True
+
+    def _do_status(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        rows = self._channel_rows("Status")
+        # the real PBX starts a Status answer with a plain success line, then the rows, then StatusComplete
+        self._list(session, fields.get("ActionID"), "Status", rows)
+        return True
+
+    def _do_queuestatus(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        rows: list[list[tuple[str, str]]] = []
+        wanted = fields.get("Queue")
+        now = time.monotonic()
+        for queue, members in self.members.items():
+            if wanted and queue != wanted:
+                continue
+            waiting = [e for e in self.entries.values() if e.queue == queue]
+            rows.append(
+                [
+                    ("Event", "QueueParams"),
+                    ("Queue", queue),
+                    ("Max", "0"),
+                    ("Strategy", "ringall"),
+                    ("Calls", str(len(waiting))),
+                    ("Holdtime", "0"),
+                    ("TalkTime", "0"),
+                    ("Completed", str(self.completed[queue])),
+                    ("Abandoned", str(self.abandoned[queue])),
+                    ("ServiceLevel", "30"),
+                    ("ServicelevelPerf", "100.0"),
+                    ("ServicelevelPerf2", "100.0"),
+                    ("Weight", "0"),
+                ]
+            )
+            for agent, member in members.items():
+                rows.append(
+                    [
+                        ("Event", "QueueMember"),
+                        ("Queue", queue),
+                        ("Name", f"Agent {agent}"),
+                        ("Location", f"Local/{agent}@agents"),
+                        ("StateInterface", f"Custom:{agent}"),
+                        ("Membership", "dynamic"),
+                        ("Penalty", "0"),
+                        ("CallsTaken", str(member.calls_taken)),
+                        ("LastCall", "0"),
+                        ("LastPause", "0"),
+                        ("LoginTime", str(self._epoch)),
+                        ("InCall", "1" if member.status == 2 else "0"),
+                        ("Status", str(member.status)),
+                        ("Paused", "1" if member.paused else "0"),
+                        ("PausedReason", member.reason),
+                        ("Wrapuptime", "0"),
+                    ]
+                )
+            for position, entry in enumerate(waiting, start=1):
+                rows.append(
+                    [
+                        ("Event", "QueueEntry"),
+                        ("Queue", queue),
+                        ("Position", str(position)),
+                        ("Channel", entry.channel),
+                        ("Uniqueid", entry.uniqueid),
+                        ("CallerIDNum", entry.caller_number),
+                        ("CallerIDName", entry.caller_name),
+                        ("ConnectedLineNum", entry.caller_number),
+                        ("ConnectedLineName", entry.caller_name),
+                        ("Wait", str(int(now - entry.joined))),
+                        ("Priority", "0"),
+                    ]
+                )
+        self._list(session, fields.get("ActionID"), "QueueStatus", rows)
+        return True
+
+    def _do_queuesummary(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        rows = []
+        now = time.monotonic()
+        for queue, members in self.members.items():
+            waiting = [e for e in self.entries.values() if e.queue == queue]
+            rows.append(
+                [
+                    ("Event", "QueueSummary"),
+                    ("Queue", queue),
+                    ("LoggedIn", str(len(members))),
+                    ("Available", str(sum(1 for m in members.values() if not m.paused and m.status == 1))),
+                    ("Callers", str(len(waiting))),
+                    ("HoldTime", "0"),
+                    ("TalkTime", "0"),
+                    ("LongestHoldTime", str(max((int(now - e.joined) for e in waiting), default=0))),
+                ]
+            )
+        self._list(session, fields.get("ActionID"), "QueueSummary", rows)
+        return True
+
+    def _member_event(self, event: str, queue: str, agent: str, member: _Member) -> None:
+        self._broadcast(
+            _frame(
+                [
+                    ("Event", event),
+                    ("Privilege", "agent,all"),
+                    ("Queue", queue),
+                    ("MemberName", f"Agent {agent}"),
+                    ("Interface", f"Local/{agent}@agents"),
+                    ("StateInterface", f"Custom:{agent}"),
+                    ("Membership", "dynamic"),
+                    ("Penalty", "0"),
+                    ("CallsTaken", str(member.calls_taken)),
+                    ("LastCall", "0"),
+                    ("LastPause", "0"),
+                    ("LoginTime", str(self._epoch)),
+                    ("InCall", "1" if member.status == 2 else "0"),
+                    ("Status", str(member.status)),
+                    ("Paused", "1" if member.paused else "0"),
+                    ("PausedReason", member.reason),
+                    ("Ringinuse", "0"),
+                    ("Wrapuptime", "0"),
+                ]
+            )
+        )
+
+    @staticmethod
+    def _agent_of_interface(interface: str) -> str | None:
+        match = re.match(r"^Local/([^@]+)@agents", interface)
+        return match.group(1) if match else None
+
+    def _do_queueadd(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        queue, agent = fields.get("Queue", ""), self._agent_of_interface(fields.get("Interface", ""))
+        if queue not in self.members or agent is None:
+            reply("Error", ("Message", "Unable to add interface to queue: No such queue"))
+            return True
+        if agent in self.members[queue]:
+            reply("Error", ("Message", "Unable to add interface to queue: Already there"))
+            return True
+        member = self.members[queue][agent] = _Member()
+        reply("Success", ("Message", "Added interface to queue"))
+        self._member_event("QueueMemberAdded", queue, agent, member)
+        return True
+
+    def _do_queueremove(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        queue, agent = fields.get("Queue", ""), self._agent_of_interface(fields.get("Interface", ""))
+        member = self.members.get(queue, {}).pop(agent or "", None)
+        if member is None:
+            reply("Error", ("Message", "Unable to remove interface: Not there"))
+            return True
+        reply("Success", ("Message", "Removed interface from queue"))
+        self._member_event("QueueMemberRemoved", queue, agent or "", member)
+        return True
+
+    def _do_queuepause(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        agent = self._agent_of_interface(fields.get("Interface", ""))
+        paused = fields.get("Paused", "").lower() in ("true", "1", "yes")
+        queues = [fields["Queue"]] if fields.get("Queue") else list(self.members)
+        touched = [(q, self.members[q][agent]) for q in queues if agent and agent in self.members.get(q, {})]
+        if not touched:
+            reply("Error", ("Message", "Interface not found"))
+            return True
+        reply("Success", ("Message", f"Interface {'paused' if paused else 'unpaused'} successfully"))
+        for queue, member in touched:
+            member.paused = paused
+            member.reason = fields.get("Reason", "") if paused else ""
+            self._member_event("QueueMemberPause", queue, agent or "", member)
+        return True
+
+    def _channel_named(self, name: str) -> _Channel | None:
+        for channel in self.channels.values():
+            if channel.name == name:
+                return channel
+        return None
+
+    def _do_hangup(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        channel = self._channel_named(fields.get("Channel", ""))
+        if channel is None:
+            reply("Error", ("Message", "No such channel"))
+            return True
+        reply("Success", ("Message", "Channel Hungup"))
+        self._end_call(channel.linkedid, cause=fields.get("Cause", "16"))
+        return True
+
+    def _do_blindtransfer(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        channel = self._channel_named(fields.get("Channel", ""))
+        if channel is None:
+            reply("Error", ("Message", "Channel specified does not exist"))
+            return True
+        reply("Success", ("Message", "Transfer succeeded"))
+        self._broadcast(
+            _frame(
+                [
+                    ("Event", "BlindTransfer"),
+                    ("Privilege", "call,all"),
+                    ("Result", "Success"),
+                    ("TransfererChannel", channel.name),
+                    ("TransfererUniqueid", channel.uniqueid),
+                    ("TransfererLinkedid", channel.linkedid),
+                    ("IsExternal", "Yes"),
+                    ("Context", fields.get("Context", "internal")),
+                    ("Extension", fields.get("Exten", "")),
+                ]
+            )
+        )
+        return True
+
+    def _do_atxfer(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        channel = self._channel_named(fields.get("Channel", ""))
+        if channel is None:
+            reply("Error", ("Message", "No such channel"))
+            return True
+        reply("Success", ("Message", "Atxfer successfully queued"))
+        return True
+
+    def _do_redirect(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        name = fields.get("Channel", "")
+        if self._channel_named(name) is None:
+            reply("Error", ("Message", f"Channel does not exist: {name}"))
+            return True
+        reply("Success", ("Message", "Redirect successful"))
+        return True
+
+    def _do_originate(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        channel = fields.get("Channel", "")
+        if not channel:
+            reply("Error", ("Message", "Channel not specified"))
+            return True
+        agent = self._agent_of_interface(channel)
+        if agent is None:
+            reply("Error", ("Message", "Originate failed"))
+            return True
+        if fields.get("Application"):
+            reply("Success", ("Message", "Originate successfully queued"))
+            return True
+        if fields.get("Context") not in ("outbound", "internal", "agents"):
+            reply("Error", ("Message", "Extension does not exist."))
+            return True
+        reply("Success", ("Message", "Originate successfully queued"))
+        number = fields.get("Exten", "")
+        linkedid = self._new_id()
+        self._calls[linkedid] = asyncio.create_task(
+            self._play(
+                "click_to_dial",
+                linkedid,
+                caller_number=number,
+                caller_name="",
+                queue="",
+                agents=(agent,),
+                answer_after_s=2.0,
+                talk_s=6.0,
+                crm_vars={},
+                originate=(fields.get("ActionID"), agent, number),
+            )
+        )
+        return True
+
+    def _do_command(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        command = fields.get("Command", "")
+        if command == "core show version":
+            reply(
+                "Success",
+                ("Message", "Command output follows"),
+                ("Output", "Asterisk 22 (crm demo PBX) built for the contact-center CRM"),
+            )
+        else:
+            reply(
+                "Error",
+                ("Message", "Command output follows"),
+                (
+                    "Output",
+                    f"No such command '{command}' (type 'core show help {command}' for other possible commands)",
+                ),
+            )
+        return True
+
+    # --- events -----------------------------------------------------------------------------------------------
+
+    def _broadcast(self, frame: str) -> None:
+        headers = _headers(frame)
+        self._observe(headers)
+        hook = self.on_frame_sent
+        for session in self._sessions:
+            if session.events:
+                session.send(frame)
+        if hook is not None:
+            hook(headers.get("Event", ""), headers, time.perf_counter_ns())
+
+    def _observe(self, h: dict[str, str]) -> None:
+        """Keep the model the resync lists are answered from in step with the events sent."""
+        event = h.get("Event")
+        uniqueid = h.get("Uniqueid", "")
+        if event == "Newchannel":
+            self.channels[uniqueid] = _Channel(
+                h.get("Channel", ""),
+                uniqueid,
+                h.get("Linkedid", uniqueid),
+                h.get("ChannelState", "0"),
+                h.get("CallerIDNum", ""),
+                h.get("CallerIDName", ""),
+                h.get("Context", ""),
+                h.get("Exten", ""),
+            )
+        elif event in ("Newstate", "NewCallerid", "Newexten") and uniqueid in self.channels:
+            channel = self.channels[uniqueid]
+            channel.state = h.get("ChannelState", channel.state)
+            channel.caller_number = h.get("CallerIDNum", channel.caller_number)
+            channel.caller_name = h.get("CallerIDName", channel.caller_name)
+            channel.context = h.get("Context", channel.context)
+            channel.exten = h.get("Exten", channel.exten)
+        elif event == "Hangup":
+            self.channels.pop(uniqueid, None)
+            self.entries.pop(uniqueid, None)
+        elif event == "QueueCallerJoin":
+            self.entries[uniqueid] = _Entry(
+                h.get("Queue", ""), uniqueid, h.get("Channel", ""), h.get("CallerIDNum", ""), h.get("CallerIDName", "")
+            )
+        elif event == "QueueCallerLeave":
+            self.entries.pop(uniqueid, None)
+        elif event == "QueueCallerAbandon":
+            self.abandoned[h.get("Queue", "")] = self.abandoned.get(h.get("Queue", ""), 0) + 1
+        elif event == "AgentConnect":
+            self.completed[h.get("Queue", "")] = self.completed.get(h.get("Queue", ""), 0) + 1
+        elif event == "QueueMemberStatus":
+            agent = self._agent_of_interface(h.get("Interface", ""))
+            member = self.members.get(h.get("Queue", ""), {}).get(agent or "")
+            if member is not None:
+                member.status = int(h.get("Status", "1") or 1)
+
+    def _new_id(self) -> str:
+        return f"{self._epoch}.{next(self._ids) + 100000}"
+
+    # --- calls ------------------------------------------------------------------------------------------------
+
+    def available_agents(self, queue: str) -> list[str]:
+        return [
+            agent
+            for agent, member in self.members.get(queue, {}).items()
+            if not member.paused and member.status == 1 and not self._busy(agent)
+        ]
+
+    def _busy(self, agent: str) -> bool:
+        prefix = f"Local/{agent}@agents-"
+        return any(ch.name.startswith(prefix) for ch in self.channels.values())
+
+    async def place_inbound_call(
+        self,
+        caller_number: str,
+        caller_name: str,
+        queue: str = "support",
+        *,
+        answer_after_s: float = 2.0,
+        talk_s: float = 6.0,
+        crm_vars: dict[str, str] | None = None,
+        abandon_after_s: float | None = None,
+        agent: str | None = None,
+    ) -> str:
+        """Start a caller's call through the IVR into `queue`; returns its Linkedid. The call plays on its own."""
+        if queue not in self.members:
+            raise ValueError(f"the demo PBX has no queue {queue!r}")
+        free = [agent] if agent else self.available_agents(queue)
+        linkedid = self._new_id()
+        self.calls_placed += 1
+        if abandon_after_s is not None or not free:
+            wait = abandon_after_s if abandon_after_s is not None else 20.0
+            ringing = tuple(a for a in self.members[queue] if not self.members[queue][a].paused)[:2] or ("1001",)
+            task = self._play(
+                "inbound_abandoned",
+                linkedid,
+                caller_number=caller_number,
+                caller_name=caller_name,
+                queue=queue,
+                agents=ringing if free else (),
+                answer_after_s=wait,
+                talk_s=0.0,
+                crm_vars=crm_vars or {},
+            )
+        else:
+            others = tuple(a for a in self.available_agents(queue) if a != free[0])[:1]
+            task = self._play(
+                "inbound_queue_answered",
+                linkedid,
+                caller_number=caller_number,
+                caller_name=caller_name,
+                queue=queue,
+                agents=(free[0], *others),
+                answer_after_s=answer_after_s,
+                talk_s=talk_s,
+                crm_vars=crm_vars or {},
+            )
+        self._calls[linkedid] = asyncio.create_task(task)
+
+        def forget(_: asyncio.Task[None]) -> None:
+            self._calls.pop(linkedid, None)
+
+        self._calls[linkedid].add_done_callback(forget)
+        return linkedid
+
+    async def wait_call(self, linkedid: str) -> None:
+        task = self._calls.get(linkedid)
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def start_traffic(
+        self, calls_per_s: float, callers: list[tuple[str, str]] | None = None, *, talk_s: float = 6.0
+    ) -> None:
+        """Callers arriving at random (Poisson) at `calls_per_s`, alternating between the queues."""
+
+        async def run() -> None:
+            queues = itertools.cycle(sorted(self.members))
+            people = callers or [(f"+1555200{i:04d}", f"Demo Caller {i}") for i in range(1, 200)]
+            while True:
+                await asyncio.sleep(self._rng.expovariate(calls_per_s))
+                number, name = self._rng.choice(people)
+                await self.place_inbound_call(
+                    number,
+                    name,
+                    next(queues),
+                    answer_after_s=self._rng.uniform(1.0, 4.0),
+                    talk_s=self._rng.uniform(talk_s / 2, talk_s * 1.5),
+                )
+
+        self._traffic = asyncio.create_task(run(), name="demo-traffic")
+
+    async def stop_traffic(self) -> None:
+        if self._traffic is not None:
+            self._traffic.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._traffic
+            self._traffic = None
+
+    def _end_call(self, linkedid: str, cause: str = "16") -> None:
+        task = self._calls.pop(linkedid, None)
+        if task is not None:
+            task.cancel()
+        for uniqueid, entry in list(self.entries.items()):
+            channel = self.channels.get(uniqueid)
+            if channel is not None and channel.linkedid == linkedid:
+                self._broadcast(
+                    _frame(
+                        [
+                            ("Event", "QueueCallerAbandon"),
+                            ("Privilege", "agent,all"),
+                            ("Channel", channel.name),
+                            ("Uniqueid", uniqueid),
+                            ("Linkedid", linkedid),
+                            ("Queue", entry.queue),
+                            ("Position", "1"),
+                            ("OriginalPosition", "1"),
+                            ("HoldTime", str(int(time.monotonic() - entry.joined))),
+                        ]
+                    )
+                )
+                self._broadcast(
+                    _frame(
+                        [
+                            ("Event", "QueueCallerLeave"),
+                            ("Privilege", "agent,all"),
+                            ("Channel", channel.name),
+                            ("Uniqueid", uniqueid),
+                            ("Linkedid", linkedid),
+                            ("Queue", entry.queue),
+                            ("Count", "0"),
+                            ("Position", "1"),
+                        ]
+                    )
+                )
+        for channel in [c for c in self.channels.values() if c.linkedid == linkedid]:
+            self._broadcast(
+                _frame(
+                    [
+                        ("Event", "Hangup"),
+                        ("Privilege", "call,all"),
+                        ("Channel", channel.name),
+                        ("ChannelState", channel.state),
+                        ("CallerIDNum", channel.caller_number),
+                        ("CallerIDName", channel.caller_name),
+                        ("Context", channel.context),
+                        ("Exten", channel.exten),
+                        ("Uniqueid", channel.uniqueid),
+                        ("Linkedid", linkedid),
+                        ("Cause", cause),
+                        ("Cause-txt", "Normal Clearing"),
+                    ]
+                )
+            )
+        for queue, members in self.members.items():
+            for agent, member in members.items():
+                if member.status != 1 and not self._busy(agent):
+                    member.status = 1
+                    self._member_event("QueueMemberStatus", queue, agent, member)
+
+    def _timeline(self, template: _Template, answer_after_s: float, talk_s: float) -> Callable[[float], float]:
+        """Recorded time → seconds after the call starts here, stretching ring and talk to what was asked."""
+        marks = template.marks
+        start = marks["start"]
+        join = marks.get("join", start)
+        answer = marks.get("connect") or marks.get("far_answer") or marks["end"]
+        end = marks["end"]
+        ivr = (join - start) * 0.5  # a snappier IVR than the recording's silence and read timeout
+
+        def when(t: float) -> float:
+            if t <= join:
+                return (t - start) * 0.5
+            if t <= answer:
+                return ivr + (t - join) / max(answer - join, 1e-6) * answer_after_s
+            return ivr + answer_after_s + (t - answer) / max(end - answer, 1e-6) * talk_s
+
+        return when
+
+    async def _play(
+        self,
+        name: str,
+        linkedid: str,
+        *,
+        caller_number: str,
+        caller_name: str,
+        queue: str,
+        agents: tuple[str, ...],
+        answer_after_s: float,
+        talk_s: float,
+        crm_vars: dict[str, str],
+        originate: tuple[str | None, str, str] | None = None,
+    ) -> None:
+        template = _template(name)
+        ids: dict[str, str] = {}
+        seqs: dict[str, str] = {}
+        first_id = _ID.search(template.frames[0].text)
+        if first_id:
+            ids[first_id.group(0)] = linkedid
+
+        def new_id(match: re.Match[str]) -> str:
+            old = match.group(0)
+            if old not in ids:
+                ids[old] = self._new_id()
+            return ids[old]
+
+        def new_seq(match: re.Match[str]) -> str:
+            old = match.group(1)
+            if old not in seqs:
+                seqs[old] = f"{next(self._channel_seq) % 0xFFFFFFFF:08x}"
+            return f"-{seqs[old]};{match.group(2)}"
+
+        replacements: list[tuple[re.Pattern[str], str]] = []
+        dropped: list[str] = []
+        for i, old_agent in enumerate(template.agents):
+            if i < len(agents):
+                replacements.append((re.compile(rf"(?<![\d.]){re.escape(old_agent)}(?![\d])"), agents[i]))
+            else:
+                dropped.append(old_agent)
+        if template.caller_number:
+            replacements.append((re.compile(re.escape(template.caller_number)), caller_number))
+        if template.caller_name:
+            replacements.append((re.compile(re.escape(template.caller_name)), caller_name or caller_number))
+        if template.queue and queue and queue != template.queue:
+            replacements.append((re.compile(rf"\b{re.escape(template.queue)}\b"), queue))
+        drop = re.compile("|".join(rf"Local/{a}@agents|Custom:{a}\b|Agent {a}\b" for a in dropped)) if dropped else None
+        when = self._timeline(template, answer_after_s, talk_s)
+        started = time.monotonic()
+        crm_done = False
+        try:
+            for frame in template.frames:
+                headers = frame.headers
+                text = frame.text
+                if drop is not None and drop.search(text):
+                    continue
+                if headers.get("Event") == "VarSet" and headers.get("Variable", "").startswith("CRM_"):
+                    if crm_done:
+                        continue
+                    crm_done = True
+                    base = _ID.sub(new_id, _CHANNEL_SEQ.sub(new_seq, text))
+                    for pattern, value in replacements:
+                        base = pattern.sub(value, base)
+                    for variable, value in sorted(crm_vars.items()):
+                        frame_text = re.sub(r"Variable: .*", f"Variable: {variable}", base)
+                        frame_text = re.sub(r"Value: .*", f"Value: {value}", frame_text)
+                        await self._wait_until(started + when(frame.t) * self.time_scale)
+                        self._broadcast(frame_text)
+                    continue
+                text = _ID.sub(new_id, _CHANNEL_SEQ.sub(new_seq, text))
+                for pattern, value in replacements:
+                    text = pattern.sub(value, text)
+                if originate is not None and headers.get("Event") == "OriginateResponse":
+                    continue
+                await self._wait_until(started + when(frame.t) * self.time_scale)
+                self._broadcast(text)
+                if originate is not None and headers.get("Event") == "DialEnd" and not headers.get("Channel"):
+                    action_id, agent, number = originate
+                    self._broadcast(
+                        _frame(
+                            [
+                                ("Event", "OriginateResponse"),
+                                ("Privilege", "call,all"),
+                                *([("ActionID", action_id)] if action_id else []),
+                                ("Response", "Success"),
+                                ("Channel", f"Local/{agent}@agents"),
+                                ("Context", "outbound"),
+                                ("Exten", number),
+                                ("Application", ""),
+                                ("Data", ""),
+                                ("Reason", "4"),
+                                ("Uniqueid", linkedid),
+                                ("CallerIDNum", agent),
+                                ("CallerIDName", f"Agent {agent}"),
+                            ]
+                        )
+                    )
+            for queue_name, members in self.members.items():
+                for agent in agents:
+                    if agent in members and queue_name == queue:
+                        members[agent].calls_taken += 1
+        except asyncio.CancelledError:
+            raise
+
+    @staticmethod
+    async def _wait_until(deadline: float) -> None:
+        delay = deadline - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    # --- recorded traces --------------------------------------------------------------------------------------
+
+    async def replay(self, frames: list[TraceFrame], *, paced: bool = False) -> int:
+        """Send a recorded trace's events to every logged-in client (its responses belong to its own actions)."""
+        sent = 0
+        started = time.monotonic()
+        first = frames[0].t if frames else 0.0
+        for frame in frames:
+            if "Event" not in frame.headers or frame.headers["Event"] in ("FullyBooted", "SuccessfulAuth"):
+                continue
+            if paced:
+                await self._wait_until(started + (frame.t - first) * self.time_scale)
+            self._broadcast(frame.text)
+            sent += 1
+            if sent % 200 == 0:
+                await asyncio.sleep(0)  # let the clients read
+        for session in self._sessions:
+            await session.writer.drain()
+        return sent
