@@ -189,6 +189,9 @@ class AmiConnection:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.connected = asyncio.Event()
+        self.disconnected = asyncio.Event()
+        self.disconnected.set()
+        self.login_refused = asyncio.Event()  # set while the PBX refuses our credentials
         self.connects = 0  # successful logins, for tests and the health page
         self.last_error: str | None = None
         self.version: str | None = None
@@ -229,6 +232,7 @@ class AmiConnection:
                 raise
             except AmiLoginFailed as exc:
                 self.last_error = str(exc)
+                self.login_refused.set()
                 log.error("%s", exc)
                 delay = self._backoff_max  # a wrong secret will not fix itself in half a second
             except (OSError, TimeoutError, AmiError) as exc:
@@ -270,6 +274,8 @@ class AmiConnection:
                 f"the PBX refused the AMI login of {self.endpoint.username!r}: {headers.get('Message', 'no reason')}"
             )
         self.connects += 1
+        self.login_refused.clear()
+        self.disconnected.clear()
         self.connected.set()
         self._pinger = asyncio.create_task(self._ping(protocol), name="ami-ping")
 
@@ -292,6 +298,7 @@ class AmiConnection:
         was_connected = self.connected.is_set()
         self._protocol = None
         self.connected.clear()
+        self.disconnected.set()
         if was_connected:
             self._on_lost()
 

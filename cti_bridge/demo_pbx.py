@@ -201,6 +201,7 @@ class DemoPbx:
         self.completed: dict[str, int] = dict.fromkeys(self.members, 0)
         self.abandoned: dict[str, int] = dict.fromkeys(self.members, 0)
         self._sessions: set[_Session] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
         self._calls: dict[str, asyncio.Task[None]] = {}
         self._traffic: asyncio.Task[None] | None = None
@@ -236,6 +237,10 @@ class DemoPbx:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.drop_connections()
+        for writer in list(self._writers):
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -256,6 +261,7 @@ class DemoPbx:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session = _Session(self, writer)
+        self._writers.add(writer)
         writer.write(BANNER)
         buffer = b""
         try:
@@ -276,6 +282,7 @@ class DemoPbx:
             pass
         finally:
             self._sessions.discard(session)
+            self._writers.discard(writer)
             writer.close()
 
     # --- actions ----------------------------------------------------------------------------------------------
@@ -644,6 +651,14 @@ class DemoPbx:
         )
         return True
 
+    def _do_getvar(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        name = fields.get("Channel")
+        if name and self._channel_named(name) is None:
+            reply("Error", ("Message", "No such channel"))
+            return True
+        reply("Success", ("Variable", fields.get("Variable", "")), ("Value", ""))
+        return True
+
     def _do_command(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
         command = fields.get("Command", "")
         if command == "core show version":
@@ -947,7 +962,13 @@ class DemoPbx:
         drop = re.compile("|".join(rf"Local/{a}@agents|Custom:{a}\b|Agent {a}\b" for a in dropped)) if dropped else None
         when = self._timeline(template, answer_after_s, talk_s)
         started = time.monotonic()
-        crm_done = False
+        crm_slots = sum(
+            1
+            for f in template.frames
+            if f.headers.get("Event") == "VarSet" and f.headers.get("Variable", "").startswith("CRM_")
+        )
+        crm_items = sorted(crm_vars.items())
+        crm_slot = 0
         try:
             for frame in template.frames:
                 headers = frame.headers
@@ -955,17 +976,16 @@ class DemoPbx:
                 if drop is not None and drop.search(text):
                     continue
                 if headers.get("Event") == "VarSet" and headers.get("Variable", "").startswith("CRM_"):
-                    if crm_done:
-                        continue
-                    crm_done = True
+                    # the i-th CRM_ variable the recorded IVR set becomes the i-th asked for; the last takes the rest
+                    crm_slot += 1
+                    mine = crm_items[crm_slot - 1 : crm_slot] if crm_slot < crm_slots else crm_items[crm_slot - 1 :]
                     base = _ID.sub(new_id, _CHANNEL_SEQ.sub(new_seq, text))
                     for pattern, value in replacements:
                         base = pattern.sub(value, base)
-                    for variable, value in sorted(crm_vars.items()):
-                        frame_text = re.sub(r"Variable: .*", f"Variable: {variable}", base)
-                        frame_text = re.sub(r"Value: .*", f"Value: {value}", frame_text)
-                        await self._wait_until(started + when(frame.t) * self.time_scale)
-                        self._broadcast(frame_text)
+                    await self._wait_until(started + when(frame.t) * self.time_scale)
+                    for variable, value in mine:
+                        frame_text = re.sub(r"Variable: [^\r\n]*", f"Variable: {variable}", base)
+                        self._broadcast(re.sub(r"Value: [^\r\n]*", f"Value: {value}", frame_text))
                     continue
                 text = _ID.sub(new_id, _CHANNEL_SEQ.sub(new_seq, text))
                 for pattern, value in replacements:

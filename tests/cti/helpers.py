@@ -31,12 +31,10 @@ class WatchedBus(InMemoryEventBus):
             self._changed.notify_all()
 
     def of(self, kind: type[T], **match: Any) -> list[T]:
-        return [
-            e for e in self.events if isinstance(e, kind) and all(getattr(e, k) == v for k, v in match.items())
-        ]
+        return [e for e in self.events if isinstance(e, kind) and all(getattr(e, k) == v for k, v in match.items())]
 
     async def wait_for(
-        self, kind: type[T], predicate: Callable[[T], bool] = lambda _: True, *, count: int = 1, timeout: float = 10
+        self, kind: type[T], predicate: Callable[[T], bool] = lambda _: True, *, count: int = 1, within: float = 10
     ) -> list[T]:
         async def enough() -> list[T]:
             async with self._changed:
@@ -46,7 +44,7 @@ class WatchedBus(InMemoryEventBus):
                         return found
                     await self._changed.wait()
 
-        return await asyncio.wait_for(enough(), timeout)
+        return await asyncio.wait_for(enough(), within)
 
 
 class Harness:
@@ -65,11 +63,11 @@ class Harness:
         if isinstance(event, OtherEvent) and event.headers.get("UserEvent") == "ReplayDone":
             self._marker.set()
 
-    async def settle(self, timeout: float = 20) -> None:
+    async def settle(self, within: float = 20) -> None:
         """Wait until the bridge has processed everything the PBX sent so far (a marker event goes last)."""
         self._marker.clear()
         self.pbx._broadcast("Event: UserEvent\r\nPrivilege: user,all\r\nUserEvent: ReplayDone")
-        await asyncio.wait_for(self._marker.wait(), timeout)
+        await asyncio.wait_for(self._marker.wait(), within)
 
 
 def make_bridge(pbx: DemoPbx, bus: WatchedBus, **options: Any) -> AsteriskAdapter:

@@ -154,16 +154,24 @@ async def test_three_callers_two_answered_one_waiting_then_all_hung_up(replay_ha
     bus = replay_harness.bus
     ended = bus.of(CallEnded)
     assert len(ended) == 3
-    assert sorted(e.outcome for e in ended) == sorted([CallOutcome.ANSWERED, CallOutcome.ANSWERED,
-                                                        CallOutcome.ABANDONED])
+    assert sorted(e.outcome for e in ended) == sorted(
+        [CallOutcome.ANSWERED, CallOutcome.ANSWERED, CallOutcome.ABANDONED]
+    )
     assert {e.caller_name for e in ended} == {"Gina Example", "Hank Example", "Ivy Example"}
     peak = max(s.waiting for s in bus.of(QueueStatsChanged, queue="support"))
     assert peak >= 1
 
 
 async def test_idle_pbx_and_protocol_only_traces_make_no_calls(replay_harness: Harness) -> None:
-    for name in ("queue_status_idle", "bad_action", "bad_login_observer", "login_md5_challenge",
-                 "reconnect_after_kill", "reconnect_after_kill.after", "reconnect_after_restart.after"):
+    for name in (
+        "queue_status_idle",
+        "bad_action",
+        "bad_login_observer",
+        "login_md5_challenge",
+        "reconnect_after_kill",
+        "reconnect_after_kill.after",
+        "reconnect_after_restart.after",
+    ):
         await replay_harness.pbx.replay(trace(name))
     await replay_harness.settle()
     assert not replay_harness.bus.of(CallEnded) and not replay_harness.bus.of(CallOffered)
