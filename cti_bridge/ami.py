@@ -80,13 +80,28 @@ def message_headers(message: Any) -> dict[str, str]:
     return {k: (v[0] if isinstance(v, list) else str(v)) for k, v in message.items()}
 
 
-class _BridgeProtocol(AMIProtocol):  # type: ignore[misc]
-    """panoramisk's protocol with our own frame splitter; responses still resolve panoramisk's action futures."""
+READ_SIZE = 16 * 1024  # bytes per read: a burst is handed on in slices of ~40 events, not 256 KB at once
+
+
+class _BridgeProtocol(AMIProtocol, asyncio.BufferedProtocol):  # type: ignore[misc]
+    """panoramisk's protocol with our own frame splitter; responses still resolve panoramisk's action futures.
+
+    It reads into a buffer of its own size (BufferedProtocol), so that under a burst the event loop gets back to
+    the bridge's consumer after every 16 KB instead of after asyncio's default 256 KB: the first frames of a read
+    are then tracked, and a pop published, within a fraction of a millisecond of their arrival.
+    """
 
     def __init__(self, connection: AmiConnection) -> None:
         self._connection = connection
         self._buffer = b""
+        self._read_buffer = bytearray(READ_SIZE)
         self.banner: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self._read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(self._read_buffer[:nbytes]))
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
