@@ -189,3 +189,14 @@ class CallsResynced:
 
     live_linkedids: tuple[str, ...]
     resynced_at: datetime
+
+
+@register_event
+@dataclass(frozen=True, slots=True)
+class CallWrappedUp:
+    """An agent saved the disposition of a call: its wrap-up is over."""
+
+    linkedid: str
+    agent: str | None
+    disposition_code: str
+    wrapped_up_at: datetime

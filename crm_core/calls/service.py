@@ -1,0 +1,240 @@
+"""Call logs from telephony events (idempotent, keyed by Linkedid), wrap-up with a disposition, surveys, history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_core.audit.service import record_audit
+from crm_core.calls.events import (
+    CallAnswered,
+    CallDirection,
+    CallEnded,
+    CallOffered,
+    CallOutcome,
+    CallsResynced,
+    CallTransferred,
+    CallWrappedUp,
+)
+from crm_core.calls.models import CallLeg, CallLog, Disposition
+from crm_core.customers.lookup import find_customer_id_by_phone
+from crm_core.customers.service import touch_interaction
+from crm_core.db import new_id, record_event, utcnow
+from crm_core.errors import NotFound, PermissionDenied, ValidationFailed
+from crm_core.users.models import Role
+from crm_core.users.service import Actor, require_role
+
+TelephonyEvent = CallOffered | CallAnswered | CallTransferred | CallEnded | CallsResynced
+
+
+async def _ensure_row(session: AsyncSession, linkedid: str, values: dict[str, Any]) -> CallLog:
+    """The call log of `linkedid`, created with `values` if missing. Safe when two writers race (ON CONFLICT)."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(CallLog).values(id=new_id(), linkedid=linkedid, **values)
+    await session.execute(statement.on_conflict_do_nothing(index_elements=["linkedid"]))
+    call = await session.scalar(
+        select(CallLog).where(CallLog.linkedid == linkedid).execution_options(populate_existing=True)
+    )
+    if call is None:  # pragma: no cover - the insert above guarantees it
+        raise NotFound(f"Call {linkedid} vanished.")
+    return call
+
+
+async def _customer_for(session: AsyncSession, number: str, region: str) -> str | None:
+    if not number:
+        return None
+    return await find_customer_id_by_phone(session=session, number=number, region=region)
+
+
+async def apply_call_event(*, session: AsyncSession, event: TelephonyEvent, region: str) -> CallLog | None:
+    """Bring the call log in line with one telephony event. Applying the same event twice changes nothing."""
+    if isinstance(event, CallsResynced):
+        await close_calls_missed_while_blind(session=session, live_linkedids=event.live_linkedids, at=event.resynced_at)
+        return None
+    if isinstance(event, CallOffered):
+        customer_number = event.callee_number if event.direction is CallDirection.OUTBOUND else event.caller_number
+        call = await _ensure_row(
+            session,
+            event.linkedid,
+            {
+                "direction": event.direction.value,
+                "caller_number": event.caller_number,
+                "caller_name": event.caller_name,
+                "callee_number": event.callee_number,
+                "queue": event.queue,
+                "offered_at": event.offered_at,
+                "ivr_vars": dict(event.crm_vars),
+                "customer_id": await _customer_for(session, customer_number, region),
+            },
+        )
+        if call.ended_at is None:
+            call.ivr_vars = {**(call.ivr_vars or {}), **dict(event.crm_vars)}
+        return call
+    if isinstance(event, CallAnswered):
+        answered = await session.scalar(select(CallLog).where(CallLog.linkedid == event.linkedid))
+        if answered is None:
+            return None  # the CallEnded that follows carries everything
+        if answered.answered_at is None:
+            answered.answered_at = event.answered_at
+            answered.wait_seconds = event.wait_seconds
+        if answered.ended_at is None:
+            answered.agent = event.agent
+        return answered
+    if isinstance(event, CallTransferred):
+        moved = await session.scalar(select(CallLog).where(CallLog.linkedid == event.linkedid))
+        if moved is not None:
+            moved.transferred = True
+        return moved
+    return await _apply_ended(session, event, region)
+
+
+async def _apply_ended(session: AsyncSession, event: CallEnded, region: str) -> CallLog:
+    customer_number = event.callee_number if event.direction is CallDirection.OUTBOUND else event.caller_number
+    call = await _ensure_row(
+        session,
+        event.linkedid,
+        {
+            "direction": event.direction.value,
+            "caller_number": event.caller_number,
+            "caller_name": event.caller_name,
+            "callee_number": event.callee_number,
+            "queue": event.queue,
+            "offered_at": event.offered_at,
+        },
+    )
+    if call.customer_id is None:
+        call.customer_id = await _customer_for(session, customer_number, region)
+    call.direction = event.direction.value
+    call.caller_number = event.caller_number or call.caller_number
+    call.caller_name = event.caller_name or call.caller_name
+    call.callee_number = event.callee_number or call.callee_number
+    call.queue = event.queue
+    call.agent = event.agent
+    call.offered_at = min(call.offered_at, event.offered_at) if call.offered_at else event.offered_at
+    call.answered_at = event.answered_at
+    call.ended_at = event.ended_at
+    call.wait_seconds = event.wait_seconds
+    call.talk_seconds = event.talk_seconds
+    call.hold_seconds = event.hold_seconds
+    call.outcome = event.outcome.value
+    call.hangup_cause = event.hangup_cause
+    call.recording_ref = event.recording or call.recording_ref
+    call.ivr_vars = {**(call.ivr_vars or {}), **dict(event.crm_vars)}
+    call.transferred = call.transferred or event.transferred
+    call.closed_at_resync = event.closed_at_resync
+    existing = {leg.channel: leg for leg in call.legs}
+    for seq, summary in enumerate(event.legs):
+        leg = existing.get(summary.channel)
+        if leg is None:
+            leg = CallLeg(call_id=call.id, channel=summary.channel, agent=summary.agent)
+            call.legs.append(leg)
+        leg.seq = seq
+        leg.agent = summary.agent
+        leg.queue = summary.queue
+        leg.rang_at = summary.rang_at
+        leg.answered_at = summary.answered_at
+        leg.ended_at = summary.ended_at
+    if call.customer_id is not None:
+        await touch_interaction(session=session, customer_id=call.customer_id, at=event.ended_at)
+    return call
+
+
+async def close_calls_missed_while_blind(
+    *, session: AsyncSession, live_linkedids: tuple[str, ...], at: datetime
+) -> int:
+    """Close the open call logs the PBX no longer has: they ended while the bridge was disconnected."""
+    query = select(CallLog).where(CallLog.ended_at.is_(None), CallLog.offered_at <= at)
+    closed = 0
+    live = set(live_linkedids)
+    for call in await session.scalars(query):
+        if call.linkedid in live:
+            continue
+        call.ended_at = at
+        call.outcome = (CallOutcome.ANSWERED if call.answered_at else CallOutcome.ABANDONED).value
+        if call.answered_at is not None:
+            call.talk_seconds = max(0.0, (at - call.answered_at).total_seconds() - call.hold_seconds)
+        call.closed_at_resync = True
+        closed += 1
+    return closed
+
+
+# --- what agents do with a call --------------------------------------------------------------------------------
+
+
+async def get_call(*, session: AsyncSession, actor: Actor, linkedid: str) -> CallLog:
+    call = await session.scalar(select(CallLog).where(CallLog.linkedid == linkedid))
+    if call is None:
+        raise NotFound("No such call.", linkedid=linkedid)
+    if (
+        actor.role is Role.AGENT
+        and call.agent != actor.extension
+        and not any(leg.agent == actor.extension for leg in call.legs)
+    ):
+        raise PermissionDenied("This call was not yours.")
+    return call
+
+
+async def check_disposition(*, session: AsyncSession, code: str) -> Disposition:
+    disposition = await session.get(Disposition, code)
+    if disposition is None or not disposition.active:
+        raise ValidationFailed(f"{code!r} is not a disposition code in use.", field="disposition")
+    return disposition
+
+
+async def wrap_up(
+    *, session: AsyncSession, actor: Actor, linkedid: str, disposition_code: str, notes: str | None = None
+) -> CallLog:
+    """Save the disposition and notes of a call. Only an agent who had the call, or a supervisor, may."""
+    require_role(actor, Role.AGENT, Role.SUPERVISOR)
+    call = await get_call(session=session, actor=actor, linkedid=linkedid)
+    await check_disposition(session=session, code=disposition_code)
+    if notes is not None and len(notes) > 10_000:
+        raise ValidationFailed("Notes are limited to 10,000 characters.", field="notes")
+    before = {"disposition_code": call.disposition_code, "notes": call.notes}
+    call.disposition_code = disposition_code
+    call.notes = notes.strip() if notes else call.notes
+    call.wrapped_up_by = actor.extension or actor.user_id
+    await record_audit(
+        session=session,
+        actor=actor.user_id,
+        action="update",
+        entity_type="call",
+        entity_id=call.id,
+        before=before,
+        after={"disposition_code": call.disposition_code, "notes": call.notes},
+    )
+    record_event(
+        session,
+        CallWrappedUp(
+            linkedid=linkedid, agent=actor.extension, disposition_code=disposition_code, wrapped_up_at=utcnow()
+        ),
+    )
+    return call
+
+
+async def record_survey(*, session: AsyncSession, linkedid: str, score: int) -> CallLog:
+    """The caller's post-call satisfaction score, 1 (bad) to 5 (good)."""
+    if not 1 <= score <= 5:
+        raise ValidationFailed("A survey score is 1 to 5.", field="score")
+    call = await session.scalar(select(CallLog).where(CallLog.linkedid == linkedid))
+    if call is None:
+        call = await _ensure_row(session, linkedid, {"direction": CallDirection.INBOUND.value})
+    call.survey_score = score
+    return call
+
+
+async def last_calls_of(*, session: AsyncSession, customer_id: str, limit: int = 5) -> list[CallLog]:
+    query = select(CallLog).where(CallLog.customer_id == customer_id).order_by(CallLog.offered_at.desc()).limit(limit)
+    return list(await session.scalars(query))
+
+
+async def link_customer(*, session: AsyncSession, actor: Actor, linkedid: str, customer_id: str) -> None:
+    """Attach a call to the customer the agent just created or found (an unknown caller)."""
+    require_role(actor, Role.AGENT, Role.SUPERVISOR)
+    await session.execute(update(CallLog).where(CallLog.linkedid == linkedid).values(customer_id=customer_id))
