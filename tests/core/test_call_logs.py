@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from crm_core.calls.events import CallAnswered, CallEnded, CallOffered, CallsResynced, CallWrappedUp
+from crm_core.calls.events import CallAnswered, CallDirection, CallEnded, CallOffered, CallsResynced, CallWrappedUp
 from crm_core.calls.models import CallLeg, CallLog, Disposition
 from crm_core.calls.service import apply_call_event, last_calls_of, record_survey, wrap_up
 from crm_core.calls.writer import CallLogWriter
@@ -158,7 +158,7 @@ async def test_survey_scores(session: AsyncSession) -> None:
 async def test_events_apply_directly_in_a_transaction(session: AsyncSession) -> None:
     offered = CallOffered(
         linkedid="direct.1",
-        direction="inbound",
+        direction=CallDirection.INBOUND,
         caller_number="+15550001111",  # type: ignore[arg-type]
         caller_name="X",
         callee_number="100",
