@@ -12,6 +12,7 @@ from quart import Quart, Response, abort, redirect, render_template, request, se
 from agent_desktop.runtime import Runtime
 from crm_core.errors import CrmError
 from crm_core.users.service import authenticate
+from cti_bridge.adapter import PbxAdapter
 
 CSRF_KEY = "csrf_token"
 
@@ -30,7 +31,7 @@ def check_csrf(form_token: str | None) -> None:
         abort(400, "The form expired; reload the page and try again.")
 
 
-def create_app(runtime: Runtime) -> Quart:
+def create_app(runtime: Runtime, *, pbx: PbxAdapter | None = None) -> Quart:
     app = Quart(__name__)
     app.secret_key = runtime.secret_key
     app.config.update(
@@ -80,8 +81,8 @@ def create_app(runtime: Runtime) -> Quart:
     return app
 
 
-def create_asgi(runtime: Runtime) -> tuple[Any, socketio.AsyncServer]:
+def create_asgi(runtime: Runtime, *, pbx: PbxAdapter | None = None) -> tuple[Any, socketio.AsyncServer]:
     """The app and Socket.IO server as one ASGI application."""
-    app = create_app(runtime)
+    app = create_app(runtime, pbx=pbx)
     sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=[])
     return socketio.ASGIApp(sio, other_asgi_app=app), sio

@@ -1,7 +1,38 @@
-"""CLI commands contributed by one part of the product; `agent_desktop.cli` adds every entry of COMMANDS."""
+"""`crm cti`: the CTI bridge alone, for the scaled-out set-up (one per PBX; web workers get its events via Redis)."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+
 import click
 
-COMMANDS: list[click.Command] = []
+from agent_desktop.runtime import Runtime
+
+
+@click.command("cti")
+def cti() -> None:
+    """Run the CTI bridge and the call-log writer without the web app (needs CRM_REDIS_URL to reach the web)."""
+    from agent_desktop.cli import console, get_settings, run_with_runtime
+    from agent_desktop.telephony import start_telephony
+
+    settings = get_settings()
+    if settings.redis_url is None:
+        console.print("[yellow]CRM_REDIS_URL is not set: events of this process reach no web worker.[/]")
+
+    async def _work(runtime: Runtime) -> None:
+        telephony = await start_telephony(runtime)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        console.print(f"CTI bridge running ({telephony.pbx.connection.endpoint!r}). Ctrl+C stops it.")
+        try:
+            await stop.wait()
+        finally:
+            await telephony.stop()
+
+    run_with_runtime(_work, settings=settings)
+
+
+COMMANDS: list[click.Command] = [cti]

@@ -12,6 +12,7 @@ from hypercorn.config import Config
 
 from agent_desktop.app import create_asgi
 from agent_desktop.runtime import build_runtime, ensure_first_admin, migrate_database
+from agent_desktop.telephony import start_telephony
 from crm_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,9 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
         password = await ensure_first_admin(runtime)
         if password:
             announce_admin(password)
-        asgi, _sio = create_asgi(runtime)
+        telephony = await start_telephony(runtime)
+        runtime.extras["telephony"] = telephony
+        asgi, _sio = create_asgi(runtime, pbx=telephony.pbx)
         config = Config()
         config.bind = [f"{settings.http_host}:{settings.http_port}"]
         config.accesslog = None
@@ -34,6 +37,9 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         log.info("serving on http://%s:%s", settings.http_host, settings.http_port)
-        await hypercorn_serve(asgi, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+        try:
+            await hypercorn_serve(asgi, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+        finally:
+            await telephony.stop()
     finally:
         await runtime.close()

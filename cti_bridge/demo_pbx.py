@@ -211,6 +211,8 @@ class DemoPbx:
         self.on_frame_sent: FrameHook | None = None
         self.actions_received: list[dict[str, str]] = []
         self.calls_placed = 0
+        # who calls when traffic runs; the product replaces it with numbers of real customers (set_callers)
+        self.callers: list[tuple[str, str]] = [(f"+1555200{i:04d}", f"Demo Caller {i}") for i in range(1, 200)]
 
     # --- server -----------------------------------------------------------------------------------------------
 
@@ -811,12 +813,14 @@ class DemoPbx:
     ) -> None:
         """Callers arriving at random (Poisson) at `calls_per_s`, alternating between the queues."""
 
+        if callers:
+            self.callers = list(callers)
+
         async def run() -> None:
             queues = itertools.cycle(sorted(self.members))
-            people = callers or [(f"+1555200{i:04d}", f"Demo Caller {i}") for i in range(1, 200)]
             while True:
                 await asyncio.sleep(self._rng.expovariate(calls_per_s))
-                number, name = self._rng.choice(people)
+                number, name = self._rng.choice(self.callers)
                 await self.place_inbound_call(
                     number,
                     name,

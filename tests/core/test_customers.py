@@ -164,7 +164,9 @@ async def test_merge_moves_everything_and_is_audited(session: AsyncSession) -> N
     assert ticket.customer_id == keep.id
     assert (await session.get(Customer, gone.id)).merged_into_id == keep.id  # type: ignore[union-attr]
     assert await find_customer_id_by_phone(session=session, number="+15551230031", region="US") == keep.id
-    merge_entry = await session.scalar(select(AuditEntry).where(AuditEntry.action == "merge"))
+    merge_entry = await session.scalar(
+        select(AuditEntry).where(AuditEntry.action == "merge", AuditEntry.entity_id == keep.id)
+    )
     assert merge_entry is not None and merge_entry.after["moved"]["call_logs"] == 1
     assert merge_entry.before["merged"]["name"] == "Alice E."
     with pytest.raises(ValidationFailed):

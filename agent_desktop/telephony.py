@@ -1,0 +1,90 @@
+"""Wires telephony into a process: the PBX adapter (Asterisk AMI, or the demo PBX when none is configured) and
+the call-log writer, both on the runtime's event bus."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from agent_desktop.runtime import Runtime
+from crm_core.calls.writer import CallLogWriter
+from crm_core.customers.models import Customer, CustomerPhone
+from cti_bridge.ami import AmiEndpoint, parse_ami_url
+from cti_bridge.asterisk import AsteriskAdapter
+from cti_bridge.demo_pbx import DemoPbx
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Telephony:
+    pbx: AsteriskAdapter
+    writer: CallLogWriter | None
+    demo: DemoPbx | None
+    refresher: asyncio.Task[None] | None = None
+
+    async def stop(self) -> None:
+        if self.refresher is not None:
+            self.refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.refresher
+        await self.pbx.stop()
+        if self.writer is not None:
+            await self.writer.drain()
+        if self.demo is not None:
+            await self.demo.stop()
+
+
+async def demo_callers(runtime: Runtime, limit: int = 200) -> list[tuple[str, str]]:
+    """Numbers of customers in the database, so demo calls pop real records (plus strangers, 1 in 4)."""
+    async with runtime.sessions() as session:
+        rows = (
+            await session.execute(
+                select(CustomerPhone.e164, Customer.name)
+                .join(Customer, Customer.id == CustomerPhone.customer_id)
+                .where(Customer.merged_into_id.is_(None))
+                .limit(limit)
+            )
+        ).all()
+    known = [(number, name) for number, name in rows]
+    strangers = [(f"+1555777{i:04d}", "") for i in range(max(1, len(known) // 3))]
+    return known + strangers
+
+
+async def start_telephony(runtime: Runtime, *, write_call_logs: bool = True, demo_traffic: bool = True) -> Telephony:
+    settings = runtime.settings
+    demo: DemoPbx | None = None
+    if settings.ami_url is None:
+        demo = DemoPbx(host="127.0.0.1", port=settings.demo_pbx_port)
+        await demo.start()
+        endpoint = AmiEndpoint("127.0.0.1", demo.port, demo.username, demo.secret)
+        log.info("no PBX configured (CRM_AMI_URL): serving the demo PBX on 127.0.0.1:%s", demo.port)
+    else:
+        endpoint = parse_ami_url(settings.ami_url.get_secret_value())
+    pbx = AsteriskAdapter(
+        endpoint,
+        runtime.bus,
+        service_level_seconds=settings.service_level_seconds,
+        wrapup_seconds=settings.wrapup_seconds,
+        ping_interval=settings.ami_ping_interval_s,
+    )
+    writer = None
+    if write_call_logs:
+        writer = CallLogWriter(runtime.sessions, region=settings.default_region)
+        writer.attach(runtime.bus)
+    await pbx.start()
+    telephony = Telephony(pbx=pbx, writer=writer, demo=demo)
+    if demo is not None and demo_traffic and settings.demo_calls_per_minute > 0:
+        demo.start_traffic(settings.demo_calls_per_minute / 60.0, await demo_callers(runtime))
+
+        async def refresh() -> None:  # customers imported after start-up call in too
+            while True:
+                await asyncio.sleep(30)
+                demo.callers = await demo_callers(runtime)
+
+        telephony.refresher = asyncio.create_task(refresh(), name="demo-callers")
+    return telephony
