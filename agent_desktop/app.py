@@ -2,60 +2,120 @@
 
 from __future__ import annotations
 
-import secrets
-from datetime import timedelta
+import csv
+import io
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import socketio
+from pydantic import ValidationError as PydanticValidationError
 from quart import Quart, Response, abort, redirect, render_template, request, session, url_for
+from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
 
+from agent_desktop.auth import (
+    CSRF_KEY,
+    SESSION_COOKIE,
+    check_csrf,
+    csrf_token,
+    current_actor,
+    roles_allowed,
+)
+from agent_desktop.notifier import Notifier
+from agent_desktop.pop import PopBuilder, customer_context
 from agent_desktop.runtime import Runtime
-from crm_core.errors import CrmError
-from crm_core.users.service import authenticate
+from agent_desktop.sockets import Sockets
+from crm_core.calls.models import CallLog, Disposition
+from crm_core.calls.reports import CSV_COLUMNS, call_report, calls_per_interval
+from crm_core.calls.service import link_customer
+from crm_core.customers.errors import DuplicateCustomer
+from crm_core.customers.lookup import CallerIdLookup
+from crm_core.customers.schemas import CustomerIn, PhoneIn
+from crm_core.customers.service import add_note, create_customer, get_customer, merge_customers, update_customer
+from crm_core.errors import CrmError, ValidationFailed
+from crm_core.tickets.service import create_ticket
+from crm_core.timeline import customer_timeline
+from crm_core.users.models import Role, User
+from crm_core.users.service import Actor, authenticate, set_password
 from cti_bridge.adapter import PbxAdapter
 
-CSRF_KEY = "csrf_token"
+HOME = {Role.AGENT: "desktop", Role.SUPERVISOR: "wallboard", Role.ADMIN: "wallboard", Role.MARKETER: "account"}
+STAFF = (Role.AGENT, Role.SUPERVISOR)
 
 
-def csrf_token() -> str:
-    token = session.get(CSRF_KEY)
-    if not token:
-        token = secrets.token_urlsafe(32)
-        session[CSRF_KEY] = token
-    return str(token)
+def _actor() -> Actor:
+    actor = current_actor()
+    if actor is None:  # roles_allowed already refused anonymous callers
+        abort(401)
+    return actor
 
 
-def check_csrf(form_token: str | None) -> None:
-    expected = session.get(CSRF_KEY)
-    if not expected or not form_token or not secrets.compare_digest(str(expected), form_token):
-        abort(400, "The form expired; reload the page and try again.")
+async def _json() -> dict[str, Any]:
+    data = await request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ValidationFailed("Send a JSON object.")
+    return data
 
 
-def create_app(runtime: Runtime, *, pbx: PbxAdapter | None = None) -> Quart:
+def _day(value: str | None, default: date) -> date:
+    if not value:
+        return default
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValidationFailed(f"{value!r} is not a date (YYYY-MM-DD).") from None
+
+
+def create_app(runtime: Runtime, *, pbx: PbxAdapter | None = None, sio: socketio.AsyncServer | None = None) -> Quart:
     app = Quart(__name__)
     app.secret_key = runtime.secret_key
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_NAME="crm_session",
+        SESSION_COOKIE_NAME=SESSION_COOKIE,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
     )
     app.extensions["runtime"] = runtime
     app.jinja_env.globals["csrf_token"] = csrf_token
+    settings = runtime.settings
 
     @app.errorhandler(CrmError)
     async def _domain_error(error: CrmError) -> tuple[dict[str, Any], int]:
         return error.to_dict(), error.http_status
 
+    @app.errorhandler(PydanticValidationError)
+    async def _bad_fields(error: PydanticValidationError) -> tuple[dict[str, Any], int]:
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in error.errors()]
+        return {"code": "validation_failed", "message": "; ".join(problems)}, 400
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(error: HTTPException) -> Any:
+        if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
+            return {"code": error.name.lower().replace(" ", "_"), "message": error.description}, error.code
+        return await render_template("error.html", error=error), error.code
+
+    @app.after_request
+    async def _headers(response: Response) -> Response:
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'",
+        )
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
     @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> dict[str, Any]:
+        snapshot = pbx.snapshot() if pbx is not None else None
+        return {"status": "ok", "pbx_connected": bool(snapshot and snapshot.connected)}
 
     @app.get("/")
-    async def index() -> Response:
-        if not session.get("user_id"):
-            return redirect(url_for("login"))  # type: ignore[return-value]
-        return redirect(url_for("login"))  # type: ignore[return-value]
+    async def index() -> Any:
+        actor = current_actor()
+        if actor is None:
+            return redirect(url_for("login"))
+        return redirect(url_for(HOME[actor.role]))
 
     @app.route("/login", methods=["GET", "POST"])
     async def login() -> Any:
@@ -72,17 +132,262 @@ def create_app(runtime: Runtime, *, pbx: PbxAdapter | None = None) -> Quart:
                 error = exc.message
             else:
                 session.clear()
-                session["user_id"] = user.id
-                session["role"] = user.role
+                session.update(
+                    user_id=user.id,
+                    role=user.role,
+                    extension=user.extension,
+                    name=user.display_name,
+                    queues=list(user.queues or []),
+                    must_change_password=user.must_change_password,
+                )
                 session.permanent = True
-                return redirect(url_for("index"))
+                if user.must_change_password:
+                    return redirect(url_for("password"))
+                return redirect(url_for(HOME[Role(user.role)]))
         return await render_template("login.html", error=error), 401 if error else 200
+
+    @app.post("/logout")
+    async def logout() -> Any:
+        form = await request.form
+        check_csrf(form.get(CSRF_KEY))
+        session.clear()
+        return redirect(url_for("login"))
+
+    @app.route("/password", methods=["GET", "POST"])
+    @roles_allowed(Role.AGENT, Role.SUPERVISOR, Role.MARKETER)
+    async def password() -> Any:
+        error = None
+        if request.method == "POST":
+            form = await request.form
+            check_csrf(form.get(CSRF_KEY))
+            if form.get("password") != form.get("again"):
+                error = "The two passwords differ."
+            else:
+                try:
+                    async with runtime.unit_of_work() as db:
+                        actor = _actor()
+                        await set_password(
+                            session=db, actor=actor, user_id=actor.user_id or "", password=form.get("password", "")
+                        )
+                        user = await db.get(User, actor.user_id)
+                        if user is not None:
+                            user.must_change_password = False
+                except CrmError as exc:
+                    error = exc.message
+                else:
+                    session["must_change_password"] = False
+                    return redirect(url_for("index"))
+        return await render_template("password.html", error=error), 400 if error else 200
+
+    @app.get("/account")
+    @roles_allowed(Role.AGENT, Role.SUPERVISOR, Role.MARKETER)
+    async def account() -> Any:
+        return await render_template("account.html", me=dict(session))
+
+    # --- agent desktop ------------------------------------------------------------------------------------------
+
+    @app.get("/desktop")
+    @roles_allowed(*STAFF)
+    async def desktop() -> Any:
+        async with runtime.sessions() as db:
+            dispositions = list(await db.scalars(select(Disposition).where(Disposition.active.is_(True))))
+        return await render_template(
+            "desktop.html",
+            me=dict(session),
+            dispositions=dispositions,
+            wrapup_seconds=settings.wrapup_seconds,
+            pause_reasons=["Break", "Lunch", "Training", "Meeting", "After-call work"],
+        )
+
+    @app.get("/customers/<customer_id>")
+    @roles_allowed(*STAFF)
+    async def customer_page(customer_id: str) -> Any:
+        actor = _actor()
+        async with runtime.sessions() as db:
+            customer = await get_customer(session=db, actor=actor, customer_id=customer_id)
+            context = await customer_context(db, customer.id)
+            timeline = await customer_timeline(session=db, actor=actor, customer_id=customer.id, limit=100)
+        return await render_template("customer.html", customer=customer, context=context, timeline=timeline)
+
+    @app.post("/api/customers")
+    @roles_allowed(*STAFF, api=True)
+    async def api_create_customer() -> Any:
+        data = await _json()
+        phone = str(data.get("phone", "")).strip()
+        customer_in = CustomerIn(
+            name=str(data.get("name", "")).strip(),
+            phones=[PhoneIn(number=phone)] if phone else [],
+            emails=[str(data["email"]).strip()] if data.get("email") else [],
+        )
+        try:
+            async with runtime.unit_of_work() as db:
+                customer = await create_customer(
+                    session=db,
+                    actor=_actor(),
+                    data=customer_in,
+                    region=settings.default_region,
+                    allow_duplicate=bool(data.get("allow_duplicate")),
+                )
+                linkedid = data.get("linkedid")
+                if isinstance(linkedid, str) and linkedid:
+                    await link_customer(session=db, actor=_actor(), linkedid=linkedid, customer_id=customer.id)
+        except DuplicateCustomer as exc:
+            return exc.to_dict(), 409
+        if isinstance(data.get("linkedid"), str):
+            await pops.refresh(data["linkedid"])
+        return {"id": customer.id, "name": customer.name, "url": url_for("customer_page", customer_id=customer.id)}, 201
+
+    @app.post("/api/customers/<customer_id>")
+    @roles_allowed(*STAFF, api=True)
+    async def api_update_customer(customer_id: str) -> Any:
+        data = await _json()
+        editable = ("name", "title", "street", "city", "postal_code", "country", "timezone", "language", "vip_tier")
+        async with runtime.unit_of_work() as db:
+            actor = _actor()
+            current = await get_customer(session=db, actor=actor, customer_id=customer_id)
+            fields: dict[str, Any] = {
+                "name": current.name,
+                "kind": current.kind,
+                "parent_id": current.parent_id,
+                "phones": [PhoneIn(number=p.e164, label=p.label) for p in current.phones],
+                "emails": [e.email for e in current.emails],
+                "tags": [t.name for t in current.tags],
+                "owner_id": current.owner_id,
+                "custom_fields": dict(current.custom_fields or {}),
+                **{k: getattr(current, k) for k in editable if k != "name"},
+            }
+            fields.update(
+                {k: (str(v).strip() or None) if k != "name" else str(v) for k, v in data.items() if k in editable}
+            )
+            if isinstance(data.get("phones"), list):
+                fields["phones"] = [PhoneIn(number=str(n)) for n in data["phones"] if str(n).strip()]
+            customer = await update_customer(
+                session=db,
+                actor=actor,
+                customer_id=customer_id,
+                data=CustomerIn(**fields),
+                region=settings.default_region,
+            )
+        return {"id": customer.id, "name": customer.name}
+
+    @app.post("/api/customers/<customer_id>/notes")
+    @roles_allowed(*STAFF, api=True)
+    async def api_add_note(customer_id: str) -> Any:
+        data = await _json()
+        async with runtime.unit_of_work() as db:
+            note = await add_note(session=db, actor=_actor(), customer_id=customer_id, body=str(data.get("body", "")))
+        return {"id": note.id}, 201
+
+    @app.post("/api/customers/<customer_id>/merge")
+    @roles_allowed(Role.SUPERVISOR, api=True)
+    async def api_merge(customer_id: str) -> Any:
+        data = await _json()
+        async with runtime.unit_of_work() as db:
+            kept = await merge_customers(
+                session=db, actor=_actor(), keep_id=customer_id, merge_id=str(data.get("merge_id", ""))
+            )
+        return {"id": kept.id}
+
+    @app.post("/api/calls/<linkedid>/ticket")
+    @roles_allowed(*STAFF, api=True)
+    async def api_ticket_from_call(linkedid: str) -> Any:
+        data = await _json()
+        async with runtime.unit_of_work() as db:
+            call = await db.scalar(select(CallLog).where(CallLog.linkedid == linkedid))
+            ticket = await create_ticket(
+                session=db,
+                actor=_actor(),
+                subject=str(data.get("subject", "")).strip(),
+                description=str(data.get("description", "")),
+                customer_id=(call.customer_id if call else None) or data.get("customer_id") or None,
+                priority=str(data.get("priority", "normal")),
+                call_id=call.id if call else None,
+            )
+        return {"id": ticket.id, "number": ticket.number}, 201
+
+    # --- supervisor ---------------------------------------------------------------------------------------------
+
+    @app.get("/wallboard")
+    @roles_allowed(Role.SUPERVISOR)
+    async def wallboard() -> Any:
+        return await render_template(
+            "wallboard.html", me=dict(session), service_level_seconds=settings.service_level_seconds
+        )
+
+    @app.get("/api/wallboard/intervals")
+    @roles_allowed(Role.SUPERVISOR, api=True)
+    async def api_intervals() -> Any:
+        now = datetime.now(UTC)
+        since = datetime.combine(now.date(), time(), UTC)
+        async with runtime.sessions() as db:
+            rows = await calls_per_interval(session=db, actor=_actor(), since=since, until=now, minutes=30)
+        return {"intervals": rows}
+
+    async def _report() -> Any:
+        today = datetime.now(UTC).date()
+        start = _day(request.args.get("start"), today - timedelta(days=6))
+        end = _day(request.args.get("end"), today)
+        async with runtime.sessions() as db:
+            return await call_report(
+                session=db,
+                actor=_actor(),
+                start=datetime.combine(start, time(), UTC),
+                end=datetime.combine(end + timedelta(days=1), time(), UTC),
+                queue=request.args.get("queue") or None,
+                agent=request.args.get("agent") or None,
+                service_level_seconds=settings.service_level_seconds,
+            )
+
+    @app.get("/reports")
+    @roles_allowed(Role.SUPERVISOR)
+    async def reports() -> Any:
+        report = await _report()
+        last_day = (report.end - timedelta(days=1)).date()
+        return await render_template("reports.html", report=report, args=request.args, last_day=last_day)
+
+    @app.get("/reports.csv")
+    @roles_allowed(Role.SUPERVISOR)
+    async def reports_csv() -> Any:
+        report = await _report()
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for row in report.csv_rows():
+            # a cell starting with = + - @ would be a formula in a spreadsheet
+            writer.writerow({k: ("'" + v if v[:1] in "=+-@" and k == "key" else v) for k, v in row.items()})
+        name = f"calls-{report.start.date()}-{(report.end - timedelta(days=1)).date()}.csv"
+        return Response(
+            out.getvalue(),
+            mimetype="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    # --- realtime -----------------------------------------------------------------------------------------------
+
+    lookup = CallerIdLookup(runtime.engine, settings.default_region)
+    pops = PopBuilder(runtime.sessions, lookup)
+    app.extensions["pops"] = pops
+    if sio is not None:
+        notifier = Notifier(sio, pops, pbx=pbx, wrapup_seconds=settings.wrapup_seconds)
+        notifier.attach(runtime.bus)
+        app.extensions["notifier"] = notifier
+        app.extensions["sockets"] = Sockets(sio, app, runtime, notifier, pbx)
+
+    @app.after_serving
+    async def _close_lookup() -> None:
+        await lookup.close()
 
     return app
 
 
+def make_socketio(runtime: Runtime) -> socketio.AsyncServer:
+    """The Socket.IO server: same-origin only; with Redis set, rooms span every web worker and the CTI process."""
+    manager = socketio.AsyncRedisManager(runtime.settings.redis_url) if runtime.settings.redis_url else None
+    return socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=None, client_manager=manager)
+
+
 def create_asgi(runtime: Runtime, *, pbx: PbxAdapter | None = None) -> tuple[Any, socketio.AsyncServer]:
     """The app and Socket.IO server as one ASGI application."""
-    app = create_app(runtime, pbx=pbx)
-    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=[])
-    return socketio.ASGIApp(sio, other_asgi_app=app), sio
+    sio = make_socketio(runtime)
+    app = create_app(runtime, pbx=pbx, sio=sio)
+    return socketio.ASGIApp(sio, other_asgi_app=app, socketio_path="socket.io"), sio

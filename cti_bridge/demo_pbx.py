@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -950,13 +951,14 @@ class DemoPbx:
                 seqs[old] = f"{next(self._channel_seq) % 0xFFFFFFFF:08x}"
             return f"-{seqs[old]};{match.group(2)}"
 
-        replacements: list[tuple[re.Pattern[str], str]] = []
+        replacements: list[tuple[re.Pattern[str], Any]] = []
         dropped: list[str] = []
-        for i, old_agent in enumerate(template.agents):
-            if i < len(agents):
-                replacements.append((re.compile(rf"(?<![\d.]){re.escape(old_agent)}(?![\d])"), agents[i]))
-            else:
-                dropped.append(old_agent)
+        agent_map = {old: agents[i] for i, old in enumerate(template.agents) if i < len(agents)}
+        dropped = [old for i, old in enumerate(template.agents) if i >= len(agents)]
+        if agent_map:
+            # one pass for all agents, so swapping 1001 and 1002 does not turn both into one
+            pattern = re.compile(r"(?<![\d.])(" + "|".join(re.escape(a) for a in agent_map) + r")(?![\d])")
+            replacements.append((pattern, lambda m: agent_map[m.group(1)]))
         if template.caller_number:
             replacements.append((re.compile(re.escape(template.caller_number)), caller_number))
         if template.caller_name:

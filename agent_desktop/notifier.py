@@ -1,0 +1,198 @@
+"""The only code that emits to browsers: telephony events from the bus become pops, call states and wallboard
+updates in the right rooms. An agent's pop goes to that agent's room and nowhere else."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+import socketio
+
+from agent_desktop.pop import PopBuilder
+from agent_desktop.rooms import AGENT_NAMESPACE, SUPERVISOR_NAMESPACE, agent_room, supervisors_room
+from crm_core.bus import EventBus
+from crm_core.calls.events import (
+    AgentRinging,
+    AgentStateChanged,
+    CallAnswered,
+    CallEnded,
+    CallHeld,
+    CallOffered,
+    CallResumed,
+    CallTransferred,
+    CallWrappedUp,
+    QueueStatsChanged,
+)
+from cti_bridge.adapter import PbxAdapter, PbxSnapshot
+
+log = logging.getLogger(__name__)
+
+
+def plain(value: Any) -> Any:
+    """Events and snapshots as JSON-able dicts (datetimes as ISO strings, enums as their values)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if hasattr(value, "value") and isinstance(getattr(value, "value", None), str):
+        return value.value
+    return value
+
+
+class Notifier:
+    def __init__(
+        self, sio: socketio.AsyncServer, pops: PopBuilder, *, pbx: PbxAdapter | None, wrapup_seconds: int
+    ) -> None:
+        self._sio = sio
+        self._pops = pops
+        self._pbx = pbx
+        self._wrapup = wrapup_seconds
+        self._rang: defaultdict[str, set[str]] = defaultdict(set)  # linkedid -> agents whose devices rang
+        self.pops_sent = 0
+
+    def attach(self, bus: EventBus) -> None:
+        bus.subscribe(CallOffered, self._offered)
+        bus.subscribe(AgentRinging, self._ringing)
+        bus.subscribe(CallAnswered, self._answered)
+        bus.subscribe(CallHeld, self._held)
+        bus.subscribe(CallResumed, self._resumed)
+        bus.subscribe(CallTransferred, self._transferred)
+        bus.subscribe(CallEnded, self._ended)
+        bus.subscribe(AgentStateChanged, self._agent_state)
+        bus.subscribe(QueueStatsChanged, self._queue_stats)
+        bus.subscribe(CallWrappedUp, self._wrapped_up)
+
+    async def _emit_agent(self, agent: str, event: str, data: dict[str, Any]) -> None:
+        await self._sio.emit(event, data, room=agent_room(agent), namespace=AGENT_NAMESPACE)
+
+    async def _emit_supervisors(self, event: str, data: dict[str, Any]) -> None:
+        await self._sio.emit(event, data, room=supervisors_room(), namespace=SUPERVISOR_NAMESPACE)
+
+    def _offered(self, event: CallOffered) -> None:
+        self._pops.offered(event)
+
+    async def _ringing(self, event: AgentRinging) -> None:
+        pop = await self._pops.for_ringing(event)
+        self._rang[event.linkedid].add(event.agent)
+        await self._emit_agent(event.agent, "pop", pop)
+        self.pops_sent += 1
+        await self._emit_supervisors("call_ringing", {"linkedid": event.linkedid, "agent": event.agent})
+
+    async def _state_to_rung(self, linkedid: str, data: dict[str, Any]) -> None:
+        for agent in self._rang.get(linkedid, ()):
+            await self._emit_agent(agent, "call_state", data)
+
+    async def _answered(self, event: CallAnswered) -> None:
+        self._rang[event.linkedid].add(event.agent)
+        await self._state_to_rung(
+            event.linkedid,
+            {
+                "linkedid": event.linkedid,
+                "state": "up",
+                "agent": event.agent,
+                "answered_at": event.answered_at.isoformat(),
+            },
+        )
+
+    async def _held(self, event: CallHeld) -> None:
+        await self._state_to_rung(event.linkedid, {"linkedid": event.linkedid, "state": "held", "agent": event.agent})
+
+    async def _resumed(self, event: CallResumed) -> None:
+        await self._state_to_rung(event.linkedid, {"linkedid": event.linkedid, "state": "up", "agent": event.agent})
+
+    async def _transferred(self, event: CallTransferred) -> None:
+        await self._state_to_rung(
+            event.linkedid,
+            {
+                "linkedid": event.linkedid,
+                "state": "transferred",
+                "agent": event.from_agent,
+                "target": event.target,
+                "kind": event.kind.value,
+            },
+        )
+
+    async def _ended(self, event: CallEnded) -> None:
+        data = {
+            "linkedid": event.linkedid,
+            "state": "ended",
+            "agent": event.agent,
+            "outcome": event.outcome.value,
+            "talk_seconds": round(event.talk_seconds, 1),
+            "wrapup_seconds": self._wrapup,
+        }
+        await self._state_to_rung(event.linkedid, data)
+        self._rang.pop(event.linkedid, None)
+        await self._emit_supervisors(
+            "call_ended", {"linkedid": event.linkedid, "outcome": event.outcome.value, "queue": event.queue}
+        )
+
+    async def _agent_state(self, event: AgentStateChanged) -> None:
+        data = plain(asdict(event))
+        await self._emit_agent(event.agent, "agent_state", data)
+        await self._emit_supervisors("agent_state", data)
+
+    async def _queue_stats(self, event: QueueStatsChanged) -> None:
+        await self._emit_supervisors("queue_stats", plain(asdict(event)))
+
+    def _wrapped_up(self, event: CallWrappedUp) -> None:
+        end = getattr(self._pbx, "end_wrap_up", None)
+        if event.agent and end is not None:
+            end(event.agent)
+
+    # --- state re-sent after a (re)connect --------------------------------------------------------------------
+
+    def snapshot(self) -> PbxSnapshot | None:
+        return self._pbx.snapshot() if self._pbx is not None else None
+
+    async def resend_to_agent(self, sid: str, agent: str) -> None:
+        """After a browser (re)connects: its agent state, and a pop for every call still ringing it or up with it."""
+        snapshot = self.snapshot()
+        if snapshot is None:
+            return
+        for status in snapshot.agents:
+            if status.agent == agent:
+                await self._sio.emit(
+                    "agent_state",
+                    plain(asdict(status)) | {"changed_at": status.since.isoformat()},
+                    to=sid,
+                    namespace=AGENT_NAMESPACE,
+                )
+        for call in snapshot.calls:
+            if agent not in call.ringing_agents and call.agent != agent:
+                continue
+            pop = self._pops.cached(call.linkedid) or {
+                "linkedid": call.linkedid,
+                "number": call.caller_number,
+                "caller_name": call.caller_name,
+                "queue": call.queue,
+                "customer": None,
+                "ivr": [{"name": k, "label": k, "value": v} for k, v in call.crm_vars],
+            }
+            await self._sio.emit(
+                "pop",
+                {**pop, "agent": agent, "direction": call.direction.value, "resent": True},
+                to=sid,
+                namespace=AGENT_NAMESPACE,
+            )
+            await self._sio.emit(
+                "call_state",
+                {"linkedid": call.linkedid, "state": call.state.value, "agent": call.agent},
+                to=sid,
+                namespace=AGENT_NAMESPACE,
+            )
+            self._rang[call.linkedid].add(agent)
+
+    async def resend_to_supervisor(self, sid: str) -> None:
+        snapshot = self.snapshot()
+        data = (
+            plain(asdict(snapshot))
+            if snapshot is not None
+            else {"connected": False, "calls": [], "agents": [], "queues": []}
+        )
+        await self._sio.emit("snapshot", data, to=sid, namespace=SUPERVISOR_NAMESPACE)

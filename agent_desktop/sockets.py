@@ -1,0 +1,210 @@
+"""Socket.IO namespaces /agent and /supervisor: connections authenticated by the session cookie, commands with
+an acknowledgement that is either {"ok": true} or {"ok": false, "error": one sentence, "code": a stable code}."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import socketio
+from quart import Quart
+
+from agent_desktop.auth import actor_from, session_from_cookie
+from agent_desktop.notifier import Notifier
+from agent_desktop.rooms import AGENT_NAMESPACE, SUPERVISOR_NAMESPACE, agent_room, supervisors_room
+from agent_desktop.runtime import Runtime
+from crm_core.calls.service import wrap_up
+from crm_core.errors import CrmError, ValidationFailed
+from crm_core.users.models import Role
+from crm_core.users.service import Actor, require_role
+from cti_bridge.adapter import CommandError, PbxAdapter, SpyMode
+
+log = logging.getLogger(__name__)
+
+Ack = dict[str, Any]
+AGENT_ROLES = (Role.AGENT, Role.SUPERVISOR)  # admins too (require_role lets them through)
+AGENT_EVENTS = (
+    "dial",
+    "hangup",
+    "transfer",
+    "hold",
+    "resume",
+    "pause",
+    "unpause",
+    "queue_login",
+    "queue_logout",
+    "wrap_up",
+)
+SUPERVISOR_EVENTS = ("spy", "force_pause", "force_logout", "move_agent")
+
+
+def _text(data: Any, key: str, limit: int = 200) -> str:
+    value = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationFailed(f"'{key}' is missing.", field=key)
+    return value.strip()[:limit]
+
+
+class Sockets:
+    def __init__(
+        self, sio: socketio.AsyncServer, app: Quart, runtime: Runtime, notifier: Notifier, pbx: PbxAdapter | None
+    ) -> None:
+        self.sio = sio
+        self.app = app
+        self.runtime = runtime
+        self.notifier = notifier
+        self.pbx = pbx
+        sio.on("connect", self.agent_connect, namespace=AGENT_NAMESPACE)
+        sio.on("connect", self.supervisor_connect, namespace=SUPERVISOR_NAMESPACE)
+        for name in AGENT_EVENTS:
+            sio.on(name, self._guarded(getattr(self, f"agent_{name}"), AGENT_NAMESPACE), namespace=AGENT_NAMESPACE)
+        for name in SUPERVISOR_EVENTS:
+            sio.on(
+                name, self._guarded(getattr(self, f"sup_{name}"), SUPERVISOR_NAMESPACE), namespace=SUPERVISOR_NAMESPACE
+            )
+
+    # --- connection -------------------------------------------------------------------------------------------
+
+    def _actor_of_handshake(self, environ: dict[str, Any]) -> Actor | None:
+        data = session_from_cookie(self.app, environ.get("HTTP_COOKIE", ""))
+        if data is None or data.get("must_change_password"):
+            return None
+        return actor_from(data)
+
+    async def agent_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        actor = self._actor_of_handshake(environ)
+        if actor is None or not actor.extension or actor.role not in (Role.AGENT, Role.SUPERVISOR, Role.ADMIN):
+            return False  # refused: the browser sees connect_error
+        await self.sio.save_session(sid, {"actor": actor}, namespace=AGENT_NAMESPACE)
+        await self.sio.enter_room(sid, agent_room(actor.extension), namespace=AGENT_NAMESPACE)
+        await self.notifier.resend_to_agent(sid, actor.extension)
+        return True
+
+    async def supervisor_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        actor = self._actor_of_handshake(environ)
+        if actor is None or actor.role not in (Role.SUPERVISOR, Role.ADMIN):
+            return False
+        await self.sio.save_session(sid, {"actor": actor}, namespace=SUPERVISOR_NAMESPACE)
+        await self.sio.enter_room(sid, supervisors_room(), namespace=SUPERVISOR_NAMESPACE)
+        await self.notifier.resend_to_supervisor(sid)
+        return True
+
+    def _guarded(self, handler: Callable[[Actor, Any], Awaitable[Ack | None]], namespace: str) -> Callable[..., Any]:
+        async def run(sid: str, data: Any = None) -> Ack:
+            session = await self.sio.get_session(sid, namespace=namespace)
+            actor = session.get("actor")
+            if not isinstance(actor, Actor):
+                return {"ok": False, "error": "Sign in again.", "code": "not_signed_in"}
+            try:
+                result = await handler(actor, data if isinstance(data, dict) else {})
+            except CommandError as exc:
+                return {"ok": False, "error": exc.detail, "code": exc.code.value}
+            except CrmError as exc:
+                return {"ok": False, "error": exc.message, "code": exc.code}
+            except Exception:
+                log.exception("socket event failed")
+                return {"ok": False, "error": "That did not work; try again.", "code": "internal"}
+            return result or {"ok": True}
+
+        return run
+
+    def _require_pbx(self) -> PbxAdapter:
+        if self.pbx is None:
+            raise CrmError("No PBX is configured.")
+        return self.pbx
+
+    # --- agent events -----------------------------------------------------------------------------------------
+
+    async def agent_dial(self, actor: Actor, data: dict[str, Any]) -> Ack:
+        require_role(actor, *AGENT_ROLES)
+        await self._require_pbx().dial(actor.extension or "", _text(data, "number", 40))
+        return {"ok": True}
+
+    async def agent_hangup(self, actor: Actor, data: dict[str, Any]) -> Ack:
+        require_role(actor, *AGENT_ROLES)
+        await self._require_pbx().hangup(_text(data, "linkedid", 64), agent=actor.extension)
+        return {"ok": True}
+
+    async def agent_transfer(self, actor: Actor, data: dict[str, Any]) -> Ack:
+        require_role(actor, *AGENT_ROLES)
+        pbx = self._require_pbx()
+        linkedid, target = _text(data, "linkedid", 64), _text(data, "target", 40)
+        if data.get("kind") == "attended":
+            await pbx.attended_transfer(linkedid, actor.extension or "", target)
+        else:
+            await pbx.blind_transfer(linkedid, actor.extension or "", target)
+        return {"ok": True}
+
+    async def agent_hold(self, actor: Actor, data: dict[str, Any]) -> Ack:
+        require_role(actor, *AGENT_ROLES)
+        await self._require_pbx().hold(_text(data, "linkedid", 64), actor.extension or "")
+        return {"ok": True}
+
+    async def agent_resume(self, actor: Actor, data: dict[str, Any]) -> Ack:
+        require_role(actor, *AGENT_ROLES)
+        await self._require_pbx().resume(_text(data, "linkedid", 64), actor.extension or "")
+        return {"ok": True}
+
+    async def agent_pause(self, actor: Actor, data: dict[str, Any]) -> Ack:
+        require_role(actor, *AGENT_ROLES)
+        await self._require_pbx().pause(actor.extension or "", _text(data, "reason", 80))
+        return {"ok": True}
+
+    async def agent_unpause(self, actor: Actor, data: dict[str, Any]) -> Ack:
+        require_role(actor, *AGENT_ROLES)
+        await self._require_pbx().unpause(actor.extension or "")
+        return {"ok": True}
+
+    async def agent_queue_login(self, actor: Actor, data: dict[str, Any]) -> Ack:
+        require_role(actor, *AGENT_ROLES)
+        await self._require_pbx().queue_login(actor.extension or "", _text(data, "queue", 40))
+        return {"ok": True}
+
+    async def agent_queue_logout(self, actor: Actor, data: dict[str, Any]) -> Ack:
+        require_role(actor, *AGENT_ROLES)
+        await self._require_pbx().queue_logout(actor.extension or "", _text(data, "queue", 40))
+        return {"ok": True}
+
+    async def agent_wrap_up(self, actor: Actor, data: dict[str, Any]) -> Ack:
+        notes = data.get("notes") if isinstance(data.get("notes"), str) else None
+        async with self.runtime.unit_of_work() as session:
+            call = await wrap_up(
+                session=session,
+                actor=actor,
+                linkedid=_text(data, "linkedid", 64),
+                disposition_code=_text(data, "disposition", 32),
+                notes=notes,
+            )
+            return {"ok": True, "call_id": call.id}
+
+    # --- supervisor events ------------------------------------------------------------------------------------
+
+    async def sup_spy(self, actor: Actor, data: dict[str, Any]) -> Ack:
+        require_role(actor, Role.SUPERVISOR)
+        if not actor.extension:
+            raise CrmError("Set your own extension to listen in (your profile has none).")
+        mode = data.get("mode", "listen")
+        if mode not in {m.value for m in SpyMode}:
+            raise CrmError("Listen, whisper or barge.", field="mode")
+        await self._require_pbx().spy(actor.extension, _text(data, "agent", 20), SpyMode(mode))
+        return {"ok": True}
+
+    async def sup_force_pause(self, actor: Actor, data: dict[str, Any]) -> Ack:
+        require_role(actor, Role.SUPERVISOR)
+        reason = data.get("reason") if isinstance(data.get("reason"), str) else "Supervisor"
+        await self._require_pbx().pause(_text(data, "agent", 20), (reason or "Supervisor")[:80])
+        return {"ok": True}
+
+    async def sup_force_logout(self, actor: Actor, data: dict[str, Any]) -> Ack:
+        require_role(actor, Role.SUPERVISOR)
+        await self._require_pbx().queue_logout(_text(data, "agent", 20), _text(data, "queue", 40))
+        return {"ok": True}
+
+    async def sup_move_agent(self, actor: Actor, data: dict[str, Any]) -> Ack:
+        require_role(actor, Role.SUPERVISOR)
+        pbx = self._require_pbx()
+        agent = _text(data, "agent", 20)
+        await pbx.queue_login(agent, _text(data, "to_queue", 40))
+        await pbx.queue_logout(agent, _text(data, "from_queue", 40))
+        return {"ok": True}

@@ -1,0 +1,26 @@
+// Customer 360: edit, merge, notes, click-to-dial (through the agent desktop's socket when one is open).
+"use strict";
+(() => {
+  const root = document.getElementById("customer");
+  const id = root.dataset.id;
+  const say = (text) => { document.getElementById("customer-message").textContent = text; };
+  const submit = (formId, url, body) => {
+    const form = document.getElementById(formId);
+    if (!form) return;
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const result = await crm.api("POST", url, body(form));
+      say(result.ok ? "Saved. Reload to see it in the timeline." : `Not saved: ${result.data.message}`);
+    });
+  };
+  submit("edit-customer", `/api/customers/${encodeURIComponent(id)}`, (f) => ({name: f.name.value, city: f.city.value, language: f.language.value}));
+  submit("merge-customer", `/api/customers/${encodeURIComponent(id)}/merge`, (f) => ({merge_id: f.merge_id.value}));
+  submit("add-note", `/api/customers/${encodeURIComponent(id)}/notes`, (f) => ({body: f.body.value}));
+  document.addEventListener("click", (e) => {
+    const link = e.target.closest && e.target.closest("a.dial-link");
+    if (!link) return;
+    e.preventDefault();
+    const socket = io("/agent", {transports: ["websocket", "polling"]});
+    socket.emit("dial", {number: link.textContent}, (result) => { say(result && result.ok ? "Calling…" : `Not dialled: ${result && result.error}`); socket.close(); });
+  });
+})();
