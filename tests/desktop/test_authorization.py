@@ -57,8 +57,11 @@ async def signed_in(center: LiveCenter, role: str) -> tuple[aiohttp.ClientSessio
         token = re.search(r'name="csrf_token" value="([^"]+)"', await page.text())
     assert token is not None
     if role != "anonymous":
-        async with http.post(f"{center.base_url}/login", allow_redirects=False,
-                             data={"csrf_token": token.group(1), "username": USER_OF[role], "password": PASSWORD}) as r:
+        async with http.post(
+            f"{center.base_url}/login",
+            allow_redirects=False,
+            data={"csrf_token": token.group(1), "username": USER_OF[role], "password": PASSWORD},
+        ) as r:
             assert r.status == 302
         async with http.get(f"{center.base_url}/account") as page:
             text = await page.text()
@@ -69,9 +72,11 @@ async def signed_in(center: LiveCenter, role: str) -> tuple[aiohttp.ClientSessio
 
 
 def concrete(rule: str, center: LiveCenter) -> str:
-    return (rule.replace("<path:filename>", "app.css")
-            .replace("<customer_id>", center.customers["Bob Example"])
-            .replace("<linkedid>", "1795462442.0"))
+    return (
+        rule.replace("<path:filename>", "app.css")
+        .replace("<customer_id>", center.customers["Bob Example"])
+        .replace("<linkedid>", "1795462442.0")
+    )
 
 
 async def http_outcome(http: aiohttp.ClientSession, token: str, method: str, url: str) -> str:
@@ -87,8 +92,11 @@ async def http_outcome(http: aiohttp.ClientSession, token: str, method: str, url
             return "allowed"  # the form was used; the (empty) credentials were wrong
         if response.status in (401, 403):
             return "refused"
-        if response.status in (301, 302, 303) and "/login" in response.headers.get("Location", "") \
-                and not url.endswith(("/login", "/logout", "/")):
+        if (
+            response.status in (301, 302, 303)
+            and "/login" in response.headers.get("Location", "")
+            and not url.endswith(("/login", "/logout", "/"))
+        ):
             return "refused"
         assert response.status < 500, f"{method} {url}: {response.status} {await response.text()}"
         return "allowed"
@@ -109,8 +117,9 @@ async def test_every_route_and_event_for_every_role(center: LiveCenter) -> None:
         try:
             # signing out last: every other request of this role is made while signed in
             for (method, rule), allowed in sorted(HTTP_TABLE.items(), key=lambda item: item[0][1] == "/logout"):
-                got[(method, rule, role)] = await http_outcome(http, token, method, f"{center.base_url}"
-                                                               f"{concrete(rule, center)}")
+                got[(method, rule, role)] = await http_outcome(
+                    http, token, method, f"{center.base_url}{concrete(rule, center)}"
+                )
                 want[(method, rule, role)] = "allowed" if role in allowed else "refused"
         finally:
             await http.close()
@@ -118,14 +127,20 @@ async def test_every_route_and_event_for_every_role(center: LiveCenter) -> None:
         for namespace in ("/agent", "/supervisor"):
             client = socketio.AsyncClient(reconnection=False)
             try:
-                await client.connect(center.base_url, headers={"Cookie": cookie} if role != "anonymous" else {},
-                                     namespaces=[namespace], transports=["websocket"], wait_timeout=5)
+                await client.connect(
+                    center.base_url,
+                    headers={"Cookie": cookie} if role != "anonymous" else {},
+                    namespaces=[namespace],
+                    transports=["websocket"],
+                    wait_timeout=5,
+                )
                 connected = True
             except socketio.exceptions.ConnectionError:
                 connected = False
             got[(namespace, "connect", role)] = "allowed" if connected else "refused"
-            want[(namespace, "connect", role)] = "allowed" if role in SOCKET_TABLE[(namespace, "connect")] else \
-                "refused"
+            want[(namespace, "connect", role)] = (
+                "allowed" if role in SOCKET_TABLE[(namespace, "connect")] else "refused"
+            )
             for (ns, event), allowed in SOCKET_TABLE.items():
                 if ns != namespace or event == "connect":
                     continue
