@@ -22,6 +22,7 @@ from crm_core.calls.events import (
     CallHeld,
     CallOffered,
     CallResumed,
+    CallStarted,
     CallTransferred,
     CallWrappedUp,
     QueueStatsChanged,
@@ -56,6 +57,7 @@ class Notifier:
         self.pops_sent = 0
 
     def attach(self, bus: EventBus) -> None:
+        bus.subscribe(CallStarted, self._pops.started)
         bus.subscribe(CallOffered, self._offered)
         bus.subscribe(AgentRinging, self._ringing)
         bus.subscribe(CallAnswered, self._answered)

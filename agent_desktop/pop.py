@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from crm_core.calls.events import AgentRinging, CallDirection, CallOffered
+from crm_core.calls.events import AgentRinging, CallDirection, CallOffered, CallStarted
 from crm_core.calls.models import CallLog
 from crm_core.customers.lookup import CallerIdLookup
 from crm_core.customers.models import Customer, Note
@@ -94,8 +94,22 @@ class PopBuilder:
         self._building: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self._keep = keep
 
-    def offered(self, event: CallOffered) -> None:
+    def started(self, event: CallStarted) -> None:
+        """The caller is known and still in the IVR: prepare the pop now, the ring will find it ready."""
         if event.linkedid in self._pops or event.linkedid in self._building:
+            return
+        task = asyncio.create_task(self._build(event.linkedid, event.number, event.name, None, ()))
+        self._building[event.linkedid] = task
+
+    def offered(self, event: CallOffered) -> None:
+        pop = self._pops.get(event.linkedid)
+        if pop is not None:
+            # what the IVR learned and the queue are known by now
+            pop["queue"] = event.queue
+            pop["caller_name"] = pop["caller_name"] or event.caller_name
+            pop["ivr"] = [{"name": k, "label": IVR_LABELS.get(k, k), "value": v} for k, v in event.crm_vars]
+            return
+        if event.linkedid in self._building:
             return
         number = event.callee_number if event.direction is CallDirection.OUTBOUND else event.caller_number
         task = asyncio.create_task(self._build(event.linkedid, number, event.caller_name, event.queue, event.crm_vars))

@@ -975,34 +975,37 @@ class DemoPbx:
         )
         crm_items = sorted(crm_vars.items())
         crm_slot = 0
-        try:
-            for frame in template.frames:
-                headers = frame.headers
-                text = frame.text
-                if drop is not None and drop.search(text):
-                    continue
-                if headers.get("Event") == "VarSet" and headers.get("Variable", "").startswith("CRM_"):
-                    # the i-th CRM_ variable the recorded IVR set becomes the i-th asked for; the last takes the rest
-                    crm_slot += 1
-                    mine = crm_items[crm_slot - 1 : crm_slot] if crm_slot < crm_slots else crm_items[crm_slot - 1 :]
-                    base = _ID.sub(new_id, _CHANNEL_SEQ.sub(new_seq, text))
-                    for pattern, value in replacements:
-                        base = pattern.sub(value, base)
-                    await self._wait_until(started + when(frame.t) * self.time_scale)
-                    for variable, value in mine:
-                        frame_text = re.sub(r"Variable: [^\r\n]*", f"Variable: {variable}", base)
-                        self._broadcast(re.sub(r"Value: [^\r\n]*", f"Value: {value}", frame_text))
-                    continue
-                text = _ID.sub(new_id, _CHANNEL_SEQ.sub(new_seq, text))
+        # write the whole script first (ids, names, numbers rewritten), so that playing it is nothing but writes:
+        # the regex work must not sit between a frame and the bridge that reads it
+        script: list[tuple[float, str]] = []
+        for frame in template.frames:
+            headers = frame.headers
+            text = frame.text
+            if drop is not None and drop.search(text):
+                continue
+            if originate is not None and headers.get("Event") == "OriginateResponse":
+                continue
+            at = when(frame.t) * self.time_scale
+            if headers.get("Event") == "VarSet" and headers.get("Variable", "").startswith("CRM_"):
+                # the i-th CRM_ variable the recorded IVR set becomes the i-th asked for; the last takes the rest
+                crm_slot += 1
+                mine = crm_items[crm_slot - 1 : crm_slot] if crm_slot < crm_slots else crm_items[crm_slot - 1 :]
+                base = _ID.sub(new_id, _CHANNEL_SEQ.sub(new_seq, text))
                 for pattern, value in replacements:
-                    text = pattern.sub(value, text)
-                if originate is not None and headers.get("Event") == "OriginateResponse":
-                    continue
-                await self._wait_until(started + when(frame.t) * self.time_scale)
-                self._broadcast(text)
-                if originate is not None and headers.get("Event") == "DialEnd" and not headers.get("Channel"):
-                    action_id, agent, number = originate
-                    self._broadcast(
+                    base = pattern.sub(value, base)
+                for variable, value in mine:
+                    frame_text = re.sub(r"Variable: [^\r\n]*", f"Variable: {variable}", base)
+                    script.append((at, re.sub(r"Value: [^\r\n]*", f"Value: {value}", frame_text)))
+                continue
+            text = _ID.sub(new_id, _CHANNEL_SEQ.sub(new_seq, text))
+            for pattern, value in replacements:
+                text = pattern.sub(value, text)
+            script.append((at, text))
+            if originate is not None and headers.get("Event") == "DialEnd" and not headers.get("Channel"):
+                action_id, agent, number = originate
+                script.append(
+                    (
+                        at,
                         _frame(
                             [
                                 ("Event", "OriginateResponse"),
@@ -1019,14 +1022,17 @@ class DemoPbx:
                                 ("CallerIDNum", agent),
                                 ("CallerIDName", f"Agent {agent}"),
                             ]
-                        )
+                        ),
                     )
-            for queue_name, members in self.members.items():
-                for agent in agents:
-                    if agent in members and queue_name == queue:
-                        members[agent].calls_taken += 1
-        except asyncio.CancelledError:
-            raise
+                )
+        for at, text in script:
+            await self._wait_until(started + at)
+            self._broadcast(text)
+            await asyncio.sleep(0)  # one event at a time on the wire, as Asterisk sends them
+        for queue_name, members in self.members.items():
+            for agent in agents:
+                if agent in members and queue_name == queue:
+                    members[agent].calls_taken += 1
 
     @staticmethod
     async def _wait_until(deadline: float) -> None:

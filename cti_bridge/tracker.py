@@ -26,6 +26,7 @@ from crm_core.calls.events import (
     CallOutcome,
     CallResumed,
     CallsResynced,
+    CallStarted,
     CallTransferred,
     QueueStatsChanged,
     TransferKind,
@@ -104,6 +105,7 @@ class _Call:
     abandoned: bool = False
     voicemail: bool = False
     far_end_answered: bool = False  # outbound: the dialled number answered
+    announced: bool = False  # CallStarted published
     origin_agent: str | None = None  # outbound: the agent whose device the call started on
 
 
@@ -208,6 +210,18 @@ class CallTracker:
             call.caller_number = ev.caller_number
         if ev.caller_name and ev.caller_name != UNKNOWN and not call.caller_name:
             call.caller_name = ev.caller_name
+        if call.caller_number and not call.announced:
+            # seconds before the queue rings anyone (the IVR runs first): the pop can be prepared now
+            call.announced = True
+            self._emit(
+                CallStarted(
+                    linkedid=call.linkedid,
+                    direction=call.direction,
+                    number=call.caller_number,
+                    name=call.caller_name,
+                    started_at=call.offered_at,
+                )
+            )
 
     def _channel_state(self, ev: ChannelStateChanged) -> None:
         call = self.calls.get(ev.linkedid)
@@ -409,6 +423,16 @@ class CallTracker:
                 call.callee_number = ev.dest_exten
                 call.offered = True
                 call.agent = call.origin_agent
+                call.announced = True
+                self._emit(
+                    CallStarted(
+                        linkedid=call.linkedid,
+                        direction=call.direction,
+                        number=ev.dest_exten,
+                        name="",
+                        started_at=call.offered_at,
+                    )
+                )
                 self._emit(
                     CallOffered(
                         linkedid=call.linkedid,

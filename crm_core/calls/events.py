@@ -61,6 +61,18 @@ class CallOffered:
 
 @register_event
 @dataclass(frozen=True, slots=True)
+class CallStarted:
+    """A call's caller is known, before any IVR or queue: time to look the caller up before anyone rings."""
+
+    linkedid: str
+    direction: CallDirection
+    number: str  # the customer's side: the caller of an inbound call, the dialled number of an outbound one
+    name: str
+    started_at: datetime
+
+
+@register_event
+@dataclass(frozen=True, slots=True)
 class AgentRinging:
     """An agent's device rings for a call: the screen pop."""
 

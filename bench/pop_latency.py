@@ -1,0 +1,337 @@
+"""Benchmark: screen-pop latency from the AMI frame leaving the PBX to the pop arriving at the agent's browser client.
+
+One server process runs what `crm serve` runs: the app (Quart + python-socketio, hypercorn), the CTI bridge, the
+demo PBX (AMI over loopback TCP) and the call-log writer, on a SQLite database of --customers generated customers.
+Client processes connect --agents python-socketio clients to /agent, each as a signed-in agent. The demo PBX offers
+calls from random customers at --rate calls/s; each pop's latency is measured from the moment the demo PBX wrote
+the AgentCalled frame to the moment the client received the pop (CLOCK_MONOTONIC, shared by the processes).
+In the same run the server emits bare Socket.IO messages to the same agents at the same rate, for comparison.
+Last, --idle agents connect and the server's resident memory is read.
+
+Goal (issue #5): pop p99 <= 10 ms and pop/bare p99 ratio <= 1.5; idle 5,000 agents < 1 GiB.
+
+    .venv/bin/python bench/pop_latency.py [--agents 1000] [--customers 1000000] [--rate 50] [--seconds 20]
+
+The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import random
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+SECRET_KEY = "bench-secret-key-not-for-production-0123456789"
+
+
+def agent_extension(i: int) -> str:
+    return str(10000 + i)
+
+
+def queue_of(i: int) -> str:
+    return f"q{i // 10:03d}"  # ten agents per queue
+
+
+# --- server process ----------------------------------------------------------------------------------------------
+
+
+def server_main(db_path: str, agents: int, commands: Any, replies: Any) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(_server(db_path, agents, commands, replies))
+
+
+async def _server(db_path: str, agents: int, commands: Any, replies: Any) -> None:
+    from caller_lookup import phone_of
+    from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.config import Config
+
+    from agent_desktop.app import create_asgi
+    from agent_desktop.runtime import build_runtime
+    from crm_core.calls.writer import CallLogWriter
+    from crm_core.settings import load_settings
+    from cti_bridge.ami import AmiEndpoint
+    from cti_bridge.asterisk import AsteriskAdapter
+    from cti_bridge.demo_pbx import DemoPbx
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4096)
+    port = listener.getsockname()[1]
+    settings = load_settings(
+        {
+            "CRM_DATABASE_URL": f"sqlite+aiosqlite:///{db_path}",
+            "CRM_DATA_DIR": str(Path(db_path).parent),
+            "CRM_SECRET_KEY": SECRET_KEY,
+            "CRM_WRAPUP_SECONDS": "0",
+            "CRM_LOG_LEVEL": "WARNING",
+        }
+    )
+    runtime = await build_runtime(settings)
+    queues: dict[str, list[str]] = {}
+    for i in range(agents):
+        queues.setdefault(queue_of(i), []).append(agent_extension(i))
+    pbx = DemoPbx(secret="bench", queues=queues, seed=11)
+    sent: dict[tuple[str, str], int] = {}
+
+    def on_frame(name: str, headers: dict[str, str], _ns: int) -> None:
+        if name == "AgentCalled":
+            agent = headers.get("Interface", "").removeprefix("Local/").split("@")[0]
+            sent[(headers.get("Linkedid", ""), agent)] = time.monotonic_ns()
+
+    pbx.on_frame_sent = on_frame
+    await pbx.start()
+    bridge = AsteriskAdapter(AmiEndpoint("127.0.0.1", pbx.port, "crm", "bench"), runtime.bus, wrapup_seconds=0)
+    writer = CallLogWriter(runtime.sessions, region="US")
+    writer.attach(runtime.bus)
+    asgi, sio = create_asgi(runtime, pbx=bridge)
+    config = Config()
+    config.bind = [f"fd://{listener.detach()}"]
+    config.accesslog = None
+    config.errorlog = None
+    config.backlog = 4096
+    stop = asyncio.Event()
+    server = asyncio.create_task(hypercorn_serve(asgi, config, shutdown_trigger=stop.wait))
+    await bridge.start()
+    await asyncio.wait_for(bridge.resynced.wait(), 30)
+    replies.put(("ready", port, os.getpid()))
+    loop = asyncio.get_running_loop()
+    rng = random.Random(5)
+    customers = int(os.environ.get("BENCH_CUSTOMERS", "1000000"))
+    while True:
+        command, *args = await loop.run_in_executor(None, commands.get)
+        if command == "calls":
+            rate, seconds = args
+            started = time.monotonic()
+            placed = 0
+            queue_names = sorted(queues)
+            while time.monotonic() - started < seconds:
+                placed += 1
+                await pbx.place_inbound_call(
+                    phone_of(rng.randrange(customers)), "", rng.choice(queue_names), answer_after_s=1.0, talk_s=2.0
+                )
+                await asyncio.sleep(max(0.0, started + placed / rate - time.monotonic()))
+            while pbx._calls:  # let the last calls ring and end
+                await asyncio.gather(*list(pbx._calls.values()), return_exceptions=True)
+            await writer.drain()
+            replies.put(("calls", placed, {f"{k[0]}|{k[1]}": v for k, v in sent.items()}))
+        elif command == "bare":
+            rate, seconds, targets = args
+            started = time.monotonic()
+            placed = 0
+            while time.monotonic() - started < seconds:
+                placed += 1
+                for agent in rng.sample(targets, 2):  # a call rings two agents, so two messages
+                    await sio.emit("bare", {"t": time.monotonic_ns()}, room=f"agent:{agent}", namespace="/agent")
+                await asyncio.sleep(max(0.0, started + placed / rate - time.monotonic()))
+            replies.put(("bare", placed))
+        elif command == "rss":
+            status = await loop.run_in_executor(None, Path(f"/proc/{os.getpid()}/status").read_text)
+            rss_kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+            replies.put(("rss", rss_kib / 1024))
+        elif command == "stop":
+            break
+    stop.set()
+    await server
+    await bridge.stop()
+    await pbx.stop()
+    await runtime.close()
+
+
+# --- client processes --------------------------------------------------------------------------------------------
+
+
+def cookie_for(extension: str) -> str:
+    from itsdangerous import URLSafeTimedSerializer
+    from quart.sessions import SecureCookieSessionInterface
+
+    interface = SecureCookieSessionInterface()
+    serializer = URLSafeTimedSerializer(
+        SECRET_KEY,
+        salt=interface.salt,
+        serializer=interface.serializer,
+        signer_kwargs={"key_derivation": interface.key_derivation, "digest_method": interface.digest_method},
+    )
+    session = {
+        "user_id": f"bench-{extension}",
+        "role": "agent",
+        "extension": extension,
+        "name": extension,
+        "must_change_password": False,
+    }
+    return f"crm_session={serializer.dumps(session)}"
+
+
+def client_main(port: int, extensions: list[str], results: Any, control: Any) -> None:
+    asyncio.run(_clients(port, extensions, results, control))
+
+
+async def _clients(port: int, extensions: list[str], results: Any, control: Any) -> None:
+    import socketio
+
+    arrivals: list[tuple[str, str, int]] = []
+    bare: list[int] = []
+    clients = []
+
+    async def connect(extension: str) -> None:
+        client = socketio.AsyncClient(reconnection=False)
+
+        def on_pop(pop: dict[str, Any], ext: str = extension) -> None:
+            arrivals.append((pop["linkedid"], ext, time.monotonic_ns()))
+
+        def on_bare(data: dict[str, Any]) -> None:
+            bare.append(time.monotonic_ns() - data["t"])
+
+        client.on("pop", on_pop, namespace="/agent")
+        client.on("bare", on_bare, namespace="/agent")
+        await client.connect(
+            f"http://127.0.0.1:{port}",
+            headers={"Cookie": cookie_for(extension)},
+            namespaces=["/agent"],
+            transports=["websocket"],
+            wait_timeout=60,
+        )
+        clients.append(client)
+
+    for start in range(0, len(extensions), 50):
+        await asyncio.gather(*(connect(e) for e in extensions[start : start + 50]))
+    results.put(("connected", len(clients)))
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, control.get)  # wait until the measurements are over
+    results.put(("data", arrivals, bare))
+    await loop.run_in_executor(None, control.get)  # then until the idle-memory reading is done
+    await asyncio.gather(*(c.disconnect() for c in clients), return_exceptions=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def prepare_database(path: Path, customers: int) -> None:
+    from caller_lookup import fill_sqlite
+
+    from crm_core import migrate
+    from crm_core.db import make_engine
+
+    async def migrate_it() -> None:
+        engine = make_engine(f"sqlite+aiosqlite:///{path}")
+        await migrate.upgrade(engine)
+        await engine.dispose()
+
+    asyncio.run(migrate_it())
+    fill_sqlite(path, customers)
+
+
+def start_clients(port: int, extensions: list[str], processes: int) -> tuple[list[Any], Any, Any]:
+    results: Any = mp.Queue()
+    control: Any = mp.Queue()
+    chunks = [extensions[i::processes] for i in range(processes)]
+    procs = [mp.Process(target=client_main, args=(port, chunk, results, control), daemon=True) for chunk in chunks]
+    for proc in procs:
+        proc.start()
+    for _ in procs:
+        kind, _count = results.get(timeout=600)
+        assert kind == "connected"
+    return procs, results, control
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--rate", type=float, default=50.0, help="calls offered per second")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--idle", type=int, default=5000, help="idle agents for the memory reading (0 skips it)")
+    parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "crm-bench-pop")
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    db_path = args.workdir / f"pop-{args.customers}.db"
+    prepare_database(db_path, args.customers)
+    os.environ["BENCH_CUSTOMERS"] = str(args.customers)
+
+    agents_total = max(args.agents, args.idle)
+    commands: Any = mp.Queue()
+    replies: Any = mp.Queue()
+    server = mp.Process(target=server_main, args=(str(db_path), agents_total, commands, replies), daemon=True)
+    server.start()
+    _, port, server_pid = replies.get(timeout=300)
+    extensions = [agent_extension(i) for i in range(args.agents)]
+    procs, results, control = start_clients(port, extensions, args.client_processes)
+
+    commands.put(("calls", args.rate, args.seconds))
+    _, placed, sent = replies.get(timeout=args.seconds * 10 + 300)
+    commands.put(("bare", args.rate, args.seconds, extensions))
+    replies.get(timeout=args.seconds * 10 + 300)
+    for _ in procs:
+        control.put("report")
+    arrivals: list[tuple[str, str, int]] = []
+    bare_ns: list[int] = []
+    for _ in procs:
+        _, got, bare = results.get(timeout=300)
+        arrivals += got
+        bare_ns += bare
+    pop_ms = [(t - sent[f"{linkedid}|{ext}"]) / 1e6 for linkedid, ext, t in arrivals if f"{linkedid}|{ext}" in sent]
+    missing = sorted(set(sent) - {f"{linkedid}|{ext}" for linkedid, ext, _ in arrivals})
+    if missing:
+        print(f"{len(missing)} pops never arrived, e.g. {missing[:5]}", file=sys.stderr)
+    bare_ms = [ns / 1e6 for ns in bare_ns]
+    for _ in procs:
+        control.put("done")
+    for proc in procs:
+        proc.join(timeout=120)
+
+    idle_rss = None
+    if args.idle:
+        idle_procs, _, idle_control = start_clients(
+            port, [agent_extension(i) for i in range(args.idle)], args.client_processes
+        )
+        commands.put(("rss",))
+        _, idle_rss = replies.get(timeout=120)
+        for _ in idle_procs:
+            idle_control.put("report")
+            idle_control.put("done")
+        for proc in idle_procs:
+            proc.join(timeout=120)
+    commands.put(("stop",))
+    server.join(timeout=60)
+
+    figures = {
+        "agents": args.agents,
+        "customers": args.customers,
+        "calls_per_s": args.rate,
+        "calls": placed,
+        "pops": len(pop_ms),
+        "pops_expected": len(sent),
+        "pop_p50_ms": round(statistics.median(pop_ms), 2),
+        "pop_p99_ms": round(percentile(pop_ms, 0.99), 2),
+        "pop_max_ms": round(max(pop_ms), 2),
+        "bare_p50_ms": round(statistics.median(bare_ms), 2),
+        "bare_p99_ms": round(percentile(bare_ms, 0.99), 2),
+        "bare_max_ms": round(max(bare_ms), 2),
+        "ratio_p99": round(percentile(pop_ms, 0.99) / percentile(bare_ms, 0.99), 2),
+        "idle_agents": args.idle,
+        "idle_5000_rss_mib": None if idle_rss is None else round(idle_rss, 1),
+        "server_pid": server_pid,
+    }
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
