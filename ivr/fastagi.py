@@ -1,0 +1,191 @@
+"""The FastAGI server: Asterisk's `AGI(agi://host:4573/<flow>[/<start node>])` runs an IVR flow over TCP.
+
+Built on panoramisk's FastAGI (its Application, Request and result parser). The connection handling is ours: it
+reads the agi_* environment with a size and time limit and treats a closed socket as a hang-up, where panoramisk's
+own handler would spin on a client that disconnects before sending its environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from panoramisk.fast_agi import Application, Request
+from panoramisk.utils import parse_agi_result
+
+from ivr.engine import CallerHungUp, CallerState, CrmContext, FlowRunner
+from ivr.flow import Flow
+
+log = logging.getLogger(__name__)
+
+ENV_LIMIT = 16 * 1024
+ENV_TIMEOUT_S = 5.0
+
+
+def quote(value: str) -> str:
+    """An AGI argument in double quotes (the value of SET VARIABLE may hold spaces and quotes)."""
+    cleaned = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ").replace("\r", " ")
+    return f'"{cleaned}"'
+
+
+@dataclass
+class AgiStats:
+    sessions: int = 0
+    step_seconds: list[float] = field(default_factory=list)
+    keep_step_times: bool = False
+
+
+class AgiLine:
+    """The CallerLine of one FastAGI session."""
+
+    def __init__(self, request: Request, recordings: Path, stats: AgiStats | None = None) -> None:
+        self.request = request
+        self.headers: dict[str, str] = dict(request.headers)
+        self.caller_number = self.headers.get("agi_callerid", "")
+        if self.caller_number in ("unknown", "anonymous"):
+            self.caller_number = ""
+        self.uniqueid = self.headers.get("agi_uniqueid", "")
+        self._recordings = recordings
+        self._stats = stats
+
+    async def send(self, command: str) -> dict[str, Any]:
+        started = time.perf_counter()
+        request = self.request
+        request.writer.write(command.encode(request.encoding) + b"\n")
+        try:
+            await request.writer.drain()
+            line = await request.reader.readline()
+            while line.startswith(b"100 "):  # "100 result=0 Trying..." comes before the real answer
+                line = await request.reader.readline()
+            if line.startswith(b"520-"):  # a usage error spans lines up to "520 End of proper usage."
+                while line and not line.startswith(b"520 "):
+                    line = await request.reader.readline()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            raise CallerHungUp from None
+        if not line:
+            raise CallerHungUp
+        result: dict[str, Any] = parse_agi_result(line.decode(request.encoding, "replace").rstrip("\r\n"))
+        if self._stats is not None and self._stats.keep_step_times:
+            self._stats.step_seconds.append(time.perf_counter() - started)
+        if result.get("error") in ("AGIResultHangup", "AGIAppError"):
+            raise CallerHungUp
+        if result.get("error"):
+            log.warning("AGI command %r failed: %s", command.split(" ")[0:2], result.get("msg") or result["error"])
+        return result
+
+    @staticmethod
+    def _value(result: dict[str, Any]) -> tuple[str, str]:
+        value = result.get("result") or ("", "")
+        return str(value[0]), str(value[1])
+
+    async def play(self, prompt: str) -> None:
+        await self.send(f'STREAM FILE {prompt} ""')
+
+    async def get_digits(self, prompt: str, timeout_s: int, max_digits: int) -> str:
+        digits, _ = self._value(await self.send(f"GET DATA {prompt} {timeout_s * 1000} {max_digits}"))
+        return digits if digits.isdigit() or set(digits) <= set("0123456789*#") else ""
+
+    async def say_number(self, number: int) -> None:
+        await self.send(f'SAY NUMBER {number} ""')
+
+    async def set_variable(self, name: str, value: str) -> None:
+        await self.send(f"SET VARIABLE {name} {quote(value)}")
+
+    async def get_variable(self, name: str) -> str | None:
+        code, value = self._value(await self.send(f"GET VARIABLE {name}"))
+        return value if code == "1" else None
+
+    async def exec_app(self, application: str, arguments: str) -> None:
+        await self.send(f"EXEC {application} {quote(arguments)}")
+
+    async def record(self, seconds: int) -> str | None:
+        path = self._recordings / f"ivr-{self.uniqueid or 'call'}-{time.monotonic_ns()}"
+        await self.send(f'RECORD FILE {path} wav "#" {seconds * 1000} s=2')
+        wav = path.with_suffix(".wav")
+        return str(wav) if wav.exists() else None
+
+    async def hangup(self) -> None:
+        try:
+            await self.send("HANGUP")
+        except CallerHungUp:
+            pass
+
+
+class FastAgiServer(Application):  # type: ignore[misc]
+    """Routes `<flow>` and `<flow>/<node>` to flows; `ivr` is the default flow."""
+
+    def __init__(
+        self,
+        flows: dict[str, Flow],
+        crm: CrmContext,
+        *,
+        default_flow: str,
+        recordings: Path,
+        on_finished: Callable[[dict[str, str], CallerState], None] | None = None,
+    ) -> None:
+        super().__init__(loop=asyncio.get_running_loop())
+        self.flows = flows
+        self.crm = crm
+        self.default_flow = default_flow
+        self.recordings = recordings
+        self.on_finished = on_finished
+        self.stats = AgiStats()
+        self._server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        self.recordings.mkdir(parents=True, exist_ok=True)
+        self._server = await asyncio.start_server(self.handler, host, port, limit=ENV_LIMIT)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    def route(self, script: str) -> tuple[Flow, str] | None:
+        name, _, start = script.strip("/").partition("/")
+        flow = self.flows.get(name) or (self.flows.get(self.default_flow) if name == "ivr" else None)
+        if flow is None:
+            return None
+        if start and start not in flow.nodes:
+            return None
+        return flow, start or flow.start
+
+    async def handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            raw = await asyncio.wait_for(reader.readuntil(b"\n\n"), ENV_TIMEOUT_S)
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            log.info("AGI client left before sending its environment")
+            writer.close()
+            return
+        headers = dict(
+            line.split(": ", 1) for line in raw.decode(self.default_encoding, "replace").split("\n") if ": " in line
+        )
+        request = Request(app=self, headers=headers, reader=reader, writer=writer, encoding=self.default_encoding)
+        self.stats.sessions += 1
+        routed = self.route(headers.get("agi_network_script", ""))
+        try:
+            if routed is None:
+                log.error("no IVR flow for AGI script %r", headers.get("agi_network_script"))
+                line = AgiLine(request, self.recordings)
+                await line.play("an-error-has-occurred")
+                await line.hangup()
+                return
+            flow, start = routed
+            runner = FlowRunner(flow, self.crm)
+            line = AgiLine(request, self.recordings, self.stats)
+            state = await runner.run(line, start=start)
+            if self.on_finished is not None:
+                self.on_finished(headers, state)
+        except CallerHungUp:
+            pass
+        except Exception:
+            log.exception("IVR flow failed for %s", headers.get("agi_uniqueid"))
+        finally:
+            writer.close()
