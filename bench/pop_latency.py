@@ -49,14 +49,14 @@ def queue_of(i: int) -> str:
 # --- server process ----------------------------------------------------------------------------------------------
 
 
-def server_main(db_path: str, agents: int, commands: Any, replies: Any) -> None:
+def server_main(db_path: str, agents: int, measured: int, commands: Any, replies: Any) -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(_server(db_path, agents, commands, replies))
+    asyncio.run(_server(db_path, agents, measured, commands, replies))
 
 
-async def _server(db_path: str, agents: int, commands: Any, replies: Any) -> None:
+async def _server(db_path: str, agents: int, measured: int, commands: Any, replies: Any) -> None:
     from caller_lookup import phone_of
     from hypercorn.asyncio import serve as hypercorn_serve
     from hypercorn.config import Config
@@ -86,6 +86,8 @@ async def _server(db_path: str, agents: int, commands: Any, replies: Any) -> Non
     queues: dict[str, list[str]] = {}
     for i in range(agents):
         queues.setdefault(queue_of(i), []).append(agent_extension(i))
+    # calls go only to the queues of the agents being measured; the others are there for the idle reading
+    call_queues = sorted({queue_of(i) for i in range(measured)})
     pbx = DemoPbx(secret="bench", queues=queues, seed=11)
     sent: dict[tuple[str, str], int] = {}
 
@@ -119,7 +121,7 @@ async def _server(db_path: str, agents: int, commands: Any, replies: Any) -> Non
             rate, seconds = args
             started = time.monotonic()
             placed = 0
-            queue_names = sorted(queues)
+            queue_names = call_queues
             while time.monotonic() - started < seconds:
                 placed += 1
                 await pbx.place_inbound_call(
@@ -178,6 +180,9 @@ def cookie_for(extension: str) -> str:
 
 
 def client_main(port: int, extensions: list[str], results: Any, control: Any) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.ERROR)  # engineio's client chats about every closed connection
     asyncio.run(_clients(port, extensions, results, control))
 
 
@@ -269,7 +274,9 @@ def main() -> None:
     agents_total = max(args.agents, args.idle)
     commands: Any = mp.Queue()
     replies: Any = mp.Queue()
-    server = mp.Process(target=server_main, args=(str(db_path), agents_total, commands, replies), daemon=True)
+    server = mp.Process(
+        target=server_main, args=(str(db_path), agents_total, args.agents, commands, replies), daemon=True
+    )
     server.start()
     _, port, server_pid = replies.get(timeout=300)
     extensions = [agent_extension(i) for i in range(args.agents)]
