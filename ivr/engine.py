@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -168,6 +169,8 @@ class FlowRunner:
         except Exception:  # corrupt audio, a missing model: the menu goes on with keys
             log.exception("speech recognition failed; falling back to DTMF")
             return ""
+        finally:
+            Path(audio).unlink(missing_ok=True)  # a caller's voice is not kept longer than needed
         return speech.get(word or "", "")
 
     async def _read_digits(self, node: Node, line: CallerLine, state: CallerState) -> str | None:

@@ -104,9 +104,10 @@ class AgiLine:
         await self.send(f"EXEC {application} {quote(arguments)}")
 
     async def record(self, seconds: int) -> str | None:
-        path = self._recordings / f"ivr-{self.uniqueid or 'call'}-{time.monotonic_ns()}"
+        safe_id = "".join(c if c.isalnum() else "-" for c in self.uniqueid) or "call"
+        path = self._recordings / f"ivr-{safe_id}-{time.monotonic_ns()}"
         await self.send(f'RECORD FILE {path} wav "#" {seconds * 1000} s=2')
-        wav = path.with_suffix(".wav")
+        wav = Path(f"{path}.wav")
         return str(wav) if wav.exists() else None
 
     async def hangup(self) -> None:
