@@ -7,6 +7,7 @@ Everything the caller did goes on the channel as CRM_* variables before the call
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -170,7 +171,7 @@ class FlowRunner:
             log.exception("speech recognition failed; falling back to DTMF")
             return ""
         finally:
-            Path(audio).unlink(missing_ok=True)  # a caller's voice is not kept longer than needed
+            await asyncio.to_thread(Path(audio).unlink, missing_ok=True)  # a caller's voice is not kept
         return speech.get(word or "", "")
 
     async def _read_digits(self, node: Node, line: CallerLine, state: CallerState) -> str | None:

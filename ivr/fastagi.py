@@ -108,7 +108,7 @@ class AgiLine:
         path = self._recordings / f"ivr-{safe_id}-{time.monotonic_ns()}"
         await self.send(f'RECORD FILE {path} wav "#" {seconds * 1000} s=2')
         wav = Path(f"{path}.wav")
-        return str(wav) if wav.exists() else None
+        return str(wav) if await asyncio.to_thread(wav.exists) else None
 
     async def hangup(self) -> None:
         try:
