@@ -25,6 +25,7 @@ from agent_desktop.notifier import Notifier
 from agent_desktop.pop import PopBuilder, customer_context
 from agent_desktop.runtime import Runtime
 from agent_desktop.sockets import Sockets
+from agent_desktop.voice_webhooks import voice_blueprint
 from crm_core.calls.models import CallLog, Disposition
 from crm_core.calls.reports import CSV_COLUMNS, call_report, calls_per_interval
 from crm_core.calls.service import link_customer
@@ -38,6 +39,8 @@ from crm_core.timeline import customer_timeline
 from crm_core.users.models import Role, User
 from crm_core.users.service import Actor, authenticate, set_password
 from cti_bridge.adapter import PbxAdapter
+from ivr.engine import CrmContext
+from ivr.flow import Flow
 
 HOME = {Role.AGENT: "desktop", Role.SUPERVISOR: "wallboard", Role.ADMIN: "wallboard", Role.MARKETER: "account"}
 STAFF = (Role.AGENT, Role.SUPERVISOR)
@@ -66,7 +69,13 @@ def _day(value: str | None, default: date) -> date:
         raise ValidationFailed(f"{value!r} is not a date (YYYY-MM-DD).") from None
 
 
-def create_app(runtime: Runtime, *, pbx: PbxAdapter | None = None, sio: socketio.AsyncServer | None = None) -> Quart:
+def create_app(
+    runtime: Runtime,
+    *,
+    pbx: PbxAdapter | None = None,
+    sio: socketio.AsyncServer | None = None,
+    voice: tuple[dict[str, Flow], CrmContext] | None = None,
+) -> Quart:
     app = Quart(__name__)
     app.secret_key = runtime.secret_key
     app.config.update(
@@ -79,6 +88,11 @@ def create_app(runtime: Runtime, *, pbx: PbxAdapter | None = None, sio: socketio
     app.extensions["runtime"] = runtime
     app.jinja_env.globals["csrf_token"] = csrf_token
     settings = runtime.settings
+    if voice is not None:
+        token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
+        app.register_blueprint(
+            voice_blueprint(voice[0], voice[1], auth_token=token, public_base_url=settings.public_base_url)
+        )
 
     @app.errorhandler(CrmError)
     async def _domain_error(error: CrmError) -> tuple[dict[str, Any], int]:
@@ -386,8 +400,10 @@ def make_socketio(runtime: Runtime) -> socketio.AsyncServer:
     return socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=None, client_manager=manager)
 
 
-def create_asgi(runtime: Runtime, *, pbx: PbxAdapter | None = None) -> tuple[Any, socketio.AsyncServer]:
+def create_asgi(
+    runtime: Runtime, *, pbx: PbxAdapter | None = None, voice: tuple[dict[str, Flow], CrmContext] | None = None
+) -> tuple[Any, socketio.AsyncServer]:
     """The app and Socket.IO server as one ASGI application."""
     sio = make_socketio(runtime)
-    app = create_app(runtime, pbx=pbx, sio=sio)
+    app = create_app(runtime, pbx=pbx, sio=sio, voice=voice)
     return socketio.ASGIApp(sio, other_asgi_app=app, socketio_path="socket.io"), sio

@@ -17,6 +17,7 @@ from crm_core.errors import CrmError
 from crm_core.settings import Settings, load_settings
 from crm_core.users.models import Role
 from crm_core.users.service import SYSTEM, create_user, generate_password
+from ivr.flow import FlowError
 
 console = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
@@ -50,6 +51,12 @@ def run_with_runtime(work: Callable[[Runtime], Awaitable[T]], *, settings: Setti
         return asyncio.run(_main())
     except CrmError as exc:
         fail(exc.message)
+        raise
+    except FlowError as exc:
+        fail(str(exc))
+        raise
+    except OSError as exc:  # a port in use, a folder we may not write
+        fail(f"{exc.strerror or exc}{f' ({exc.filename})' if getattr(exc, 'filename', None) else ''}.")
         raise
 
 
@@ -142,6 +149,10 @@ def serve(host: str | None, port: int | None) -> None:
         asyncio.run(serve_all(settings, announce_admin=announce_admin))
     except CrmError as exc:
         fail(exc.message)
+    except FlowError as exc:
+        fail(str(exc))
+    except OSError as exc:  # most often: a port already in use (CRM_HTTP_PORT, CRM_AGI_PORT, CRM_DEMO_PBX_PORT)
+        fail(f"Cannot start: {exc.strerror or exc}. Is another server using the same port?")
     except KeyboardInterrupt:
         pass
 

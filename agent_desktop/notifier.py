@@ -75,8 +75,23 @@ class Notifier:
     async def _emit_supervisors(self, event: str, data: dict[str, Any]) -> None:
         await self._sio.emit(event, data, room=supervisors_room(), namespace=SUPERVISOR_NAMESPACE)
 
-    def _offered(self, event: CallOffered) -> None:
+    async def _offered(self, event: CallOffered) -> None:
         self._pops.offered(event)
+        if event.direction.value == "outbound" and event.caller_number:
+            # click-to-dial and callbacks: the agent (the "caller" here) sees whom they are calling
+            ringing = AgentRinging(
+                linkedid=event.linkedid,
+                agent=event.caller_number,
+                agent_channel="",
+                queue=None,
+                caller_number=event.callee_number,
+                caller_name="",
+                waited_seconds=0.0,
+                rang_at=event.offered_at,
+                crm_vars=event.crm_vars,
+                direction=event.direction,
+            )
+            await self._ringing(ringing)
 
     async def _ringing(self, event: AgentRinging) -> None:
         pop = await self._pops.for_ringing(event)

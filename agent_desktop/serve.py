@@ -11,9 +11,11 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
 from agent_desktop.app import create_asgi
+from agent_desktop.ivr_service import start_ivr
 from agent_desktop.runtime import build_runtime, ensure_first_admin, migrate_database
 from agent_desktop.telephony import start_telephony
 from crm_core.settings import Settings
+from ivr.callback_dialer import CallbackDialer
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +29,10 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
             announce_admin(password)
         telephony = await start_telephony(runtime)
         runtime.extras["telephony"] = telephony
-        asgi, _sio = create_asgi(runtime, pbx=telephony.pbx)
+        ivr = await start_ivr(runtime)
+        dialer = CallbackDialer(runtime.sessions, telephony.pbx, every_s=settings.callback_dial_every_s)
+        dialer.start()
+        asgi, _sio = create_asgi(runtime, pbx=telephony.pbx, voice=(ivr.flows, ivr.crm))
         config = Config()
         config.bind = [f"{settings.http_host}:{settings.http_port}"]
         config.accesslog = None
@@ -40,6 +45,8 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
         try:
             await hypercorn_serve(asgi, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
         finally:
+            await dialer.stop()
+            await ivr.stop()
             await telephony.stop()
     finally:
         await runtime.close()
