@@ -57,7 +57,7 @@ class SimulatedCall:
             pressed = self.keys.pop(0) if self.keys else ""
             return f"200 result={pressed}" if pressed else "200 result= (timeout)"
         if verb == "SET VARIABLE":
-            match = re.match(r'SET VARIABLE (\S+) "(.*)"$', command)
+            match = re.match(r'SET VARIABLE "?([^" ]+)"? "(.*)"$', command)  # pyst2 quotes the name too
             assert match is not None, command
             self.variables[match.group(1)] = match.group(2).replace('\\"', '"')
             return "200 result=1"
