@@ -16,17 +16,13 @@ from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_core.calls.callbacks import request_callback
 from crm_core.calls.service import record_survey
 from crm_core.customers.lookup import CallerIdLookup
-from crm_core.customers.models import Customer
 from crm_core.db import unit_of_work
 from crm_core.errors import CrmError
-from crm_core.tickets.models import Ticket
-from crm_core.tickets.service import find_ticket_by_number
 from ivr.flow import Flow, Node
 
 log = logging.getLogger(__name__)
@@ -78,7 +74,7 @@ class CallerState:
     variables: dict[str, str] = field(default_factory=dict)
     customer_id: str | None = None
     vip_tier: str | None = None
-    open_ticket: Ticket | None = None
+    open_ticket: tuple[int, str] | None = None  # number, status
     language: str = "en"
     outcome: str = "running"  # queued | hung_up | voicemail | callback | survey | ended
 
@@ -202,20 +198,14 @@ class FlowRunner:
         return node.target("next")
 
     async def _lookup(self, node: Node, line: CallerLine, state: CallerState) -> str | None:
-        customer_id = await self.crm.lookup.customer_id(line.caller_number) if line.caller_number else None
-        if customer_id is None:
+        # the read-only fast path (one index probe each): the caller waits on every millisecond here
+        profile = await self.crm.lookup.caller_profile(line.caller_number) if line.caller_number else None
+        if profile is None:
             return node.target("unknown")
-        state.customer_id = customer_id
-        async with self.crm.sessions() as session:
-            customer = await session.get(Customer, customer_id)
-            state.vip_tier = customer.vip_tier if customer is not None else None
-            if node.target("open_ticket"):
-                state.open_ticket = await session.scalar(
-                    select(Ticket)
-                    .where(Ticket.customer_id == customer_id, Ticket.status.in_(("open", "pending")))
-                    .order_by(Ticket.created_at.desc())
-                    .limit(1)
-                )
+        state.customer_id = profile.customer_id
+        state.vip_tier = profile.vip_tier
+        if profile.open_ticket_number is not None:
+            state.open_ticket = (profile.open_ticket_number, profile.open_ticket_status or "open")
         if state.vip_tier and node.target("vip"):
             return node.target("vip")
         if state.open_ticket is not None and node.target("open_ticket"):
@@ -223,15 +213,15 @@ class FlowRunner:
         return node.target("known")
 
     async def _offer_ticket(self, node: Node, line: CallerLine, state: CallerState) -> str | None:
-        ticket = state.open_ticket
-        if ticket is None:
+        if state.open_ticket is None:
             return node.target("decline")
+        number, status = state.open_ticket
         await line.play("your-ticket-number")
-        await line.say_number(ticket.number)
-        await line.play(TICKET_STATUS_PROMPTS.get(ticket.status, "ticket-status-open"))
+        await line.say_number(number)
+        await line.play(TICKET_STATUS_PROMPTS.get(status, "ticket-status-open"))
         digit = await self._ask(line, node.get("prompt", "press-1-about-this-ticket"), int(node.get("timeout", 5)))
         if digit == "1":
-            state.variables["CRM_TICKET"] = str(ticket.number)
+            state.variables["CRM_TICKET"] = str(number)
             state.choices.append("ticket=1")
             return node.target("accept")
         return node.target("decline")
@@ -245,14 +235,11 @@ class FlowRunner:
                 int(node.get("timeout", 6)),
                 int(node.get("max_digits", 8)),
             )
-            ticket = None
-            if digits.isdigit():
-                async with self.crm.sessions() as session:
-                    ticket = await find_ticket_by_number(session=session, number=int(digits))
-            if ticket is not None:
-                state.variables["CRM_TICKET"] = str(ticket.number)
-                await line.say_number(ticket.number)
-                await line.play(TICKET_STATUS_PROMPTS.get(ticket.status, "ticket-status-open"))
+            status = await self.crm.lookup.ticket_status(int(digits)) if digits.isdigit() and len(digits) < 10 else None
+            if status is not None:
+                state.variables["CRM_TICKET"] = digits.lstrip("0") or "0"
+                await line.say_number(int(digits))
+                await line.play(TICKET_STATUS_PROMPTS.get(status, "ticket-status-open"))
                 return node.target("next")
             if attempt < retries:
                 await line.play("ticket-not-found")

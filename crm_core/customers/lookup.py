@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,13 @@ _PROBE_SQL = (
 )
 _SQLITE_PROBE = _PROBE_SQL.format("?")
 _POSTGRES_PROBE = _PROBE_SQL.format("$1")
+# the IVR's questions about a caller: VIP tier and the newest open ticket, in one probe
+_PROFILE_SQL = (
+    "SELECT c.id, c.vip_tier, t.number, t.status FROM customers AS c LEFT JOIN tickets AS t ON t.id = ("
+    "SELECT t2.id FROM tickets AS t2 WHERE t2.customer_id = c.id AND t2.status IN ('open', 'pending') "
+    "ORDER BY t2.created_at DESC LIMIT 1) WHERE c.id = {}"
+)
+_TICKET_SQL = "SELECT number, status FROM tickets WHERE number = {}"
 
 
 def _as_e164(number: str, region: str) -> str | None:
@@ -43,6 +51,14 @@ def _probe(e164: str) -> Select[Any]:
         .order_by(CustomerPhone.is_primary.desc())
         .limit(1)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CallerProfile:
+    customer_id: str
+    vip_tier: str | None
+    open_ticket_number: int | None
+    open_ticket_status: str | None
 
 
 class CallerIdLookup:
@@ -85,6 +101,37 @@ class CallerIdLookup:
             self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=8)
         found = await self._pool.fetchval(_POSTGRES_PROBE, e164)
         return None if found is None else str(found)
+
+    async def _row(self, sql: str, value: object) -> tuple[object, ...] | None:
+        if self._sqlite is not None:
+            row = self._sqlite.execute(sql.format("?"), (value,)).fetchone()
+            return tuple(row) if row is not None else None
+        if self._pool is None:
+            if self._dsn is None:
+                raise RuntimeError("CallerIdLookup is closed")
+            self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=8)
+        record = await self._pool.fetchrow(sql.format("$1"), value)
+        return tuple(record) if record is not None else None
+
+    async def caller_profile(self, number: str) -> CallerProfile | None:
+        """Who calls, their VIP tier and newest open ticket: what an IVR routes on, in two index probes."""
+        customer_id = await self.customer_id(number)
+        if customer_id is None:
+            return None
+        row = await self._row(_PROFILE_SQL, customer_id)
+        if row is None:
+            return CallerProfile(customer_id, None, None, None)
+        return CallerProfile(
+            customer_id,
+            str(row[1]) if row[1] else None,
+            int(str(row[2])) if row[2] is not None else None,
+            str(row[3]) if row[3] is not None else None,
+        )
+
+    async def ticket_status(self, number: int) -> str | None:
+        """The status of ticket `number`, or None when there is no such ticket."""
+        row = await self._row(_TICKET_SQL, number)
+        return str(row[1]) if row is not None else None
 
     async def close(self) -> None:
         if self._sqlite is not None:

@@ -11,6 +11,8 @@ from crm_core.customers.lookup import CallerIdLookup, find_customer_id_by_phone
 from crm_core.customers.models import Customer
 from crm_core.customers.service import merge_customers
 from crm_core.db import make_sessionmaker, unit_of_work
+from crm_core.tickets.models import Ticket
+from crm_core.tickets.service import create_ticket
 from crm_core.users.service import SYSTEM
 from tests.core.helpers import make_customer
 
@@ -23,8 +25,14 @@ async def test_hot_path_lookup_sees_committed_customers_and_skips_merged_ones(en
     async with unit_of_work(sessions) as session:
         alice = await make_customer(session, f"Alice Lookup {line}", first)
         older = await make_customer(session, f"Alice L. {line}", second)
+    async with unit_of_work(sessions) as session:
+        ticket = await create_ticket(session=session, actor=SYSTEM, subject="Router", customer_id=older.id)
     lookup = CallerIdLookup(engine, region="US")
     try:
+        profile = await lookup.caller_profile(second)
+        assert profile is not None and profile.customer_id == older.id
+        assert (profile.open_ticket_number, profile.open_ticket_status) == (ticket.number, "open")
+        assert await lookup.ticket_status(ticket.number) == "open" and await lookup.ticket_status(99999999) is None
         assert await lookup.customer_id(first) == alice.id
         # the PBX sends national format; the lookup normalises it with the default region
         assert await lookup.customer_id(f"(628) 555-{line:04d}") == older.id
@@ -39,4 +47,5 @@ async def test_hot_path_lookup_sees_committed_customers_and_skips_merged_ones(en
     finally:
         await lookup.close()
         async with unit_of_work(sessions) as session:
+            await session.execute(delete(Ticket).where(Ticket.id == ticket.id))
             await session.execute(delete(Customer).where(Customer.id.in_([alice.id, older.id])))

@@ -1,0 +1,253 @@
+"""Benchmark: concurrent FastAGI sessions of the sample IVR flow vs. a bare panoramisk FastAGI handler.
+
+A server process runs the product's FastAGI server with the sample flow on a SQLite CRM of --customers generated
+customers; a client process opens --sessions Asterisk-like sessions at once (agi_* environment, `200 result=`
+answers). Each caller is a random customer: identified by caller ID, presses 3 in the main menu (ticket status),
+keys in a ticket number (looked up and read out), presses 1 to reach an agent, and the flow sets the CRM_*
+variables. Then, in the same run, a bare panoramisk FastAGI handler sends the same commands with no work.
+A step's time is measured at the client, from its answer to the next command (the server's work for that step).
+Goal (issue #4): step p99 <= 10 ms and flow sessions/s >= 0.5 x bare.
+
+    .venv/bin/python bench/agi_sessions.py [--sessions 2000] [--customers 1000000]
+
+The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+SCRIPT = "sample/identify"
+
+
+def prepare(db_path: Path, customers: int) -> int:
+    """A migrated database with `customers` customers and one open ticket; returns the ticket number."""
+    from caller_lookup import fill_sqlite
+
+    from crm_core import migrate
+    from crm_core.db import make_engine, make_sessionmaker, unit_of_work
+    from crm_core.tickets.service import create_ticket, find_ticket_by_number
+    from crm_core.users.service import SYSTEM
+
+    async def setup() -> int:
+        engine = make_engine(f"sqlite+aiosqlite:///{db_path}")
+        await migrate.upgrade(engine)
+        await engine.dispose()
+        fill_sqlite(db_path, customers)
+        engine = make_engine(f"sqlite+aiosqlite:///{db_path}")
+        sessions = make_sessionmaker(engine)
+        async with sessions() as session:
+            existing = await find_ticket_by_number(session=session, number=1001)
+        if existing is None:
+            async with unit_of_work(sessions) as session:
+                await create_ticket(session=session, actor=SYSTEM, subject="Bench ticket", customer_id="b" + "0" * 31)
+        await engine.dispose()
+        return 1001
+
+    return asyncio.run(setup())
+
+
+# --- servers -----------------------------------------------------------------------------------------------------
+
+
+def flow_server(db_path: str, ports: Any, stop: Any) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.ERROR)
+
+    async def main() -> None:
+        from crm_core.customers.lookup import CallerIdLookup
+        from crm_core.db import make_engine, make_sessionmaker
+        from ivr.engine import CrmContext
+        from ivr.fastagi import FastAgiServer
+        from ivr.flow import load_flow
+
+        engine = make_engine(f"sqlite+aiosqlite:///{db_path}")
+        crm = CrmContext(sessions=make_sessionmaker(engine), lookup=CallerIdLookup(engine, "US"), region="US")
+        flow = load_flow(ROOT / "ivr" / "flows" / "sample.yaml")
+        server = FastAgiServer({"sample": flow}, crm, default_flow="sample", recordings=Path(tempfile.mkdtemp()))
+        ports.put(await server.start("127.0.0.1", 0))
+        await asyncio.get_running_loop().run_in_executor(None, stop.get)
+        await server.stop()
+
+    asyncio.run(main())
+
+
+def bare_server(commands: list[str], ports: Any, stop: Any) -> None:
+    """panoramisk's FastAGI Application with a handler that sends the same commands and does nothing else."""
+    import logging
+
+    from panoramisk.fast_agi import Application
+
+    logging.basicConfig(level=logging.ERROR)
+
+    async def main() -> None:
+        app = Application()
+
+        async def handler(request: Any) -> None:
+            for command in commands:
+                await request.send_command(command)
+
+        app.add_route(SCRIPT, handler)
+        server = await asyncio.start_server(app.handler, "127.0.0.1", 0)
+        ports.put(server.sockets[0].getsockname()[1])
+        await asyncio.get_running_loop().run_in_executor(None, stop.get)
+        server.close()
+
+    asyncio.run(main())
+
+
+# --- Asterisk-like clients ---------------------------------------------------------------------------------------
+
+
+def environment(caller: str, uniqueid: str) -> bytes:
+    env = {
+        "agi_network": "yes",
+        "agi_network_script": SCRIPT,
+        "agi_request": f"agi://127.0.0.1/{SCRIPT}",
+        "agi_channel": "Local/18005550100@from-pstn-00000000;2",
+        "agi_language": "en",
+        "agi_type": "Local",
+        "agi_uniqueid": uniqueid,
+        "agi_version": "GIT-22-22.0.0",
+        "agi_callerid": caller,
+        "agi_calleridname": "",
+        "agi_callingpres": "0",
+        "agi_dnid": "unknown",
+        "agi_rdnis": "unknown",
+        "agi_context": "from-pstn",
+        "agi_extension": "18005550100",
+        "agi_priority": "7",
+        "agi_enhanced": "0.0",
+        "agi_accountcode": "",
+    }
+    return ("".join(f"{k}: {v}\n" for k, v in env.items()) + "\n").encode()
+
+
+async def session(
+    port: int, caller: str, uniqueid: str, ticket: int, steps: list[float], commands: list[str] | None
+) -> bool:
+    keys = ["3", str(ticket), "1"]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(environment(caller, uniqueid))
+    await writer.drain()
+    answered_at = time.perf_counter()
+    ok = False
+    while True:
+        raw = await reader.readline()
+        if not raw:
+            break
+        steps.append(time.perf_counter() - answered_at)
+        command = raw.decode().rstrip("\n")
+        if commands is not None:
+            commands.append(command)
+        if command.startswith("GET DATA"):
+            reply = f"200 result={keys.pop(0)}" if keys else "200 result= (timeout)"
+        elif command.startswith("SET VARIABLE TARGET_QUEUE"):
+            ok = True
+            reply = "200 result=1"
+        elif command.startswith(("SET VARIABLE", "GET VARIABLE")):
+            reply = "200 result=1"
+        else:
+            reply = "200 result=0"
+        writer.write(reply.encode() + b"\n")
+        await writer.drain()
+        answered_at = time.perf_counter()
+    writer.close()
+    return ok or commands is None
+
+
+def clients(port: int, callers: list[str], ticket: int, results: Any) -> None:
+    async def main() -> None:
+        steps: list[float] = []
+        started = time.perf_counter()
+        outcomes = await asyncio.gather(
+            *(session(port, caller, f"1795462442.{i}", ticket, steps, None) for i, caller in enumerate(callers))
+        )
+        elapsed = time.perf_counter() - started
+        results.put((elapsed, steps, sum(outcomes)))
+
+    asyncio.run(main())
+
+
+def run_clients(port: int, callers: list[str], ticket: int) -> tuple[float, list[float], int]:
+    results: Any = mp.Queue()
+    process = mp.Process(target=clients, args=(port, callers, ticket, results))
+    process.start()
+    outcome = results.get(timeout=600)
+    process.join(timeout=60)
+    return outcome  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    from caller_lookup import phone_of
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=2000)
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "crm-bench-agi")
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    db_path = args.workdir / f"agi-{args.customers}.db"
+    ticket = prepare(db_path, args.customers)
+    rng = random.Random(3)
+    callers = [phone_of(rng.randrange(args.customers)) for _ in range(args.sessions)]
+
+    ports: Any = mp.Queue()
+    stop: Any = mp.Queue()
+    server = mp.Process(target=flow_server, args=(str(db_path), ports, stop))
+    server.start()
+    port = ports.get(timeout=120)
+    # one session first, to learn the commands the flow sends (the bare handler sends the same)
+    commands: list[str] = []
+    asyncio.run(session(port, callers[0], "1795462442.0", ticket, [], commands))
+    flow_s, flow_steps, routed = run_clients(port, callers, ticket)
+    stop.put("stop")
+    server.join(timeout=60)
+
+    bare = mp.Process(target=bare_server, args=(commands, ports, stop))
+    bare.start()
+    bare_port = ports.get(timeout=120)
+    bare_s, bare_steps, _ = run_clients(bare_port, callers, ticket)
+    stop.put("stop")
+    bare.join(timeout=60)
+
+    def p(values: list[float], q: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
+
+    figures = {
+        "concurrent_sessions": args.sessions,
+        "customers": args.customers,
+        "steps_per_session": len(commands),
+        "sessions_routed": routed,
+        "step_p50_ms": round(statistics.median(flow_steps) * 1000, 3),
+        "step_p99_ms": round(p(flow_steps, 0.99), 3),
+        "bare_step_p99_ms": round(p(bare_steps, 0.99), 3),
+        "flow_seconds": round(flow_s, 3),
+        "bare_seconds": round(bare_s, 3),
+        "flow_sessions_per_s": round(args.sessions / flow_s, 1),
+        "bare_sessions_per_s": round(args.sessions / bare_s, 1),
+        "ratio": round(bare_s / flow_s, 3),
+        "goal_step_p99_ms": 10,
+        "goal_ratio": 0.5,
+    }
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
