@@ -151,6 +151,7 @@ class CallTracker:
         self.channels: dict[str, tuple[str, str]] = {}  # uniqueid -> (linkedid, channel name)
         self.agents: dict[str, _Agent] = {}
         self.queues: dict[str, _Queue] = {}
+        self.members: dict[str, set[str]] = {}  # queue -> extensions logged in to it (wallboard figures need these)
         self._handlers: dict[type, Callable[[PbxEvent], None]] = {
             ChannelCreated: self._channel_created,  # type: ignore[dict-item]
             ChannelStateChanged: self._channel_state,  # type: ignore[dict-item]
@@ -592,8 +593,10 @@ class CallTracker:
         before = (agent.state, dict(agent.queues))
         if ev.name == "QueueMemberRemoved":
             agent.queues.pop(ev.queue, None)
+            self.members.get(ev.queue, set()).discard(ev.agent)
         else:
             agent.queues[ev.queue] = (ev.paused, ev.paused_reason)
+            self.members.setdefault(ev.queue, set()).add(ev.agent)
         if agent.state not in (AgentState.RINGING, AgentState.ON_CALL, AgentState.WRAP_UP):
             self._set_agent(ev.agent, self._idle_state(agent), force=before[1] != agent.queues)
         self._queue_stats(ev.queue, self._clock())
@@ -746,7 +749,7 @@ class CallTracker:
     def queue_stats(self, name: str, now: datetime | None = None) -> QueueStatsChanged:
         now = now or self._clock()
         queue = self._queue(name)
-        members = [a for a in self.agents.values() if name in a.queues]
+        members = [self.agents[ext] for ext in self.members.get(name, ()) if name in self.agents[ext].queues]
         counts = dict.fromkeys(AgentState, 0)
         for agent in members:
             paused = agent.queues[name][0]
@@ -847,6 +850,10 @@ class CallTracker:
         reported: dict[str, dict[str, tuple[bool, str]]] = {}
         for member in members:
             reported.setdefault(member.agent, {})[member.queue] = (member.paused, member.paused_reason)
+        self.members = {}
+        for extension, queues in reported.items():
+            for queue_name in queues:
+                self.members.setdefault(queue_name, set()).add(extension)
         for extension in set(self.agents) | set(reported):
             agent = self._agent(extension)
             agent.queues = reported.get(extension, {})
