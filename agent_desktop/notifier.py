@@ -169,20 +169,23 @@ class Notifier:
 
     async def resend_to_agent(self, sid: str, agent: str) -> None:
         """After a browser (re)connects: its agent state, and a pop for every call still ringing it or up with it."""
-        snapshot = self.snapshot()
-        if snapshot is None:
-            return
-        for status in snapshot.agents:
-            if status.agent == agent:
-                await self._sio.emit(
-                    "agent_state",
-                    plain(asdict(status)) | {"changed_at": status.since.isoformat()},
-                    to=sid,
-                    namespace=AGENT_NAMESPACE,
-                )
-        for call in snapshot.calls:
-            if agent not in call.ringing_agents and call.agent != agent:
-                continue
+        tracker = getattr(self._pbx, "tracker", None)
+        if tracker is not None and hasattr(tracker, "agent_view"):
+            status, calls = tracker.agent_view(agent)  # this agent only: a thousand agents reconnect at once
+        else:
+            snapshot = self.snapshot()
+            if snapshot is None:
+                return
+            status = next((a for a in snapshot.agents if a.agent == agent), None)
+            calls = [c for c in snapshot.calls if agent in c.ringing_agents or c.agent == agent]
+        if status is not None:
+            await self._sio.emit(
+                "agent_state",
+                plain(asdict(status)) | {"changed_at": status.since.isoformat()},
+                to=sid,
+                namespace=AGENT_NAMESPACE,
+            )
+        for call in calls:
             pop = self._pops.cached(call.linkedid) or {
                 "linkedid": call.linkedid,
                 "number": call.caller_number,

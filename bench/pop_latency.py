@@ -53,7 +53,14 @@ def server_main(db_path: str, agents: int, measured: int, commands: Any, replies
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(_server(db_path, agents, measured, commands, replies))
+    profile_to = os.environ.get("BENCH_PROFILE")  # a file: where to write a cProfile of the server
+    if profile_to:
+        import cProfile
+
+        cProfile.runctx("asyncio.run(_server(db_path, agents, measured, commands, replies))", globals(), locals(),
+                        profile_to)
+    else:
+        asyncio.run(_server(db_path, agents, measured, commands, replies))
 
 
 async def _server(db_path: str, agents: int, measured: int, commands: Any, replies: Any) -> None:

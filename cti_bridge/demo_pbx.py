@@ -46,6 +46,12 @@ def _headers(frame: str) -> dict[str, str]:
     return headers
 
 
+def _agent_of_channel(name: str) -> str | None:
+    if not name.startswith("Local/") or "@agents-" not in name:
+        return None
+    return name[6 : name.index("@agents-")]
+
+
 def _frame(pairs: list[tuple[str, str]]) -> str:
     return "\r\n".join(f"{k}: {v}" for k, v in pairs)
 
@@ -198,6 +204,7 @@ class DemoPbx:
             for queue, agents in (queues or {"support": ["1001", "1002"], "sales": ["2001", "2002"]}).items()
         }
         self.channels: dict[str, _Channel] = {}
+        self._agent_channels: dict[str, int] = {}  # extension -> live Local/<ext>@agents channels
         self.entries: dict[str, _Entry] = {}  # uniqueid -> caller waiting in a queue
         self.completed: dict[str, int] = dict.fromkeys(self.members, 0)
         self.abandoned: dict[str, int] = dict.fromkeys(self.members, 0)
@@ -698,6 +705,9 @@ class DemoPbx:
         event = h.get("Event")
         uniqueid = h.get("Uniqueid", "")
         if event == "Newchannel":
+            agent = _agent_of_channel(h.get("Channel", ""))
+            if agent is not None:
+                self._agent_channels[agent] = self._agent_channels.get(agent, 0) + 1
             self.channels[uniqueid] = _Channel(
                 h.get("Channel", ""),
                 uniqueid,
@@ -716,7 +726,10 @@ class DemoPbx:
             channel.context = h.get("Context", channel.context)
             channel.exten = h.get("Exten", channel.exten)
         elif event == "Hangup":
-            self.channels.pop(uniqueid, None)
+            gone = self.channels.pop(uniqueid, None)
+            agent = _agent_of_channel(gone.name) if gone is not None else None
+            if agent is not None and self._agent_channels.get(agent, 0) > 0:
+                self._agent_channels[agent] -= 1
             self.entries.pop(uniqueid, None)
         elif event == "QueueCallerJoin":
             self.entries[uniqueid] = _Entry(
@@ -747,8 +760,7 @@ class DemoPbx:
         ]
 
     def _busy(self, agent: str) -> bool:
-        prefix = f"Local/{agent}@agents-"
-        return any(ch.name.startswith(prefix) for ch in self.channels.values())
+        return self._agent_channels.get(agent, 0) > 0
 
     async def place_inbound_call(
         self,
@@ -977,29 +989,29 @@ class DemoPbx:
         crm_slot = 0
         # write the whole script first (ids, names, numbers rewritten), so that playing it is nothing but writes:
         # the regex work must not sit between a frame and the bridge that reads it
+        # the frames to send, rewritten in one pass over the whole text (a regex call per frame costs too much)
+        kept = [
+            f
+            for f in template.frames
+            if not (drop is not None and drop.search(f.text))
+            and not (originate is not None and f.headers.get("Event") == "OriginateResponse")
+        ]
+        joined = "\x1e".join(f.text for f in kept)
+        joined = _ID.sub(new_id, _CHANNEL_SEQ.sub(new_seq, joined))
+        for pattern, value in replacements:
+            joined = pattern.sub(value, joined)
         script: list[tuple[float, str]] = []
-        for frame in template.frames:
+        for frame, text in zip(kept, joined.split("\x1e"), strict=True):
             headers = frame.headers
-            text = frame.text
-            if drop is not None and drop.search(text):
-                continue
-            if originate is not None and headers.get("Event") == "OriginateResponse":
-                continue
             at = when(frame.t) * self.time_scale
             if headers.get("Event") == "VarSet" and headers.get("Variable", "").startswith("CRM_"):
                 # the i-th CRM_ variable the recorded IVR set becomes the i-th asked for; the last takes the rest
                 crm_slot += 1
                 mine = crm_items[crm_slot - 1 : crm_slot] if crm_slot < crm_slots else crm_items[crm_slot - 1 :]
-                base = _ID.sub(new_id, _CHANNEL_SEQ.sub(new_seq, text))
-                for pattern, value in replacements:
-                    base = pattern.sub(value, base)
                 for variable, value in mine:
-                    frame_text = re.sub(r"Variable: [^\r\n]*", f"Variable: {variable}", base)
+                    frame_text = re.sub(r"Variable: [^\r\n]*", f"Variable: {variable}", text)
                     script.append((at, re.sub(r"Value: [^\r\n]*", f"Value: {value}", frame_text)))
                 continue
-            text = _ID.sub(new_id, _CHANNEL_SEQ.sub(new_seq, text))
-            for pattern, value in replacements:
-                text = pattern.sub(value, text)
             script.append((at, text))
             if originate is not None and headers.get("Event") == "DialEnd" and not headers.get("Channel"):
                 action_id, agent, number = originate

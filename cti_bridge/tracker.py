@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -869,8 +869,26 @@ class CallTracker:
 
     def snapshot(self, *, connected: bool) -> PbxSnapshot:
         now = self._clock()
+        calls = self.snapshot_calls(self.calls.values())
+        agents = tuple(
+            AgentStatus(
+                agent=a.extension,
+                state=a.state,
+                since=a.since,
+                queues=tuple(sorted(a.queues)),
+                paused_reason=", ".join(sorted({r for p, r in a.queues.values() if p and r})) or None,
+                linkedid=a.linkedid,
+                calls_today=a.calls_today,
+            )
+            for a in sorted(self.agents.values(), key=lambda a: a.extension)
+        )
+        queues = tuple(self.queue_stats(name, now) for name in sorted(self.queues))
+        return PbxSnapshot(connected=connected, calls=tuple(calls), agents=agents, queues=queues, taken_at=now)
+
+    @staticmethod
+    def snapshot_calls(live: Iterable[_Call]) -> list[LiveCall]:
         calls = []
-        for call in self.calls.values():
+        for call in live:
             ringing = tuple(leg.agent for leg in call.legs.values() if leg.answered_at is None and leg.ended_at is None)
             if call.hold_started is not None:
                 state = CallState.HELD
@@ -896,17 +914,4 @@ class CallTracker:
                     crm_vars=tuple(sorted(call.crm_vars.items())),
                 )
             )
-        agents = tuple(
-            AgentStatus(
-                agent=a.extension,
-                state=a.state,
-                since=a.since,
-                queues=tuple(sorted(a.queues)),
-                paused_reason=", ".join(sorted({r for p, r in a.queues.values() if p and r})) or None,
-                linkedid=a.linkedid,
-                calls_today=a.calls_today,
-            )
-            for a in sorted(self.agents.values(), key=lambda a: a.extension)
-        )
-        queues = tuple(self.queue_stats(name, now) for name in sorted(self.queues))
-        return PbxSnapshot(connected=connected, calls=tuple(calls), agents=agents, queues=queues, taken_at=now)
+        return calls
