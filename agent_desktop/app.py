@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import mimetypes
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 import socketio
@@ -33,6 +36,7 @@ from crm_core.customers.errors import DuplicateCustomer
 from crm_core.customers.lookup import CallerIdLookup
 from crm_core.customers.schemas import CustomerIn, PhoneIn
 from crm_core.customers.service import add_note, create_customer, get_customer, merge_customers, update_customer
+from crm_core.db import make_engine, make_sessionmaker
 from crm_core.errors import CrmError, ValidationFailed
 from crm_core.tickets.service import create_ticket
 from crm_core.timeline import customer_timeline
@@ -69,6 +73,26 @@ def _day(value: str | None, default: date) -> date:
         raise ValidationFailed(f"{value!r} is not a date (YYYY-MM-DD).") from None
 
 
+class CrmQuart(Quart):
+    """Quart with static files answered from memory: they are small, and a file response that a browser
+    abandons half way (a page reload) would otherwise leave its file open."""
+
+    async def send_static_file(self, filename: str) -> Response:
+        body = await asyncio.to_thread(self._static_bytes, filename)
+        if body is None:
+            abort(404)
+        response = Response(body, mimetype=mimetypes.guess_type(filename)[0] or "application/octet-stream")
+        response.cache_control.max_age = 3600
+        return response
+
+    def _static_bytes(self, filename: str) -> bytes | None:
+        folder = Path(self.static_folder or "").resolve()
+        path = (folder / filename).resolve()
+        if folder not in path.parents or not path.is_file():
+            return None  # outside the folder (../) or missing
+        return path.read_bytes()
+
+
 def create_app(
     runtime: Runtime,
     *,
@@ -76,7 +100,7 @@ def create_app(
     sio: socketio.AsyncServer | None = None,
     voice: tuple[dict[str, Flow], CrmContext] | None = None,
 ) -> Quart:
-    app = Quart(__name__)
+    app = CrmQuart(__name__)
     app.secret_key = runtime.secret_key
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
@@ -379,7 +403,9 @@ def create_app(
     # --- realtime -----------------------------------------------------------------------------------------------
 
     lookup = CallerIdLookup(runtime.engine, settings.default_region)
-    pops = PopBuilder(runtime.sessions, lookup)
+    # pops read through a pool of their own: a burst of call-log writes must never make a ringing call wait
+    read_engine = make_engine(settings.database_url)
+    pops = PopBuilder(make_sessionmaker(read_engine), lookup)
     app.extensions["pops"] = pops
     if sio is not None:
         notifier = Notifier(sio, pops, pbx=pbx, wrapup_seconds=settings.wrapup_seconds)
@@ -390,6 +416,7 @@ def create_app(
     @app.after_serving
     async def _close_lookup() -> None:
         await lookup.close()
+        await read_engine.dispose()
 
     return app
 

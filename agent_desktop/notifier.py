@@ -3,6 +3,7 @@ updates in the right rooms. An agent's pop goes to that agent's room and nowhere
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from dataclasses import asdict
@@ -54,6 +55,8 @@ class Notifier:
         self._pbx = pbx
         self._wrapup = wrapup_seconds
         self._rang: defaultdict[str, set[str]] = defaultdict(set)  # linkedid -> agents whose devices rang
+        self._late: set[asyncio.Task[None]] = set()
+        self._chains: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.pops_sent = 0
 
     def attach(self, bus: EventBus) -> None:
@@ -69,11 +72,38 @@ class Notifier:
         bus.subscribe(QueueStatsChanged, self._queue_stats)
         bus.subscribe(CallWrappedUp, self._wrapped_up)
 
+    # Delivery never holds up the bus (and so the CTI bridge): each room has its own chain of sends, so messages
+    # to one agent arrive in order while a slow browser or a busy room delays nobody else.
+
     async def _emit_agent(self, agent: str, event: str, data: dict[str, Any]) -> None:
-        await self._sio.emit(event, data, room=agent_room(agent), namespace=AGENT_NAMESPACE)
+        self._post(agent_room(agent), AGENT_NAMESPACE, event, data)
 
     async def _emit_supervisors(self, event: str, data: dict[str, Any]) -> None:
-        await self._sio.emit(event, data, room=supervisors_room(), namespace=SUPERVISOR_NAMESPACE)
+        self._post(supervisors_room(), SUPERVISOR_NAMESPACE, event, data)
+
+    def _post(self, room: str, namespace: str, event: str, data: dict[str, Any]) -> None:
+        key = (namespace, room)
+        previous = self._chains.get(key)
+        task = asyncio.create_task(self._deliver(previous, room, namespace, event, data))
+        self._chains[key] = task
+        task.add_done_callback(
+            lambda done, key=key: self._chains.pop(key, None) if self._chains.get(key) is done else None
+        )
+
+    async def _deliver(
+        self, previous: asyncio.Task[None] | None, room: str, namespace: str, event: str, data: dict[str, Any]
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        try:
+            await self._sio.emit(event, data, room=room, namespace=namespace)
+        except Exception:
+            log.exception("could not send %s to %s", event, room)
+
+    async def flush(self) -> None:
+        """Wait until everything posted so far is handed to Socket.IO (tests, shutdown)."""
+        while self._chains:
+            await asyncio.wait(list(self._chains.values()))
 
     async def _offered(self, event: CallOffered) -> None:
         self._pops.offered(event)
@@ -94,11 +124,26 @@ class Notifier:
             await self._ringing(ringing)
 
     async def _ringing(self, event: AgentRinging) -> None:
-        pop = await self._pops.for_ringing(event)
         self._rang[event.linkedid].add(event.agent)
+        pop = self._pops.ready(event)
+        if pop is None:
+            # not built yet (the caller skipped the IVR): build it aside, the bus and the bridge must not wait
+            task = asyncio.create_task(self._late_pop(event))
+            self._late.add(task)
+            task.add_done_callback(self._late.discard)
+            return
         await self._emit_agent(event.agent, "pop", pop)
         self.pops_sent += 1
         await self._emit_supervisors("call_ringing", {"linkedid": event.linkedid, "agent": event.agent})
+
+    async def _late_pop(self, event: AgentRinging) -> None:
+        try:
+            pop = await self._pops.for_ringing(event)
+        except Exception:
+            log.exception("no pop for call %s", event.linkedid)
+            return
+        await self._emit_agent(event.agent, "pop", pop)
+        self.pops_sent += 1
 
     async def _state_to_rung(self, linkedid: str, data: dict[str, Any]) -> None:
         for agent in self._rang.get(linkedid, ()):

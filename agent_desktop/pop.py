@@ -141,8 +141,13 @@ class PopBuilder:
             self._pops.popitem(last=False)
         return pop
 
+    def ready(self, event: AgentRinging) -> dict[str, Any] | None:
+        """The pop for this ring if it is built already (the usual case): no I/O, no waiting."""
+        pop = self._pops.get(event.linkedid)
+        return self._for_agent(pop, event) if pop is not None else None
+
     async def for_ringing(self, event: AgentRinging) -> dict[str, Any]:
-        """The pop for this ring: cached (the usual case, no I/O) or built now."""
+        """The pop for this ring: cached, or awaited from its build, or built now."""
         pop = self._pops.get(event.linkedid)
         if pop is None:
             task = self._building.get(event.linkedid)
@@ -152,6 +157,10 @@ class PopBuilder:
                 pop = await self._build(
                     event.linkedid, event.caller_number, event.caller_name, event.queue, event.crm_vars
                 )
+        return self._for_agent(pop, event)
+
+    @staticmethod
+    def _for_agent(pop: dict[str, Any], event: AgentRinging) -> dict[str, Any]:
         known_vars = {item["name"] for item in pop["ivr"]}
         extra = [
             {"name": k, "label": IVR_LABELS.get(k, k), "value": v} for k, v in event.crm_vars if k not in known_vars

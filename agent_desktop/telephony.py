@@ -34,7 +34,7 @@ class Telephony:
                 await self.refresher
         await self.pbx.stop()
         if self.writer is not None:
-            await self.writer.drain()
+            await self.writer.stop()
         if self.demo is not None:
             await self.demo.stop()
 

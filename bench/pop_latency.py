@@ -104,6 +104,16 @@ async def _server(db_path: str, agents: int, measured: int, commands: Any, repli
             sent[(headers.get("Linkedid", ""), agent)] = time.monotonic_ns()
 
     pbx.on_frame_sent = on_frame
+    from crm_core.calls.events import AgentRinging
+
+    on_bus: dict[tuple[str, str], int] = {}
+    arrived_at: dict[tuple[str, str], int] = {}
+
+    def ringing_on_bus(event: AgentRinging) -> None:
+        on_bus[(event.linkedid, event.agent)] = time.monotonic_ns()
+        arrived_at[(event.linkedid, event.agent)] = bridge.current_chunk_arrived_ns
+
+    runtime.bus.subscribe(AgentRinging, ringing_on_bus)
     await pbx.start()
     bridge = AsteriskAdapter(AmiEndpoint("127.0.0.1", pbx.port, "crm", "bench"), runtime.bus, wrapup_seconds=0)
     writer = CallLogWriter(runtime.sessions, region="US")
@@ -138,6 +148,13 @@ async def _server(db_path: str, agents: int, measured: int, commands: Any, repli
             while pbx._calls:  # let the last calls ring and end
                 await asyncio.gather(*list(pbx._calls.values()), return_exceptions=True)
             await writer.drain()
+            lags = sorted((on_bus[k] - v) / 1e6 for k, v in sent.items() if k in on_bus)
+            socket_lag = sorted((arrived_at[k] - v) / 1e6 for k, v in sent.items() if k in arrived_at)
+            if socket_lag:
+                print(f"frame sent -> read by the bridge: p50 {socket_lag[len(socket_lag) // 2]:.2f} ms", file=sys.stderr)
+            if lags:
+                print(f"frame sent -> AgentRinging on the bus: p50 {lags[len(lags) // 2]:.2f} ms, "
+                      f"p99 {lags[int(len(lags) * 0.99)]:.2f} ms", file=sys.stderr)
             replies.put(("calls", placed, {f"{k[0]}|{k[1]}": v for k, v in sent.items()}))
         elif command == "bare":
             rate, seconds, targets = args

@@ -867,6 +867,24 @@ class CallTracker:
 
     # --- what the desktop re-sends after a browser reconnect ----------------------------------------------------
 
+    def agent_view(self, extension: str) -> tuple[AgentStatus | None, list[LiveCall]]:
+        """One agent's state and the live call ringing it or up with it (not a full snapshot per reconnect)."""
+        agent = self.agents.get(extension)
+        if agent is None:
+            return None, []
+        status = AgentStatus(
+            agent=agent.extension,
+            state=agent.state,
+            since=agent.since,
+            queues=tuple(sorted(agent.queues)),
+            paused_reason=", ".join(sorted({r for p, r in agent.queues.values() if p and r})) or None,
+            linkedid=agent.linkedid,
+            calls_today=agent.calls_today,
+        )
+        live = [self.calls[agent.linkedid]] if agent.linkedid and agent.linkedid in self.calls else []
+        calls = [c for c in self.snapshot_calls(live) if extension in c.ringing_agents or c.agent == extension]
+        return status, calls
+
     def snapshot(self, *, connected: bool) -> PbxSnapshot:
         now = self._clock()
         calls = self.snapshot_calls(self.calls.values())

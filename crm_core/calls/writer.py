@@ -1,14 +1,16 @@
 """The call-log writer: applies telephony events from the bus to call logs, one transaction per event.
 
-Events of one call are applied in order (a lock per Linkedid); a database error is retried with backoff and then
-logged with the event, never dropped silently. `drain()` waits until everything received so far is written.
+A few worker tasks write; the events of one call always go to the same worker, so they are applied in order.
+On SQLite one worker suffices (the database has one writer at a time anyway) and keeps the connection pool free
+for readers such as the screen pop. A database error is retried with backoff and then logged with the event,
+never dropped silently. `drain()` waits until everything received so far is written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+import zlib
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,14 +26,24 @@ HANDLED = (CallOffered, CallAnswered, CallTransferred, CallEnded, CallsResynced)
 
 class CallLogWriter:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], *, region: str, attempts: int = 5, retry_delay: float = 0.2
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        region: str,
+        workers: int | None = None,
+        attempts: int = 5,
+        retry_delay: float = 0.2,
     ) -> None:
         self._sessions = sessions
         self._region = region
         self._attempts = attempts
         self._retry_delay = retry_delay
-        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._tasks: set[asyncio.Task[None]] = set()
+        bind = sessions.kw.get("bind")
+        sqlite = bind is not None and bind.dialect.name == "sqlite"
+        self._queues: list[asyncio.Queue[TelephonyEvent]] = [
+            asyncio.Queue() for _ in range(workers or (1 if sqlite else 4))
+        ]
+        self._tasks: list[asyncio.Task[None]] = []
         self.written = 0
         self.failed: list[TelephonyEvent] = []
 
@@ -40,36 +52,52 @@ class CallLogWriter:
             bus.subscribe(kind, self.receive)
 
     def receive(self, event: TelephonyEvent) -> None:
-        # never block the bus (the pop is published on it too): write in a task of its own
-        task = asyncio.create_task(self._write(event))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Never blocks the bus (the pop travels on it too): the event waits in its worker's queue."""
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._work(queue), name=f"call-log-writer-{i}")
+                for i, queue in enumerate(self._queues)
+            ]
+        key = getattr(event, "linkedid", "")
+        self._queues[zlib.crc32(key.encode()) % len(self._queues)].put_nowait(event)
+
+    async def _work(self, queue: asyncio.Queue[TelephonyEvent]) -> None:
+        while True:
+            event = await queue.get()
+            try:
+                await self._write(event)
+            finally:
+                queue.task_done()
 
     async def _write(self, event: TelephonyEvent) -> None:
         key = getattr(event, "linkedid", "*resync*")
-        async with self._locks[key]:
-            delay = self._retry_delay
-            for attempt in range(1, self._attempts + 1):
-                try:
-                    async with unit_of_work(self._sessions) as session:
-                        await apply_call_event(session=session, event=event, region=self._region)
-                    self.written += 1
-                    break
-                except Exception:
-                    if attempt == self._attempts:
-                        self.failed.append(event)
-                        log.exception(
-                            "could not write %s of call %s after %d attempts", type(event).__name__, key, attempt
-                        )
-                        break
-                    log.warning("writing %s of call %s failed; retrying", type(event).__name__, key)
-                    await asyncio.sleep(delay)
-                    delay *= 2
-        if isinstance(event, CallEnded | CallsResynced):
-            lock = self._locks.get(key)
-            if lock is not None and not lock.locked():
-                self._locks.pop(key, None)
+        delay = self._retry_delay
+        for attempt in range(1, self._attempts + 1):
+            try:
+                async with unit_of_work(self._sessions) as session:
+                    await apply_call_event(session=session, event=event, region=self._region)
+                self.written += 1
+                return
+            except Exception:
+                if attempt == self._attempts:
+                    self.failed.append(event)
+                    log.exception("could not write %s of call %s after %d attempts", type(event).__name__, key, attempt)
+                    return
+                log.warning("writing %s of call %s failed; retrying", type(event).__name__, key)
+                await asyncio.sleep(delay)
+                delay *= 2
 
     async def drain(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        for queue in self._queues:
+            await queue.join()
+
+    async def stop(self) -> None:
+        await self.drain()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        self._tasks = []
