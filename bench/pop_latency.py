@@ -1,7 +1,8 @@
 """Benchmark: screen-pop latency from the AMI frame leaving the PBX to the pop arriving at the agent's browser client.
 
-One server process runs what `crm serve` runs: the app (Quart + python-socketio, hypercorn), the CTI bridge, the
-demo PBX (AMI over loopback TCP) and the call-log writer, on a SQLite database of --customers generated customers.
+One server process runs what `crm serve` runs against a real PBX: the app (Quart + python-socketio, hypercorn), the
+CTI bridge and the call-log writer, on a SQLite database of --customers generated customers. The demo PBX runs in
+a process of its own, as Asterisk would, and the bridge reads it over loopback TCP.
 Client processes connect --agents python-socketio clients to /agent, each as a signed-in agent. The demo PBX offers
 calls from random customers at --rate calls/s; each pop's latency is measured from the moment the demo PBX wrote
 the AgentCalled frame to the moment the client received the pop (CLOCK_MONOTONIC, shared by the processes).
@@ -46,10 +47,60 @@ def queue_of(i: int) -> str:
     return f"q{i // 10:03d}"  # ten agents per queue
 
 
+# --- the PBX, in a process of its own as Asterisk would be ----------------------------------------------------------
+
+
+def pbx_main(agents: int, measured: int, customers: int, commands: Any, replies: Any) -> None:
+    asyncio.run(_pbx(agents, measured, customers, commands, replies))
+
+
+async def _pbx(agents: int, measured: int, customers: int, commands: Any, replies: Any) -> None:
+    from caller_lookup import phone_of
+
+    from cti_bridge.demo_pbx import DemoPbx
+
+    queues: dict[str, list[str]] = {}
+    for i in range(agents):
+        queues.setdefault(queue_of(i), []).append(agent_extension(i))
+    # calls go only to the queues of the agents being measured; the others are there for the idle reading
+    call_queues = sorted({queue_of(i) for i in range(measured)})
+    pbx = DemoPbx(secret="bench", queues=queues, seed=11)
+    sent: dict[tuple[str, str], int] = {}
+
+    def on_frame(name: str, headers: dict[str, str], _ns: int) -> None:
+        if name == "AgentCalled":
+            agent = headers.get("Interface", "").removeprefix("Local/").split("@")[0]
+            sent[(headers.get("Linkedid", ""), agent)] = time.monotonic_ns()
+
+    pbx.on_frame_sent = on_frame
+    await pbx.start()
+    replies.put(("pbx", pbx.port))
+    loop = asyncio.get_running_loop()
+    rng = random.Random(5)
+    while True:
+        command, *args = await loop.run_in_executor(None, commands.get)
+        if command == "calls":
+            rate, seconds = args
+            started = time.monotonic()
+            placed = 0
+            while time.monotonic() - started < seconds:
+                placed += 1
+                await pbx.place_inbound_call(
+                    phone_of(rng.randrange(customers)), "", rng.choice(call_queues), answer_after_s=1.0, talk_s=2.0
+                )
+                await asyncio.sleep(max(0.0, started + placed / rate - time.monotonic()))
+            while pbx._calls:  # let the last calls ring and end
+                await asyncio.gather(*list(pbx._calls.values()), return_exceptions=True)
+            replies.put(("calls", placed, {f"{k[0]}|{k[1]}": v for k, v in sent.items()}))
+        elif command == "stop":
+            break
+    await pbx.stop()
+
+
 # --- server process ----------------------------------------------------------------------------------------------
 
 
-def server_main(db_path: str, agents: int, measured: int, commands: Any, replies: Any) -> None:
+def server_main(db_path: str, pbx_port: int, commands: Any, replies: Any) -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
@@ -57,14 +108,12 @@ def server_main(db_path: str, agents: int, measured: int, commands: Any, replies
     if profile_to:
         import cProfile
 
-        cProfile.runctx("asyncio.run(_server(db_path, agents, measured, commands, replies))", globals(), locals(),
-                        profile_to)
+        cProfile.runctx("asyncio.run(_server(db_path, pbx_port, commands, replies))", globals(), locals(), profile_to)
     else:
-        asyncio.run(_server(db_path, agents, measured, commands, replies))
+        asyncio.run(_server(db_path, pbx_port, commands, replies))
 
 
-async def _server(db_path: str, agents: int, measured: int, commands: Any, replies: Any) -> None:
-    from caller_lookup import phone_of
+async def _server(db_path: str, pbx_port: int, commands: Any, replies: Any) -> None:
     from hypercorn.asyncio import serve as hypercorn_serve
     from hypercorn.config import Config
 
@@ -74,7 +123,6 @@ async def _server(db_path: str, agents: int, measured: int, commands: Any, repli
     from crm_core.settings import load_settings
     from cti_bridge.ami import AmiEndpoint
     from cti_bridge.asterisk import AsteriskAdapter
-    from cti_bridge.demo_pbx import DemoPbx
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -90,32 +138,7 @@ async def _server(db_path: str, agents: int, measured: int, commands: Any, repli
         }
     )
     runtime = await build_runtime(settings)
-    queues: dict[str, list[str]] = {}
-    for i in range(agents):
-        queues.setdefault(queue_of(i), []).append(agent_extension(i))
-    # calls go only to the queues of the agents being measured; the others are there for the idle reading
-    call_queues = sorted({queue_of(i) for i in range(measured)})
-    pbx = DemoPbx(secret="bench", queues=queues, seed=11)
-    sent: dict[tuple[str, str], int] = {}
-
-    def on_frame(name: str, headers: dict[str, str], _ns: int) -> None:
-        if name == "AgentCalled":
-            agent = headers.get("Interface", "").removeprefix("Local/").split("@")[0]
-            sent[(headers.get("Linkedid", ""), agent)] = time.monotonic_ns()
-
-    pbx.on_frame_sent = on_frame
-    from crm_core.calls.events import AgentRinging
-
-    on_bus: dict[tuple[str, str], int] = {}
-    arrived_at: dict[tuple[str, str], int] = {}
-
-    def ringing_on_bus(event: AgentRinging) -> None:
-        on_bus[(event.linkedid, event.agent)] = time.monotonic_ns()
-        arrived_at[(event.linkedid, event.agent)] = bridge.current_chunk_arrived_ns
-
-    runtime.bus.subscribe(AgentRinging, ringing_on_bus)
-    await pbx.start()
-    bridge = AsteriskAdapter(AmiEndpoint("127.0.0.1", pbx.port, "crm", "bench"), runtime.bus, wrapup_seconds=0)
+    bridge = AsteriskAdapter(AmiEndpoint("127.0.0.1", pbx_port, "crm", "bench"), runtime.bus, wrapup_seconds=0)
     writer = CallLogWriter(runtime.sessions, region="US")
     writer.attach(runtime.bus)
     asgi, sio = create_asgi(runtime, pbx=bridge)
@@ -131,31 +154,11 @@ async def _server(db_path: str, agents: int, measured: int, commands: Any, repli
     replies.put(("ready", port, os.getpid()))
     loop = asyncio.get_running_loop()
     rng = random.Random(5)
-    customers = int(os.environ.get("BENCH_CUSTOMERS", "1000000"))
     while True:
         command, *args = await loop.run_in_executor(None, commands.get)
-        if command == "calls":
-            rate, seconds = args
-            started = time.monotonic()
-            placed = 0
-            queue_names = call_queues
-            while time.monotonic() - started < seconds:
-                placed += 1
-                await pbx.place_inbound_call(
-                    phone_of(rng.randrange(customers)), "", rng.choice(queue_names), answer_after_s=1.0, talk_s=2.0
-                )
-                await asyncio.sleep(max(0.0, started + placed / rate - time.monotonic()))
-            while pbx._calls:  # let the last calls ring and end
-                await asyncio.gather(*list(pbx._calls.values()), return_exceptions=True)
+        if command == "drain":
             await writer.drain()
-            lags = sorted((on_bus[k] - v) / 1e6 for k, v in sent.items() if k in on_bus)
-            socket_lag = sorted((arrived_at[k] - v) / 1e6 for k, v in sent.items() if k in arrived_at)
-            if socket_lag:
-                print(f"frame sent -> read by the bridge: p50 {socket_lag[len(socket_lag) // 2]:.2f} ms", file=sys.stderr)
-            if lags:
-                print(f"frame sent -> AgentRinging on the bus: p50 {lags[len(lags) // 2]:.2f} ms, "
-                      f"p99 {lags[int(len(lags) * 0.99)]:.2f} ms", file=sys.stderr)
-            replies.put(("calls", placed, {f"{k[0]}|{k[1]}": v for k, v in sent.items()}))
+            replies.put(("drained",))
         elif command == "bare":
             rate, seconds, targets = args
             started = time.monotonic()
@@ -175,7 +178,6 @@ async def _server(db_path: str, agents: int, measured: int, commands: Any, repli
     stop.set()
     await server
     await bridge.stop()
-    await pbx.stop()
     await runtime.close()
 
 
@@ -293,21 +295,27 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     db_path = args.workdir / f"pop-{args.customers}.db"
     prepare_database(db_path, args.customers)
-    os.environ["BENCH_CUSTOMERS"] = str(args.customers)
 
     agents_total = max(args.agents, args.idle)
+    pbx_commands: Any = mp.Queue()
+    pbx_replies: Any = mp.Queue()
+    pbx = mp.Process(
+        target=pbx_main, args=(agents_total, args.agents, args.customers, pbx_commands, pbx_replies), daemon=True
+    )
+    pbx.start()
+    _, pbx_port = pbx_replies.get(timeout=60)
     commands: Any = mp.Queue()
     replies: Any = mp.Queue()
-    server = mp.Process(
-        target=server_main, args=(str(db_path), agents_total, args.agents, commands, replies), daemon=True
-    )
+    server = mp.Process(target=server_main, args=(str(db_path), pbx_port, commands, replies), daemon=True)
     server.start()
     _, port, server_pid = replies.get(timeout=300)
     extensions = [agent_extension(i) for i in range(args.agents)]
     procs, results, control = start_clients(port, extensions, args.client_processes)
 
-    commands.put(("calls", args.rate, args.seconds))
-    _, placed, sent = replies.get(timeout=args.seconds * 10 + 300)
+    pbx_commands.put(("calls", args.rate, args.seconds))
+    _, placed, sent = pbx_replies.get(timeout=args.seconds * 10 + 300)
+    commands.put(("drain",))
+    replies.get(timeout=300)
     commands.put(("bare", args.rate, args.seconds, extensions))
     replies.get(timeout=args.seconds * 10 + 300)
     for _ in procs:
@@ -342,6 +350,8 @@ def main() -> None:
             proc.join(timeout=120)
     commands.put(("stop",))
     server.join(timeout=60)
+    pbx_commands.put(("stop",))
+    pbx.join(timeout=60)
 
     figures = {
         "agents": args.agents,

@@ -1037,10 +1037,15 @@ class DemoPbx:
                         ),
                     )
                 )
-        for at, text in script:
+        # events due at the same moment go out together, then the loop gets its turn (the bridge reads them)
+        index = 0
+        while index < len(script):
+            at = script[index][0]
             await self._wait_until(started + at)
-            self._broadcast(text)
-            await asyncio.sleep(0)  # one event at a time on the wire, as Asterisk sends them
+            while index < len(script) and script[index][0] <= at:
+                self._broadcast(script[index][1])
+                index += 1
+            await asyncio.sleep(0)
         for queue_name, members in self.members.items():
             for agent in agents:
                 if agent in members and queue_name == queue:

@@ -22,6 +22,7 @@ from crm_core.db import unit_of_work
 log = logging.getLogger(__name__)
 
 HANDLED = (CallOffered, CallAnswered, CallTransferred, CallEnded, CallsResynced)
+MAX_BATCH = 100
 
 
 class CallLogWriter:
@@ -63,11 +64,27 @@ class CallLogWriter:
 
     async def _work(self, queue: asyncio.Queue[TelephonyEvent]) -> None:
         while True:
-            event = await queue.get()
+            batch = [await queue.get()]
+            while len(batch) < MAX_BATCH and not queue.empty():
+                batch.append(queue.get_nowait())  # under load, one transaction carries many events
             try:
-                await self._write(event)
+                await self._write_batch(batch)
             finally:
-                queue.task_done()
+                for _ in batch:
+                    queue.task_done()
+
+    async def _write_batch(self, batch: list[TelephonyEvent]) -> None:
+        if len(batch) > 1:
+            try:
+                async with unit_of_work(self._sessions) as session:
+                    for event in batch:
+                        await apply_call_event(session=session, event=event, region=self._region)
+                self.written += len(batch)
+                return
+            except Exception:
+                log.warning("a batch of %d call events failed; writing them one by one", len(batch))
+        for event in batch:
+            await self._write(event)
 
     async def _write(self, event: TelephonyEvent) -> None:
         key = getattr(event, "linkedid", "*resync*")
