@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import mimetypes
@@ -99,6 +100,7 @@ def create_app(
     pbx: PbxAdapter | None = None,
     sio: socketio.AsyncServer | None = None,
     voice: tuple[dict[str, Flow], CrmContext] | None = None,
+    notify: bool = True,
 ) -> Quart:
     app = CrmQuart(__name__)
     app.secret_key = runtime.secret_key
@@ -409,7 +411,8 @@ def create_app(
     app.extensions["pops"] = pops
     if sio is not None:
         notifier = Notifier(sio, pops, pbx=pbx, wrapup_seconds=settings.wrapup_seconds)
-        notifier.attach(runtime.bus)
+        if notify:  # a web-only worker leaves the telephony events to the CTI process, which emits via Redis
+            notifier.attach(runtime.bus)
         app.extensions["notifier"] = notifier
         app.extensions["sockets"] = Sockets(sio, app, runtime, notifier, pbx)
 
@@ -417,20 +420,52 @@ def create_app(
     async def _close_lookup() -> None:
         await lookup.close()
         await read_engine.dispose()
+        if sio is not None and runtime.settings.redis_url:
+            await close_manager(sio.manager)
 
     return app
 
 
 def make_socketio(runtime: Runtime) -> socketio.AsyncServer:
     """The Socket.IO server: same-origin only; with Redis set, rooms span every web worker and the CTI process."""
-    manager = socketio.AsyncRedisManager(runtime.settings.redis_url) if runtime.settings.redis_url else None
+    settings = runtime.settings
+    manager = (
+        socketio.AsyncRedisManager(settings.redis_url, channel=settings.socketio_channel)
+        if settings.redis_url
+        else None
+    )
     return socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=None, client_manager=manager)
 
 
+async def close_manager(manager: Any) -> None:
+    """Stop a Redis Socket.IO manager's listener and close its connections (python-socketio has no close)."""
+    listener = getattr(manager, "thread", None)
+    if isinstance(listener, asyncio.Task) and not listener.done():
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await listener
+    for resource in (getattr(manager, "pubsub", None), getattr(manager, "redis", None)):
+        if resource is not None:
+            with contextlib.suppress(Exception):
+                await resource.aclose()
+
+
+def remote_emitter(runtime: Runtime) -> socketio.AsyncRedisManager:
+    """For a process without browsers (`crm cti`): emits into the web workers' rooms through Redis."""
+    settings = runtime.settings
+    if not settings.redis_url:
+        raise ValueError("a remote emitter needs CRM_REDIS_URL")
+    return socketio.AsyncRedisManager(settings.redis_url, channel=settings.socketio_channel, write_only=True)
+
+
 def create_asgi(
-    runtime: Runtime, *, pbx: PbxAdapter | None = None, voice: tuple[dict[str, Flow], CrmContext] | None = None
+    runtime: Runtime,
+    *,
+    pbx: PbxAdapter | None = None,
+    voice: tuple[dict[str, Flow], CrmContext] | None = None,
+    notify: bool = True,
 ) -> tuple[Any, socketio.AsyncServer]:
     """The app and Socket.IO server as one ASGI application."""
     sio = make_socketio(runtime)
-    app = create_app(runtime, pbx=pbx, sio=sio, voice=voice)
+    app = create_app(runtime, pbx=pbx, sio=sio, voice=voice, notify=notify)
     return socketio.ASGIApp(sio, other_asgi_app=app, socketio_path="socket.io"), sio

@@ -133,7 +133,12 @@ def create_user_command(
 @cli.command()
 @click.option("--host", default=None, help="Address to listen on (default from CRM_HTTP_HOST).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default from CRM_HTTP_PORT).")
-def serve(host: str | None, port: int | None) -> None:
+@click.option(
+    "--web-only",
+    is_flag=True,
+    help="Scaled out: only the web app; `crm cti` bridges the PBX and emits through CRM_REDIS_URL.",
+)
+def serve(host: str | None, port: int | None, web_only: bool) -> None:
     """Start the web app, the CTI bridge (or the demo PBX) and the FastAGI server in one process."""
     from agent_desktop.serve import serve_all
 
@@ -146,7 +151,9 @@ def serve(host: str | None, port: int | None) -> None:
     if overrides:
         settings = settings.model_copy(update=overrides)
     try:
-        asyncio.run(serve_all(settings, announce_admin=announce_admin))
+        if web_only and not settings.redis_url:
+            fail("--web-only needs CRM_REDIS_URL: that is how the CTI process reaches this worker's agents.")
+        asyncio.run(serve_all(settings, announce_admin=announce_admin, web_only=web_only))
     except CrmError as exc:
         fail(exc.message)
     except FlowError as exc:

@@ -14,7 +14,7 @@ from agent_desktop.runtime import Runtime
 def cti() -> None:
     """Run the CTI bridge and the call-log writer without the web app (needs CRM_REDIS_URL to reach the web)."""
     from agent_desktop.cli import console, get_settings, run_with_runtime
-    from agent_desktop.telephony import start_telephony
+    from agent_desktop.telephony import start_remote_notifier, start_telephony
 
     settings = get_settings()
     if settings.redis_url is None:
@@ -22,6 +22,8 @@ def cti() -> None:
 
     async def _work(runtime: Runtime) -> None:
         telephony = await start_telephony(runtime)
+        if runtime.settings.redis_url:
+            start_remote_notifier(telephony, runtime)  # pops reach agents on every web worker
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
+from typing import Any
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
@@ -20,33 +21,41 @@ from ivr.callback_dialer import CallbackDialer
 log = logging.getLogger(__name__)
 
 
-async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]) -> None:
+async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None], web_only: bool = False) -> None:
     runtime = await build_runtime(settings)
     try:
         await migrate_database(runtime)
         password = await ensure_first_admin(runtime)
         if password:
             announce_admin(password)
+        if web_only:
+            asgi, _sio = create_asgi(runtime, notify=False)
+            await _serve_http(asgi, settings)
+            return
         telephony = await start_telephony(runtime)
         runtime.extras["telephony"] = telephony
         ivr = await start_ivr(runtime)
         dialer = CallbackDialer(runtime.sessions, telephony.pbx, every_s=settings.callback_dial_every_s)
         dialer.start()
         asgi, _sio = create_asgi(runtime, pbx=telephony.pbx, voice=(ivr.flows, ivr.crm))
-        config = Config()
-        config.bind = [f"{settings.http_host}:{settings.http_port}"]
-        config.accesslog = None
-        config.graceful_timeout = 2
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        log.info("serving on http://%s:%s", settings.http_host, settings.http_port)
         try:
-            await hypercorn_serve(asgi, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+            await _serve_http(asgi, settings)
         finally:
             await dialer.stop()
             await ivr.stop()
             await telephony.stop()
     finally:
         await runtime.close()
+
+
+async def _serve_http(asgi: Any, settings: Settings) -> None:
+    config = Config()
+    config.bind = [f"{settings.http_host}:{settings.http_port}"]
+    config.accesslog = None
+    config.graceful_timeout = 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("serving on http://%s:%s", settings.http_host, settings.http_port)
+    await hypercorn_serve(asgi, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 
@@ -26,6 +27,7 @@ class Telephony:
     writer: CallLogWriter | None
     demo: DemoPbx | None
     refresher: asyncio.Task[None] | None = None
+    remote: Any = None  # the CTI process's notifier and its resources, when it emits through Redis
 
     async def stop(self) -> None:
         if self.refresher is not None:
@@ -33,6 +35,8 @@ class Telephony:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.refresher
         await self.pbx.stop()
+        if self.remote is not None:
+            await self.remote.close()
         if self.writer is not None:
             await self.writer.stop()
         if self.demo is not None:
@@ -88,3 +92,34 @@ async def start_telephony(runtime: Runtime, *, write_call_logs: bool = True, dem
 
         telephony.refresher = asyncio.create_task(refresh(), name="demo-callers")
     return telephony
+
+
+class RemoteNotifier:
+    """Screen pops and call states from the CTI process: built here, sent to the web workers' rooms via Redis."""
+
+    def __init__(self, runtime: Runtime, pbx: AsteriskAdapter) -> None:
+        from agent_desktop.app import remote_emitter
+        from agent_desktop.notifier import Notifier
+        from agent_desktop.pop import PopBuilder
+        from crm_core.customers.lookup import CallerIdLookup
+
+        self.lookup = CallerIdLookup(runtime.engine, runtime.settings.default_region)
+        self.emitter = remote_emitter(runtime)
+        self.notifier = Notifier(
+            self.emitter,  # type: ignore[arg-type]
+            PopBuilder(runtime.sessions, self.lookup),
+            pbx=pbx,
+            wrapup_seconds=runtime.settings.wrapup_seconds,
+        )
+        self.notifier.attach(runtime.bus)
+
+    async def close(self) -> None:
+        from agent_desktop.app import close_manager
+
+        await self.notifier.flush()
+        await self.lookup.close()
+        await close_manager(self.emitter)
+
+
+def start_remote_notifier(telephony: Telephony, runtime: Runtime) -> None:
+    telephony.remote = RemoteNotifier(runtime, telephony.pbx)

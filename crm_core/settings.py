@@ -25,6 +25,7 @@ class Settings(BaseModel):
 
     database_url: str = "sqlite+aiosqlite:///./var/crm.db"
     redis_url: str | None = None
+    socketio_channel: str = "crm-socketio"
     ami_url: SecretStr | None = Field(
         default=None, description="ami://user:secret@host:5038 (amis:// for TLS); unset = demo PBX"
     )

@@ -1,0 +1,106 @@
+"""Scaled out with real Redis: two web workers and a separate CTI process; a pop emitted by the CTI process reaches
+the agent on whichever worker it is connected to, and only that agent."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config
+
+from agent_desktop.app import create_asgi
+from agent_desktop.runtime import build_runtime
+from agent_desktop.telephony import RemoteNotifier
+from crm_core.settings import load_settings
+from cti_bridge.ami import AmiEndpoint
+from cti_bridge.asterisk import AsteriskAdapter
+from tests.conftest import REDIS_URL
+from tests.desktop.live import LiveCenter, start_center, wait_event
+
+pytestmark = pytest.mark.redis
+
+
+async def web_worker(tmp: Path, channel: str, stop: asyncio.Event) -> tuple[str, asyncio.Task[None], object]:
+    settings = load_settings(
+        {
+            "CRM_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'crm.db'}",
+            "CRM_DATA_DIR": str(tmp),
+            "CRM_SECRET_KEY": "test-secret-key-of-reasonable-length",
+            "CRM_REDIS_URL": REDIS_URL,
+            "CRM_SOCKETIO_CHANNEL": channel,
+        }
+    )
+    runtime = await build_runtime(settings)
+    asgi, _ = create_asgi(runtime, notify=False)  # a web-only worker: it emits nothing of its own
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    port = listener.getsockname()[1]
+    config = Config()
+    config.bind = [f"fd://{listener.detach()}"]
+    config.accesslog = None
+    config.errorlog = None
+    config.graceful_timeout = 1
+    task = asyncio.create_task(hypercorn_serve(asgi, config, shutdown_trigger=stop.wait))
+    return f"http://127.0.0.1:{port}", task, runtime
+
+
+async def test_pops_from_the_cti_process_reach_agents_on_either_worker(tmp_path: Path) -> None:
+    # the database, users and customers of the center (its own app is not used here)
+    center: LiveCenter = await start_center(tmp_path)
+    await center.bridge.stop()
+    channel = f"crm-test-{uuid.uuid4().hex}"
+    stop = asyncio.Event()
+    first_url, first_task, first_runtime = await web_worker(tmp_path, channel, stop)
+    second_url, second_task, second_runtime = await web_worker(tmp_path, channel, stop)
+    # the CTI process: its own bus, bridge and notifier, emitting through Redis
+    cti_runtime = await build_runtime(
+        load_settings(
+            {
+                "CRM_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}",
+                "CRM_DATA_DIR": str(tmp_path),
+                "CRM_REDIS_URL": REDIS_URL,
+                "CRM_SOCKETIO_CHANNEL": channel,
+                "CRM_WRAPUP_SECONDS": "0",
+                "CRM_SECRET_KEY": "test-secret-key-of-reasonable-length",
+            }
+        )
+    )
+    bridge = AsteriskAdapter(AmiEndpoint("127.0.0.1", center.pbx.port, "crm", "demo-secret"), cti_runtime.bus)
+    remote = RemoteNotifier(cti_runtime, bridge)
+    await bridge.start()
+    await asyncio.wait_for(bridge.resynced.wait(), 10)
+    try:
+        center.base_url = first_url
+        agent_on_first = await center.socket("agent1001", "/agent")
+        center.base_url = second_url
+        agent_on_second = await center.socket("agent2001", "/agent")
+        support = await center.pbx.place_inbound_call(
+            "+15551230001", "Alice Example", "support", agent="1001", answer_after_s=5, talk_s=1
+        )
+        sales = await center.pbx.place_inbound_call(
+            "+15551230002", "Bob Example", "sales", agent="2001", answer_after_s=5, talk_s=1
+        )
+        pop = await wait_event(agent_on_first, "pop", lambda p: p["linkedid"] == support)
+        assert pop["customer"]["name"] == "Alice Example"
+        other = await wait_event(agent_on_second, "pop", lambda p: p["linkedid"] == sales)
+        assert other["customer"]["name"] == "Bob Example"
+        await wait_event(agent_on_second, "call_state", lambda s: s["linkedid"] == sales and s["state"] == "ended")
+        assert not [d for e, d in agent_on_second.received if e == "pop" and d["linkedid"] == support]  # type: ignore[attr-defined]
+        assert not [d for e, d in agent_on_first.received if e == "pop" and d["linkedid"] == sales]  # type: ignore[attr-defined]
+        await agent_on_first.disconnect()
+        await agent_on_second.disconnect()
+    finally:
+        await bridge.stop()
+        await remote.close()
+        await cti_runtime.close()
+        stop.set()
+        await first_task
+        await second_task
+        await first_runtime.close()  # type: ignore[attr-defined]
+        await second_runtime.close()  # type: ignore[attr-defined]
+        await center.stop()
