@@ -418,6 +418,9 @@ def create_app(
 
     @app.after_serving
     async def _close_lookup() -> None:
+        await pops.close()
+        if "notifier" in app.extensions:
+            await app.extensions["notifier"].flush()
         await lookup.close()
         await read_engine.dispose()
         if sio is not None and runtime.settings.redis_url:

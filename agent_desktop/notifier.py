@@ -231,7 +231,7 @@ class Notifier:
                 namespace=AGENT_NAMESPACE,
             )
         for call in calls:
-            pop = self._pops.cached(call.linkedid) or {
+            pop = await self._pops.current(call.linkedid) or {
                 "linkedid": call.linkedid,
                 "number": call.caller_number,
                 "caller_name": call.caller_name,

@@ -7,6 +7,7 @@ and kept per Linkedid. AgentRinging only stamps it with the agent's details and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
 from typing import Any
@@ -177,6 +178,24 @@ class PopBuilder:
 
     def cached(self, linkedid: str) -> dict[str, Any] | None:
         return self._pops.get(linkedid)
+
+    async def current(self, linkedid: str) -> dict[str, Any] | None:
+        """The pop of a live call, waiting for its build if one is under way (a browser reconnecting)."""
+        task = self._building.get(linkedid)
+        if task is not None:
+            try:
+                return await task
+            except Exception:
+                return None
+        return self._pops.get(linkedid)
+
+    async def close(self) -> None:
+        for task in list(self._building.values()):
+            task.cancel()
+        for task in list(self._building.values()):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # shutting down: an unfinished pop is moot
+                await task
+        self._building.clear()
 
     def forget(self, linkedid: str) -> None:
         self._pops.pop(linkedid, None)

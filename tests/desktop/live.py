@@ -50,6 +50,7 @@ class LiveCenter:
     bridge: AsteriskAdapter
     base_url: str
     customers: dict[str, str] = field(default_factory=dict)
+    writer: CallLogWriter | None = None
     listener: socket.socket | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -92,6 +93,8 @@ class LiveCenter:
                 await task
         await self.bridge.stop()
         await self.pbx.stop()
+        if self.writer is not None:
+            await self.writer.stop()
         await self.runtime.close()
 
 
@@ -175,7 +178,7 @@ async def start_center(
     writer = CallLogWriter(runtime.sessions, region="US")
     writer.attach(runtime.bus)
     asgi, _sio = create_asgi(runtime, pbx=bridge)
-    center = LiveCenter(runtime, pbx, bridge, f"http://127.0.0.1:{port}", center_customers)
+    center = LiveCenter(runtime, pbx, bridge, f"http://127.0.0.1:{port}", center_customers, writer=writer)
     config = Config()
     config.bind = [f"fd://{listener.detach()}"]  # hypercorn owns and closes it
     config.accesslog = None
