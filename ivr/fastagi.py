@@ -36,6 +36,7 @@ def quote(value: str) -> str:
 @dataclass
 class AgiStats:
     sessions: int = 0
+    # the server's own time per step: from Asterisk's answer to our next command (the flow's work in between)
     step_seconds: list[float] = field(default_factory=list)
     keep_step_times: bool = False
 
@@ -52,9 +53,11 @@ class AgiLine:
         self.uniqueid = self.headers.get("agi_uniqueid", "")
         self._recordings = recordings
         self._stats = stats
+        self._since = time.perf_counter()  # the environment arrived: the first step starts now
 
     async def send(self, command: str) -> dict[str, Any]:
-        started = time.perf_counter()
+        if self._stats is not None and self._stats.keep_step_times:
+            self._stats.step_seconds.append(time.perf_counter() - self._since)
         request = self.request
         request.writer.write(command.encode(request.encoding) + b"\n")
         try:
@@ -70,8 +73,7 @@ class AgiLine:
         if not line:
             raise CallerHungUp
         result: dict[str, Any] = parse_agi_result(line.decode(request.encoding, "replace").rstrip("\r\n"))
-        if self._stats is not None and self._stats.keep_step_times:
-            self._stats.step_seconds.append(time.perf_counter() - started)
+        self._since = time.perf_counter()
         if result.get("error") in ("AGIResultHangup", "AGIAppError"):
             raise CallerHungUp
         if result.get("error"):
