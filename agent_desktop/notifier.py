@@ -82,6 +82,8 @@ class Notifier:
         self._post(supervisors_room(), SUPERVISOR_NAMESPACE, event, data)
 
     def _post(self, room: str, namespace: str, event: str, data: dict[str, Any]) -> None:
+        if self._nobody_in(room, namespace):
+            return
         key = (namespace, room)
         previous = self._chains.get(key)
         task = asyncio.create_task(self._deliver(previous, room, namespace, event, data))
@@ -89,6 +91,14 @@ class Notifier:
         task.add_done_callback(
             lambda done, key=key: self._chains.pop(key, None) if self._chains.get(key) is done else None
         )
+
+    def _nobody_in(self, room: str, namespace: str) -> bool:
+        """True when this process alone holds the rooms (no Redis) and nobody is in this one: skip the send."""
+        manager = getattr(self._sio, "manager", None)
+        if manager is None or type(manager).__name__ != "AsyncManager":
+            return False
+        rooms = getattr(manager, "rooms", {}).get(namespace, {})
+        return not rooms.get(room)
 
     async def _deliver(
         self, previous: asyncio.Task[None] | None, room: str, namespace: str, event: str, data: dict[str, Any]

@@ -6,7 +6,8 @@ a process of its own, as Asterisk would, and the bridge reads it over loopback T
 Client processes connect --agents python-socketio clients to /agent, each as a signed-in agent. The demo PBX offers
 calls from random customers at --rate calls/s; each pop's latency is measured from the moment the demo PBX wrote
 the AgentCalled frame to the moment the client received the pop (CLOCK_MONOTONIC, shared by the processes).
-In the same run the server emits bare Socket.IO messages to the same agents at the same rate, for comparison.
+In the same run the server emits bare Socket.IO messages to the same agents at the same rate, for comparison: once
+while the calls run (the same load) and once alone.
 Last, --idle agents connect and the server's resident memory is read.
 
 Goal (issue #5): pop p99 <= 10 ms and pop/bare p99 ratio <= 1.5; idle 5,000 agents < 1 GiB.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -151,24 +153,34 @@ async def _server(db_path: str, pbx_port: int, commands: Any, replies: Any) -> N
     server = asyncio.create_task(hypercorn_serve(asgi, config, shutdown_trigger=stop.wait))
     await bridge.start()
     await asyncio.wait_for(bridge.resynced.wait(), 30)
+    gc.freeze()  # as `crm serve` does after start-up: the start-up objects stay out of the collector's way
     replies.put(("ready", port, os.getpid()))
     loop = asyncio.get_running_loop()
     rng = random.Random(5)
+    background: set[asyncio.Task[int]] = set()
     while True:
         command, *args = await loop.run_in_executor(None, commands.get)
         if command == "drain":
             await writer.drain()
             replies.put(("drained",))
-        elif command == "bare":
+        elif command in ("bare", "bare_loaded"):
             rate, seconds, targets = args
-            started = time.monotonic()
-            placed = 0
-            while time.monotonic() - started < seconds:
-                placed += 1
-                for agent in rng.sample(targets, 2):  # a call rings two agents, so two messages
-                    await sio.emit("bare", {"t": time.monotonic_ns()}, room=f"agent:{agent}", namespace="/agent")
-                await asyncio.sleep(max(0.0, started + placed / rate - time.monotonic()))
-            replies.put(("bare", placed))
+
+            async def bare_emits(event: str, rate: float, seconds: float, targets: list[str]) -> int:
+                started = time.monotonic()
+                placed = 0
+                while time.monotonic() - started < seconds:
+                    placed += 1
+                    for agent in rng.sample(targets, 2):  # a call rings two agents, so two messages
+                        await sio.emit(event, {"t": time.monotonic_ns()}, room=f"agent:{agent}", namespace="/agent")
+                    await asyncio.sleep(max(0.0, started + placed / rate - time.monotonic()))
+                return placed
+
+            if command == "bare":
+                replies.put(("bare", await bare_emits("bare", rate, seconds, targets)))
+            else:  # beside the calls, under the same load
+                background.add(asyncio.create_task(bare_emits("bare_loaded", rate, seconds, targets)))
+                replies.put(("bare_loaded", "started"))
         elif command == "rss":
             status = await loop.run_in_executor(None, Path(f"/proc/{os.getpid()}/status").read_text)
             rss_kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
@@ -217,6 +229,7 @@ async def _clients(port: int, extensions: list[str], results: Any, control: Any)
 
     arrivals: list[tuple[str, str, int]] = []
     bare: list[int] = []
+    bare_loaded: list[int] = []
     clients = []
 
     async def connect(extension: str) -> None:
@@ -228,8 +241,12 @@ async def _clients(port: int, extensions: list[str], results: Any, control: Any)
         def on_bare(data: dict[str, Any]) -> None:
             bare.append(time.monotonic_ns() - data["t"])
 
+        def on_bare_loaded(data: dict[str, Any]) -> None:
+            bare_loaded.append(time.monotonic_ns() - data["t"])
+
         client.on("pop", on_pop, namespace="/agent")
         client.on("bare", on_bare, namespace="/agent")
+        client.on("bare_loaded", on_bare_loaded, namespace="/agent")
         await client.connect(
             f"http://127.0.0.1:{port}",
             headers={"Cookie": cookie_for(extension)},
@@ -244,7 +261,7 @@ async def _clients(port: int, extensions: list[str], results: Any, control: Any)
     results.put(("connected", len(clients)))
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, control.get)  # wait until the measurements are over
-    results.put(("data", arrivals, bare))
+    results.put(("data", arrivals, bare, bare_loaded))
     await loop.run_in_executor(None, control.get)  # then until the idle-memory reading is done
     await asyncio.gather(*(c.disconnect() for c in clients), return_exceptions=True)
 
@@ -312,6 +329,8 @@ def main() -> None:
     extensions = [agent_extension(i) for i in range(args.agents)]
     procs, results, control = start_clients(port, extensions, args.client_processes)
 
+    commands.put(("bare_loaded", args.rate, args.seconds, extensions))
+    replies.get(timeout=60)
     pbx_commands.put(("calls", args.rate, args.seconds))
     _, placed, sent = pbx_replies.get(timeout=args.seconds * 10 + 300)
     commands.put(("drain",))
@@ -322,15 +341,18 @@ def main() -> None:
         control.put("report")
     arrivals: list[tuple[str, str, int]] = []
     bare_ns: list[int] = []
+    loaded_ns: list[int] = []
     for _ in procs:
-        _, got, bare = results.get(timeout=300)
+        _, got, bare, loaded = results.get(timeout=300)
         arrivals += got
         bare_ns += bare
+        loaded_ns += loaded
     pop_ms = [(t - sent[f"{linkedid}|{ext}"]) / 1e6 for linkedid, ext, t in arrivals if f"{linkedid}|{ext}" in sent]
     missing = sorted(set(sent) - {f"{linkedid}|{ext}" for linkedid, ext, _ in arrivals})
     if missing:
         print(f"{len(missing)} pops never arrived, e.g. {missing[:5]}", file=sys.stderr)
     bare_ms = [ns / 1e6 for ns in bare_ns]
+    loaded_ms = [ns / 1e6 for ns in loaded_ns]
     for _ in procs:
         control.put("done")
     for proc in procs:
@@ -367,6 +389,10 @@ def main() -> None:
         "bare_p99_ms": round(percentile(bare_ms, 0.99), 2),
         "bare_max_ms": round(max(bare_ms), 2),
         "ratio_p99": round(percentile(pop_ms, 0.99) / percentile(bare_ms, 0.99), 2),
+        # the same bare emits sent while the calls ran: what Socket.IO alone costs under the same load
+        "bare_loaded_p50_ms": round(statistics.median(loaded_ms), 2),
+        "bare_loaded_p99_ms": round(percentile(loaded_ms, 0.99), 2),
+        "ratio_p99_loaded": round(percentile(pop_ms, 0.99) / percentile(loaded_ms, 0.99), 2),
         "idle_agents": args.idle,
         "idle_5000_rss_mib": None if idle_rss is None else round(idle_rss, 1),
         "server_pid": server_pid,
