@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -49,6 +50,7 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
 
 
 async def _serve_http(asgi: Any, settings: Settings) -> None:
+    gc.freeze()  # what start-up made lives as long as the process: keep it out of every later collection
     config = Config()
     config.bind = [f"{settings.http_host}:{settings.http_port}"]
     config.accesslog = None
