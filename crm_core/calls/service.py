@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,97 +52,139 @@ async def _customer_for(session: AsyncSession, number: str, region: str) -> str 
     return await find_customer_id_by_phone(session=session, number=number, region=region)
 
 
-async def apply_call_event(*, session: AsyncSession, event: TelephonyEvent, region: str) -> CallLog | None:
-    """Bring the call log in line with one telephony event. Applying the same event twice changes nothing."""
+CALLS: Table = CallLog.__table__  # type: ignore[assignment]
+LEGS: Table = CallLeg.__table__  # type: ignore[assignment]
+
+
+def _insert(session: AsyncSession) -> Any:
+    bind = session.get_bind()
+    return pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
+
+
+async def apply_call_event(*, session: AsyncSession, event: TelephonyEvent, region: str) -> str | None:
+    """Bring the call log in line with one telephony event; its id. Applying the same event twice changes nothing.
+
+    Written as single upserts (INSERT … ON CONFLICT … RETURNING) rather than ORM loads: the writer runs beside the
+    CTI bridge and the screen pops, and every millisecond of its CPU is one they wait (bench/pop_latency.py).
+    """
     if isinstance(event, CallsResynced):
         await close_calls_missed_while_blind(session=session, live_linkedids=event.live_linkedids, at=event.resynced_at)
         return None
+    insert = _insert(session)
     if isinstance(event, CallOffered):
         customer_number = event.callee_number if event.direction is CallDirection.OUTBOUND else event.caller_number
-        call = await _ensure_row(
-            session,
-            event.linkedid,
-            {
-                "direction": event.direction.value,
-                "caller_number": event.caller_number,
-                "caller_name": event.caller_name,
-                "callee_number": event.callee_number,
-                "queue": event.queue,
-                "offered_at": event.offered_at,
-                "ivr_vars": dict(event.crm_vars),
-                "customer_id": await _customer_for(session, customer_number, region),
-            },
+        statement = insert(CALLS).values(
+            id=new_id(),
+            linkedid=event.linkedid,
+            direction=event.direction.value,
+            caller_number=event.caller_number,
+            caller_name=event.caller_name,
+            callee_number=event.callee_number,
+            queue=event.queue,
+            offered_at=event.offered_at,
+            ivr_vars=dict(event.crm_vars),
+            customer_id=await _customer_for(session, customer_number, region),
         )
-        if call.ended_at is None:
-            call.ivr_vars = {**(call.ivr_vars or {}), **dict(event.crm_vars)}
-        return call
+        # offered again (a replay) or after its end was written: what is there stays
+        statement = statement.on_conflict_do_update(
+            index_elements=["linkedid"], set_={"linkedid": statement.excluded.linkedid}
+        ).returning(CALLS.c.id)
+        return str((await session.execute(statement)).scalar_one())
     if isinstance(event, CallAnswered):
-        answered = await session.scalar(select(CallLog).where(CallLog.linkedid == event.linkedid))
-        if answered is None:
-            return None  # the CallEnded that follows carries everything
-        if answered.answered_at is None:
-            answered.answered_at = event.answered_at
-            answered.wait_seconds = event.wait_seconds
-        if answered.ended_at is None:
-            answered.agent = event.agent
-        return answered
+        await session.execute(
+            update(CALLS)
+            .where(CALLS.c.linkedid == event.linkedid)
+            .values(
+                wait_seconds=case((CALLS.c.answered_at.is_(None), event.wait_seconds), else_=CALLS.c.wait_seconds),
+                answered_at=func.coalesce(CALLS.c.answered_at, event.answered_at),
+                agent=case((CALLS.c.ended_at.is_(None), event.agent), else_=CALLS.c.agent),
+            )
+        )
+        return None
     if isinstance(event, CallTransferred):
-        moved = await session.scalar(select(CallLog).where(CallLog.linkedid == event.linkedid))
-        if moved is not None:
-            moved.transferred = True
-        return moved
+        await session.execute(update(CALLS).where(CALLS.c.linkedid == event.linkedid).values(transferred=True))
+        return None
     return await _apply_ended(session, event, region)
 
 
-async def _apply_ended(session: AsyncSession, event: CallEnded, region: str) -> CallLog:
-    customer_number = event.callee_number if event.direction is CallDirection.OUTBOUND else event.caller_number
-    call = await _ensure_row(
-        session,
-        event.linkedid,
-        {
-            "direction": event.direction.value,
-            "caller_number": event.caller_number,
-            "caller_name": event.caller_name,
-            "callee_number": event.callee_number,
-            "queue": event.queue,
-            "offered_at": event.offered_at,
-        },
+async def _apply_ended(session: AsyncSession, event: CallEnded, region: str) -> str:
+    insert = _insert(session)
+    final = {
+        "direction": event.direction.value,
+        "caller_number": event.caller_number,
+        "caller_name": event.caller_name,
+        "callee_number": event.callee_number,
+        "queue": event.queue,
+        "agent": event.agent,
+        "answered_at": event.answered_at,
+        "ended_at": event.ended_at,
+        "wait_seconds": event.wait_seconds,
+        "talk_seconds": event.talk_seconds,
+        "hold_seconds": event.hold_seconds,
+        "outcome": event.outcome.value,
+        "hangup_cause": event.hangup_cause,
+        "closed_at_resync": event.closed_at_resync,
+    }
+    statement = insert(CALLS).values(
+        id=new_id(),
+        linkedid=event.linkedid,
+        offered_at=event.offered_at,
+        transferred=event.transferred,
+        recording_ref=event.recording,
+        ivr_vars=dict(event.crm_vars),
+        **final,
     )
-    if call.customer_id is None:
-        call.customer_id = await _customer_for(session, customer_number, region)
-    call.direction = event.direction.value
-    call.caller_number = event.caller_number or call.caller_number
-    call.caller_name = event.caller_name or call.caller_name
-    call.callee_number = event.callee_number or call.callee_number
-    call.queue = event.queue
-    call.agent = event.agent
-    call.offered_at = min(call.offered_at, event.offered_at) if call.offered_at else event.offered_at
-    call.answered_at = event.answered_at
-    call.ended_at = event.ended_at
-    call.wait_seconds = event.wait_seconds
-    call.talk_seconds = event.talk_seconds
-    call.hold_seconds = event.hold_seconds
-    call.outcome = event.outcome.value
-    call.hangup_cause = event.hangup_cause
-    call.recording_ref = event.recording or call.recording_ref
-    call.ivr_vars = {**(call.ivr_vars or {}), **dict(event.crm_vars)}
-    call.transferred = call.transferred or event.transferred
-    call.closed_at_resync = event.closed_at_resync
-    existing = {leg.channel: leg for leg in call.legs}
-    for seq, summary in enumerate(event.legs):
-        leg = existing.get(summary.channel)
-        if leg is None:
-            leg = CallLeg(call_id=call.id, channel=summary.channel, agent=summary.agent)
-            call.legs.append(leg)
-        leg.seq = seq
-        leg.agent = summary.agent
-        leg.queue = summary.queue
-        leg.rang_at = summary.rang_at
-        leg.answered_at = summary.answered_at
-        leg.ended_at = summary.ended_at
-    if call.customer_id is not None:
-        await touch_interaction(session=session, customer_id=call.customer_id, at=event.ended_at)
-    return call
+    excluded = statement.excluded
+    on_conflict: dict[str, Any] = {
+        **{name: excluded[name] for name in final},
+        "offered_at": case((CALLS.c.offered_at < excluded.offered_at, CALLS.c.offered_at), else_=excluded.offered_at),
+        "transferred": or_(CALLS.c.transferred, excluded.transferred),
+        "recording_ref": func.coalesce(excluded.recording_ref, CALLS.c.recording_ref),
+    }
+    if event.crm_vars:
+        on_conflict["ivr_vars"] = excluded.ivr_vars
+    row = (
+        await session.execute(
+            statement.on_conflict_do_update(index_elements=["linkedid"], set_=on_conflict).returning(
+                CALLS.c.id, CALLS.c.customer_id
+            )
+        )
+    ).one()
+    call_id, customer_id = str(row[0]), row[1]
+    if customer_id is None:
+        number = event.callee_number if event.direction is CallDirection.OUTBOUND else event.caller_number
+        customer_id = await _customer_for(session, number, region)
+        if customer_id is not None:
+            await session.execute(update(CALLS).where(CALLS.c.id == call_id).values(customer_id=customer_id))
+    if event.legs:
+        legs = insert(LEGS).values(
+            [
+                {
+                    "id": new_id(),
+                    "call_id": call_id,
+                    "seq": seq,
+                    "channel": leg.channel,
+                    "agent": leg.agent,
+                    "queue": leg.queue,
+                    "rang_at": leg.rang_at,
+                    "answered_at": leg.answered_at,
+                    "ended_at": leg.ended_at,
+                }
+                for seq, leg in enumerate(event.legs)
+            ]
+        )
+        await session.execute(
+            legs.on_conflict_do_update(
+                index_elements=["call_id", "channel"],
+                set_={
+                    name: legs.excluded[name]
+                    for name in ("seq", "agent", "queue", "rang_at", "answered_at", "ended_at")
+                },
+            )
+        )
+    if customer_id is not None:
+        await touch_interaction(session=session, customer_id=str(customer_id), at=event.ended_at)
+    return call_id
 
 
 async def close_calls_missed_while_blind(

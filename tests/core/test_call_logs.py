@@ -166,5 +166,7 @@ async def test_events_apply_directly_in_a_transaction(session: AsyncSession) -> 
         position=1,
         offered_at=datetime.now(UTC),
     )
-    call = await apply_call_event(session=session, event=offered, region="US")
+    call_id = await apply_call_event(session=session, event=offered, region="US")
+    call = await session.get(CallLog, call_id)
     assert call is not None and call.queue == "support" and call.ended_at is None
+    assert await apply_call_event(session=session, event=offered, region="US") == call_id  # a replay: same row
