@@ -121,10 +121,8 @@ class PopBuilder:
     ) -> dict[str, Any]:
         try:
             customer_id = await self._lookup.customer_id(number) if number else None
-            customer = None
-            if customer_id is not None:
-                async with self._sessions() as session:
-                    customer = await customer_context(session, customer_id)
+            # the fast read path: a pop is built for every call, beside the bridge (bench/pop_latency.py)
+            customer = await self._lookup.customer_card(customer_id) if customer_id is not None else None
         except Exception:
             log.exception("could not build the pop of call %s; showing the number only", linkedid)
             customer = None

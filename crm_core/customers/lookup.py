@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,32 @@ _PROFILE_SQL = (
     "ORDER BY t2.created_at DESC LIMIT 1) WHERE c.id = {}"
 )
 _TICKET_SQL = "SELECT number, status FROM tickets WHERE number = {}"
+# the screen pop's card of a customer: small queries on indexed columns, no ORM (it is built for every call)
+_CARD_SQL = {
+    "customer": "SELECT id, name, kind, vip_tier, language FROM customers WHERE id = {}",
+    "tags": "SELECT t.name FROM tags AS t JOIN customer_tags AS ct ON ct.tag_id = t.id WHERE ct.customer_id = {} "
+    "ORDER BY t.name",
+    "phones": "SELECT e164 FROM customer_phones WHERE customer_id = {} ORDER BY is_primary DESC, e164",
+    "emails": "SELECT email FROM customer_emails WHERE customer_id = {} ORDER BY email",
+    "tickets": "SELECT id, number, subject, status, priority FROM tickets WHERE customer_id = {} "
+    "AND status IN ('open', 'pending') ORDER BY created_at DESC LIMIT 10",
+    "calls": "SELECT linkedid, offered_at, direction, outcome, agent, disposition_code FROM call_logs "
+    "WHERE customer_id = {} ORDER BY offered_at DESC LIMIT 5",
+    "sms": "SELECT created_at, direction, body FROM sms_messages WHERE customer_id = {} "
+    "ORDER BY created_at DESC LIMIT 3",
+    "notes": "SELECT created_at, body FROM notes WHERE customer_id = {} ORDER BY created_at DESC LIMIT 3",
+}
+
+
+def _iso(value: object) -> str | None:
+    """A timestamp as ISO 8601 UTC, whether the driver gave a datetime or SQLite's text."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        moment = datetime.fromisoformat(str(value))
+    return (moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)).isoformat()
 
 
 def _as_e164(number: str, region: str) -> str | None:
@@ -127,6 +154,48 @@ class CallerIdLookup:
             int(str(row[2])) if row[2] is not None else None,
             str(row[3]) if row[3] is not None else None,
         )
+
+    async def _rows(self, sql: str, value: object) -> list[tuple[object, ...]]:
+        if self._sqlite is not None:
+            return [tuple(r) for r in self._sqlite.execute(sql.format("?"), (value,)).fetchall()]
+        if self._pool is None:
+            if self._dsn is None:
+                raise RuntimeError("CallerIdLookup is closed")
+            self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=8)
+        return [tuple(r) for r in await self._pool.fetch(sql.format("$1"), value)]
+
+    async def customer_card(self, customer_id: str) -> dict[str, Any] | None:
+        """What the screen pop shows of a customer: profile, open tickets, last calls, last SMS, notes."""
+        rows = {name: await self._rows(sql, customer_id) for name, sql in _CARD_SQL.items()}
+        if not rows["customer"]:
+            return None
+        cid, name, kind, vip_tier, language = rows["customer"][0]
+        return {
+            "id": cid,
+            "name": name,
+            "kind": kind,
+            "vip_tier": vip_tier,
+            "language": language,
+            "tags": [str(r[0]) for r in rows["tags"]],
+            "phones": [str(r[0]) for r in rows["phones"]],
+            "emails": [str(r[0]) for r in rows["emails"]],
+            "open_tickets": [
+                {"id": r[0], "number": r[1], "subject": r[2], "status": r[3], "priority": r[4]} for r in rows["tickets"]
+            ],
+            "last_calls": [
+                {
+                    "linkedid": r[0],
+                    "at": _iso(r[1]),
+                    "direction": r[2],
+                    "outcome": r[3] or "in progress",
+                    "agent": r[4],
+                    "disposition": r[5],
+                }
+                for r in rows["calls"]
+            ],
+            "last_sms": [{"at": _iso(r[0]), "direction": r[1], "body": r[2]} for r in rows["sms"]],
+            "notes": [{"at": _iso(r[0]), "body": r[1]} for r in rows["notes"]],
+        }
 
     async def ticket_status(self, number: int) -> str | None:
         """The status of ticket `number`, or None when there is no such ticket."""

@@ -33,6 +33,11 @@ async def test_hot_path_lookup_sees_committed_customers_and_skips_merged_ones(en
         assert profile is not None and profile.customer_id == older.id
         assert (profile.open_ticket_number, profile.open_ticket_status) == (ticket.number, "open")
         assert await lookup.ticket_status(ticket.number) == "open" and await lookup.ticket_status(99999999) is None
+        card = await lookup.customer_card(older.id)
+        assert card is not None and card["name"] == f"Alice L. {line}" and card["phones"] == [second]
+        assert [t["number"] for t in card["open_tickets"]] == [ticket.number]
+        assert card["last_calls"] == [] and card["notes"] == [] and card["tags"] == []
+        assert await lookup.customer_card("no-such-customer") is None
         assert await lookup.customer_id(first) == alice.id
         # the PBX sends national format; the lookup normalises it with the default region
         assert await lookup.customer_id(f"(628) 555-{line:04d}") == older.id
