@@ -14,6 +14,7 @@ from hypercorn.config import Config
 
 from agent_desktop.app import create_asgi
 from agent_desktop.ivr_service import start_ivr
+from agent_desktop.remote_pbx import RemotePbx
 from agent_desktop.runtime import build_runtime, ensure_first_admin, migrate_database
 from agent_desktop.telephony import start_telephony
 from crm_core.settings import Settings
@@ -30,8 +31,14 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
         if password:
             announce_admin(password)
         if web_only:
-            asgi, _sio = create_asgi(runtime, notify=False)
-            await _serve_http(asgi, settings)
+            # call controls go to `crm cti` over Redis; pops come from it through the Socket.IO Redis manager
+            remote = RemotePbx(settings.redis_url or "", settings.socketio_channel)
+            await remote.start()
+            try:
+                asgi, _sio = create_asgi(runtime, pbx=remote, notify=False)  # type: ignore[arg-type]
+                await _serve_http(asgi, settings)
+            finally:
+                await remote.stop()
             return
         telephony = await start_telephony(runtime)
         runtime.extras["telephony"] = telephony

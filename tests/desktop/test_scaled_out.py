@@ -13,9 +13,11 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
 from agent_desktop.app import create_asgi
+from agent_desktop.remote_pbx import PbxCommandServer, RemotePbx
 from agent_desktop.runtime import build_runtime
 from agent_desktop.telephony import RemoteNotifier
 from crm_core.settings import load_settings
+from cti_bridge.adapter import CommandError, CommandErrorCode
 from cti_bridge.ami import AmiEndpoint
 from cti_bridge.asterisk import AsteriskAdapter
 from tests.conftest import REDIS_URL
@@ -24,7 +26,7 @@ from tests.desktop.live import LiveCenter, start_center, wait_event
 pytestmark = pytest.mark.redis
 
 
-async def web_worker(tmp: Path, channel: str, stop: asyncio.Event) -> tuple[str, asyncio.Task[None], object]:
+async def web_worker(tmp: Path, channel: str, stop: asyncio.Event) -> tuple[str, asyncio.Task[None], object, RemotePbx]:
     settings = load_settings(
         {
             "CRM_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'crm.db'}",
@@ -35,7 +37,9 @@ async def web_worker(tmp: Path, channel: str, stop: asyncio.Event) -> tuple[str,
         }
     )
     runtime = await build_runtime(settings)
-    asgi, _ = create_asgi(runtime, notify=False)  # a web-only worker: it emits nothing of its own
+    remote = RemotePbx(REDIS_URL, channel)
+    await remote.start()
+    asgi, _ = create_asgi(runtime, pbx=remote, notify=False)  # type: ignore[arg-type]  # emits nothing of its own
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
@@ -46,7 +50,7 @@ async def web_worker(tmp: Path, channel: str, stop: asyncio.Event) -> tuple[str,
     config.errorlog = None
     config.graceful_timeout = 1
     task = asyncio.create_task(hypercorn_serve(asgi, config, shutdown_trigger=stop.wait))
-    return f"http://127.0.0.1:{port}", task, runtime
+    return f"http://127.0.0.1:{port}", task, runtime, remote
 
 
 async def test_pops_from_the_cti_process_reach_agents_on_either_worker(tmp_path: Path) -> None:
@@ -55,8 +59,8 @@ async def test_pops_from_the_cti_process_reach_agents_on_either_worker(tmp_path:
     await center.bridge.stop()
     channel = f"crm-test-{uuid.uuid4().hex}"
     stop = asyncio.Event()
-    first_url, first_task, first_runtime = await web_worker(tmp_path, channel, stop)
-    second_url, second_task, second_runtime = await web_worker(tmp_path, channel, stop)
+    first_url, first_task, first_runtime, first_pbx = await web_worker(tmp_path, channel, stop)
+    second_url, second_task, second_runtime, second_pbx = await web_worker(tmp_path, channel, stop)
     # the CTI process: its own bus, bridge and notifier, emitting through Redis
     cti_runtime = await build_runtime(
         load_settings(
@@ -72,6 +76,8 @@ async def test_pops_from_the_cti_process_reach_agents_on_either_worker(tmp_path:
     )
     bridge = AsteriskAdapter(AmiEndpoint("127.0.0.1", center.pbx.port, "crm", "demo-secret"), cti_runtime.bus)
     remote = RemoteNotifier(cti_runtime, bridge)
+    commands = PbxCommandServer(REDIS_URL, channel, bridge)
+    await commands.start()
     await bridge.start()
     await asyncio.wait_for(bridge.resynced.wait(), 10)
     try:
@@ -92,9 +98,24 @@ async def test_pops_from_the_cti_process_reach_agents_on_either_worker(tmp_path:
         await wait_event(agent_on_second, "call_state", lambda s: s["linkedid"] == sales and s["state"] == "ended")
         assert not [d for e, d in agent_on_second.received if e == "pop" and d["linkedid"] == support]  # type: ignore[attr-defined]
         assert not [d for e, d in agent_on_first.received if e == "pop" and d["linkedid"] == sales]  # type: ignore[attr-defined]
+        # call controls from a web-only worker run in the CTI process, and their effect comes back as events
+        paused = await agent_on_first.call("pause", {"reason": "Lunch"}, namespace="/agent")
+        assert paused == {"ok": True}
+        state = await wait_event(agent_on_first, "agent_state", lambda s: s["state"] == "paused")
+        assert state["reason"] == "Lunch" and state["agent"] == "1001"
+        refused = await agent_on_second.call("queue_login", {"queue": "nosuchqueue"}, namespace="/agent")
+        assert refused["ok"] is False and refused["code"] == "invalid"
         await agent_on_first.disconnect()
         await agent_on_second.disconnect()
+        # without a CTI process listening, a command says so at once
+        await commands.stop()
+        with pytest.raises(CommandError) as gone:
+            await first_pbx.unpause("1001")
+        assert gone.value.code is CommandErrorCode.PBX_UNREACHABLE
     finally:
+        await commands.stop()
+        await first_pbx.stop()
+        await second_pbx.stop()
         await bridge.stop()
         await remote.close()
         await cti_runtime.close()

@@ -1,0 +1,205 @@
+"""Call controls across processes: a web-only worker's commands travel over Redis to the `crm cti` process.
+
+`RemotePbx` is the PbxAdapter of a web-only worker: each command is published on a Redis channel with a reply
+channel of its own and awaited with a timeout. `PbxCommandServer` runs in the CTI process, executes the commands
+on the real adapter and publishes each result or error back. Only the PbxAdapter's command methods travel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from cti_bridge.adapter import CommandError, CommandErrorCode, CommandResult, PbxAdapter, PbxSnapshot, SpyMode
+
+log = logging.getLogger(__name__)
+
+COMMANDS = {
+    "dial",
+    "hangup",
+    "blind_transfer",
+    "attended_transfer",
+    "hold",
+    "resume",
+    "queue_login",
+    "queue_logout",
+    "pause",
+    "unpause",
+    "spy",
+}
+
+
+def command_channel(prefix: str) -> str:
+    return f"{prefix}:pbx-commands"
+
+
+class RemotePbx:
+    """A PbxAdapter whose commands run in the CTI process; it keeps no live state (snapshot says so)."""
+
+    def __init__(self, redis_url: str, prefix: str, *, timeout_s: float = 5.0) -> None:
+        self._redis = aioredis.from_url(redis_url)
+        self._prefix = prefix
+        self._timeout = timeout_s
+        self._replies = f"{prefix}:pbx-replies:{uuid.uuid4().hex}"
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    async def start(self) -> None:
+        self._reader = asyncio.create_task(self._read(), name="remote-pbx-replies")
+        await asyncio.wait_for(self._subscribed.wait(), 10)
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self._redis.aclose()
+
+    async def _read(self) -> None:
+        pubsub = self._redis.pubsub()
+        await pubsub.subscribe(self._replies)
+        self._subscribed.set()
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") != "message":
+                    continue
+                try:
+                    reply = json.loads(message["data"])
+                except (ValueError, TypeError):
+                    continue
+                future = self._waiting.pop(str(reply.get("id")), None)
+                if future is not None and not future.done():
+                    future.set_result(reply)
+        finally:
+            await pubsub.aclose()
+
+    def snapshot(self) -> PbxSnapshot:
+        return PbxSnapshot(connected=False, taken_at=datetime.now(UTC))
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> CommandResult:
+        request_id = uuid.uuid4().hex
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        request = {"id": request_id, "reply_to": self._replies, "method": method, "args": args, "kwargs": kwargs}
+        try:
+            receivers = await self._redis.publish(command_channel(self._prefix), json.dumps(request))
+            if not receivers:
+                raise CommandError(CommandErrorCode.PBX_UNREACHABLE, "No CTI process is running (crm cti).")
+            reply = await asyncio.wait_for(future, self._timeout)
+        except TimeoutError:
+            raise CommandError(CommandErrorCode.PBX_UNREACHABLE, "The CTI process did not answer in time.") from None
+        finally:
+            self._waiting.pop(request_id, None)
+        if reply.get("ok"):
+            return CommandResult(command=str(reply.get("command", method)), reference=reply.get("reference"))
+        try:
+            code = CommandErrorCode(reply.get("code"))
+        except ValueError:
+            code = CommandErrorCode.REJECTED
+        raise CommandError(code, str(reply.get("detail") or "The command failed."))
+
+    async def dial(self, agent: str, number: str, *, caller_id: str | None = None) -> CommandResult:
+        return await self._call("dial", agent, number, caller_id=caller_id)
+
+    async def hangup(self, linkedid: str, *, agent: str | None = None) -> CommandResult:
+        return await self._call("hangup", linkedid, agent=agent)
+
+    async def blind_transfer(self, linkedid: str, agent: str, target: str) -> CommandResult:
+        return await self._call("blind_transfer", linkedid, agent, target)
+
+    async def attended_transfer(self, linkedid: str, agent: str, target: str) -> CommandResult:
+        return await self._call("attended_transfer", linkedid, agent, target)
+
+    async def hold(self, linkedid: str, agent: str) -> CommandResult:
+        return await self._call("hold", linkedid, agent)
+
+    async def resume(self, linkedid: str, agent: str) -> CommandResult:
+        return await self._call("resume", linkedid, agent)
+
+    async def queue_login(self, agent: str, queue: str) -> CommandResult:
+        return await self._call("queue_login", agent, queue)
+
+    async def queue_logout(self, agent: str, queue: str) -> CommandResult:
+        return await self._call("queue_logout", agent, queue)
+
+    async def pause(self, agent: str, reason: str, *, queue: str | None = None) -> CommandResult:
+        return await self._call("pause", agent, reason, queue=queue)
+
+    async def unpause(self, agent: str, *, queue: str | None = None) -> CommandResult:
+        return await self._call("unpause", agent, queue=queue)
+
+    async def spy(self, supervisor_extension: str, agent: str, mode: SpyMode) -> CommandResult:
+        return await self._call("spy", supervisor_extension, agent, mode.value)
+
+
+class PbxCommandServer:
+    """In the CTI process: runs the commands web workers send, on the real adapter, and answers each."""
+
+    def __init__(self, redis_url: str, prefix: str, pbx: PbxAdapter) -> None:
+        self._redis = aioredis.from_url(redis_url)
+        self._prefix = prefix
+        self._pbx = pbx
+        self._reader: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._reader = asyncio.create_task(self._read(), name="pbx-command-server")
+        await asyncio.wait_for(self._subscribed.wait(), 10)
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        for task in list(self._running):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self._redis.aclose()
+
+    async def _read(self) -> None:
+        pubsub = self._redis.pubsub()
+        await pubsub.subscribe(command_channel(self._prefix))
+        self._subscribed.set()
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") != "message":
+                    continue
+                task = asyncio.create_task(self._run(message["data"]))  # a slow command must not hold the others
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+        finally:
+            await pubsub.aclose()
+
+    async def _run(self, raw: bytes | str) -> None:
+        try:
+            request = json.loads(raw)
+            method, reply_to = str(request["method"]), str(request["reply_to"])
+            args, kwargs = list(request.get("args", [])), dict(request.get("kwargs", {}))
+        except (ValueError, TypeError, KeyError):
+            log.warning("dropped a malformed PBX command")
+            return
+        reply: dict[str, Any] = {"id": request.get("id")}
+        if method not in COMMANDS:
+            reply.update(ok=False, code=CommandErrorCode.INVALID.value, detail=f"{method} is not a PBX command.")
+        else:
+            if method == "spy" and len(args) == 3:
+                args[2] = SpyMode(args[2])
+            try:
+                result = await getattr(self._pbx, method)(*args, **kwargs)
+            except CommandError as exc:
+                reply.update(ok=False, code=exc.code.value, detail=exc.detail)
+            except Exception:
+                log.exception("PBX command %s failed", method)
+                reply.update(ok=False, code=CommandErrorCode.REJECTED.value, detail="The command failed.")
+            else:
+                reply.update(ok=True, command=result.command, reference=result.reference)
+        await self._redis.publish(reply_to, json.dumps(reply))
