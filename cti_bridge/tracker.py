@@ -872,7 +872,21 @@ class CallTracker:
         agent = self.agents.get(extension)
         if agent is None:
             return None, []
-        status = AgentStatus(
+        status = self._status(agent)
+        live = [self.calls[agent.linkedid]] if agent.linkedid and agent.linkedid in self.calls else []
+        calls = [c for c in self.snapshot_calls(live) if extension in c.ringing_agents or c.agent == extension]
+        return status, calls
+
+    def snapshot(self, *, connected: bool) -> PbxSnapshot:
+        now = self._clock()
+        calls = self.snapshot_calls(self.calls.values())
+        agents = tuple(self._status(a) for a in sorted(self.agents.values(), key=lambda a: a.extension))
+        queues = tuple(self.queue_stats(name, now) for name in sorted(self.queues))
+        return PbxSnapshot(connected=connected, calls=tuple(calls), agents=agents, queues=queues, taken_at=now)
+
+    @staticmethod
+    def _status(agent: _Agent) -> AgentStatus:
+        return AgentStatus(
             agent=agent.extension,
             state=agent.state,
             since=agent.since,
@@ -881,27 +895,6 @@ class CallTracker:
             linkedid=agent.linkedid,
             calls_today=agent.calls_today,
         )
-        live = [self.calls[agent.linkedid]] if agent.linkedid and agent.linkedid in self.calls else []
-        calls = [c for c in self.snapshot_calls(live) if extension in c.ringing_agents or c.agent == extension]
-        return status, calls
-
-    def snapshot(self, *, connected: bool) -> PbxSnapshot:
-        now = self._clock()
-        calls = self.snapshot_calls(self.calls.values())
-        agents = tuple(
-            AgentStatus(
-                agent=a.extension,
-                state=a.state,
-                since=a.since,
-                queues=tuple(sorted(a.queues)),
-                paused_reason=", ".join(sorted({r for p, r in a.queues.values() if p and r})) or None,
-                linkedid=a.linkedid,
-                calls_today=a.calls_today,
-            )
-            for a in sorted(self.agents.values(), key=lambda a: a.extension)
-        )
-        queues = tuple(self.queue_stats(name, now) for name in sorted(self.queues))
-        return PbxSnapshot(connected=connected, calls=tuple(calls), agents=agents, queues=queues, taken_at=now)
 
     @staticmethod
     def snapshot_calls(live: Iterable[_Call]) -> list[LiveCall]:
