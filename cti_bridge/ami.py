@@ -95,10 +95,13 @@ class _BridgeProtocol(AMIProtocol, asyncio.BufferedProtocol):  # type: ignore[mi
         self._connection = connection
         self._buffer = b""
         self._read_buffer = bytearray(READ_SIZE)
+        # a memoryview, not the bytearray: asyncio's TLS layer fills `buffer[offset:]`, which on a bytearray is a
+        # copy, and the bytes read would be lost (found with the AMI-over-TLS test)
+        self._read_view = memoryview(self._read_buffer)
         self.banner: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
-    def get_buffer(self, sizehint: int) -> bytearray:
-        return self._read_buffer
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._read_view
 
     def buffer_updated(self, nbytes: int) -> None:
         self.data_received(bytes(self._read_buffer[:nbytes]))
@@ -207,6 +210,7 @@ class AmiConnection:
         self.disconnected = asyncio.Event()
         self.disconnected.set()
         self.login_refused = asyncio.Event()  # set while the PBX refuses our credentials
+        self.attempt_failed = asyncio.Event()  # set after any failed connection attempt (health page, tests)
         self.connects = 0  # successful logins, for tests and the health page
         self.last_error: str | None = None
         self.version: str | None = None
@@ -252,6 +256,7 @@ class AmiConnection:
                 delay = self._backoff_max  # a wrong secret will not fix itself in half a second
             except (OSError, TimeoutError, AmiError) as exc:
                 self.last_error = str(exc) or type(exc).__name__
+                self.attempt_failed.set()
                 log.warning("AMI %s:%s unreachable: %s", self.endpoint.host, self.endpoint.port, self.last_error)
             except Exception:
                 self.last_error = "the bridge failed while resynchronising"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +55,7 @@ class AsteriskAdapter:
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         clock: Callable[[], datetime] = _now,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._bus = bus
         self._pending: list[object] = []
@@ -73,6 +75,7 @@ class AsteriskAdapter:
             action_timeout=action_timeout,
             backoff_initial=backoff_initial,
             backoff_max=backoff_max,
+            ssl_context=ssl_context,
         )
         self._consumer: asyncio.Task[None] | None = None
         self.current_chunk_arrived_ns = 0  # when the frames being processed arrived (bench: frame → pop)

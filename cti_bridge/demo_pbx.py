@@ -19,6 +19,7 @@ import logging
 import random
 import re
 import secrets
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -234,8 +235,10 @@ class DemoPbx:
     def url(self) -> str:
         return f"ami://{self.username}:{self.secret}@{self.host}:{self.port}"
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self._port)
+    async def start(self, *, tls: ssl.SSLContext | None = None) -> None:
+        """Listen (again, on the same port after a stop); with `tls`, AMI over TLS as Asterisk's tlsenable gives."""
+        self._tls = tls if tls is not None else getattr(self, "_tls", None)
+        self._server = await asyncio.start_server(self._serve, self.host, self._port, ssl=self._tls)
         if self._port == 0:
             self._port = self.port
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import shutil
+import ssl
+import subprocess
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -230,3 +234,55 @@ async def test_bad_frames_never_stop_the_bridge(junk: list[bytes]) -> None:
     finally:
         await harness.bridge.stop()
         await harness.pbx.stop()
+
+
+async def test_ami_over_tls(tmp_path: Path) -> None:
+    """`amis://`: the bridge verifies the PBX's certificate and speaks AMI over TLS."""
+    key, cert = tmp_path / "pbx.key", tmp_path / "pbx.crt"
+    await asyncio.to_thread(
+        subprocess.run,
+        [
+            shutil.which("openssl") or "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    pbx = DemoPbx(secret=SECRET, time_scale=0.01)
+    await pbx.start(tls=server_tls)
+    endpoint = parse_ami_url(f"amis://crm:{SECRET}@127.0.0.1:{pbx.port}")
+    bus = WatchedBus()
+    bridge = AsteriskAdapter(endpoint, bus, ssl_context=ssl.create_default_context(cafile=str(cert)))
+    try:
+        await bridge.start()
+        await asyncio.wait_for(bridge.resynced.wait(), 10)
+        linkedid = await pbx.place_inbound_call(
+            "+15551230001", "Alice Example", "support", answer_after_s=0.2, talk_s=0.2
+        )
+        [ended] = await bus.wait_for(CallEnded, lambda e: e.linkedid == linkedid)
+        assert ended.outcome is CallOutcome.ANSWERED
+        untrusting = AsteriskAdapter(endpoint, WatchedBus(), backoff_initial=0.05, backoff_max=0.05)
+        await untrusting.start()  # the system's trust store does not know the self-signed certificate
+        await asyncio.wait_for(untrusting.connection.attempt_failed.wait(), 10)
+        assert untrusting.connection.connects == 0
+        assert "certificate" in (untrusting.connection.last_error or "").lower()
+        await untrusting.stop()
+    finally:
+        await bridge.stop()
+        await pbx.stop()
