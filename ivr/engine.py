@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,7 +22,7 @@ from crm_core.calls.service import record_survey
 from crm_core.customers.lookup import CallerIdLookup
 from crm_core.db import unit_of_work
 from crm_core.errors import CrmError
-from ivr.flow import Flow, Node
+from ivr.flow import Flow, Node, hours_target
 
 log = logging.getLogger(__name__)
 
@@ -176,13 +175,7 @@ class FlowRunner:
         return node.target("next")
 
     async def _hours(self, node: Node, line: CallerLine, state: CallerState) -> str | None:
-        zone = ZoneInfo(str(node.get("timezone", "UTC")))
-        now = self.crm.clock().astimezone(zone)
-        if now.date() in node.get("holidays", set()):
-            return node.target("closed_next")
-        span = node.get("open").get(now.weekday())
-        is_open = span is not None and span[0] <= now.time().replace(tzinfo=None) < span[1]
-        return node.target("open_next" if is_open else "closed_next")
+        return hours_target(node, self.crm.clock())
 
     async def _language(self, node: Node, line: CallerLine, state: CallerState) -> str | None:
         options: dict[str, str] = node.get("options")

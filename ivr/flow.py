@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field
-from datetime import date, time
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -85,6 +85,14 @@ class Flow:
 
     def node(self, name: str) -> Node:
         return self.nodes[name]
+
+
+def hours_target(node: Node, now: datetime) -> str | None:
+    """Where an `hours` node goes at `now`: open within its week's spans and not on a holiday, in its time zone."""
+    local = now.astimezone(ZoneInfo(str(node.get("timezone", "UTC"))))
+    span = None if local.date() in node.get("holidays", set()) else node.get("open").get(local.weekday())
+    is_open = span is not None and span[0] <= local.time().replace(tzinfo=None) < span[1]
+    return node.target("open_next" if is_open else "closed_next")
 
 
 class _LineLoader(yaml.SafeLoader):

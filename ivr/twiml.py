@@ -10,20 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from crm_core.calls.callbacks import request_callback
 from crm_core.calls.service import record_survey
-from crm_core.customers.models import Customer
 from crm_core.db import unit_of_work
 from crm_core.errors import CrmError
-from crm_core.tickets.models import Ticket
-from crm_core.tickets.service import find_ticket_by_number
 from ivr.engine import CrmContext
-from ivr.flow import Flow, Node
+from ivr.flow import Flow, Node, hours_target
 
 INPUT_TYPES = {"menu", "language", "read_digits", "offer_ticket", "ticket_status", "callback", "survey"}
 STATUS_WORDS = {"open": "open", "pending": "waiting for you", "resolved": "resolved", "closed": "closed"}
@@ -104,22 +99,14 @@ class TwimlFlow:
         if node.type == "set":
             return node.target("next")
         if node.type == "hours":
-            now = self.crm.clock().astimezone(ZoneInfo(str(node.get("timezone", "UTC"))))
-            if now.date() in node.get("holidays", set()):
-                return node.target("closed_next")
-            span = node.get("open").get(now.weekday())
-            is_open = span is not None and span[0] <= now.time().replace(tzinfo=None) < span[1]
-            return node.target("open_next" if is_open else "closed_next")
+            return hours_target(node, self.crm.clock())
         if node.type == "lookup":
-            customer_id = await self.crm.lookup.customer_id(caller) if caller else None
-            if customer_id is None:
+            profile = await self.crm.lookup.caller_profile(caller) if caller else None
+            if profile is None:
                 return node.target("unknown")
-            async with self.crm.sessions() as session:
-                customer = await session.get(Customer, customer_id)
-                ticket = await self._open_ticket(session, customer_id) if node.target("open_ticket") else None
-            if customer is not None and customer.vip_tier and node.target("vip"):
+            if profile.vip_tier and node.target("vip"):
                 return node.target("vip")
-            if ticket is not None and node.target("open_ticket"):
+            if profile.open_ticket_number is not None and node.target("open_ticket"):
                 return node.target("open_ticket")
             return node.target("known")
         if node.type == "queue":
@@ -138,19 +125,6 @@ class TwimlFlow:
             return None
         raise ValueError(f"node type {node.type} needs input")
 
-    @staticmethod
-    async def _open_ticket(session: object, customer_id: str) -> Ticket | None:
-        from sqlalchemy.ext.asyncio import AsyncSession
-
-        assert isinstance(session, AsyncSession)
-        ticket: Ticket | None = await session.scalar(
-            select(Ticket)
-            .where(Ticket.customer_id == customer_id, Ticket.status.in_(("open", "pending")))
-            .order_by(Ticket.created_at.desc())
-            .limit(1)
-        )
-        return ticket
-
     # --- nodes with input -------------------------------------------------------------------------------------
 
     async def _gather(self, node: Node, state: WebhookState, response: VoiceResponse, caller: str) -> None:
@@ -164,14 +138,11 @@ class TwimlFlow:
         )
         text = spoken(node)
         if node.type == "offer_ticket":
-            customer_id = await self.crm.lookup.customer_id(caller) if caller else None
-            ticket = None
-            if customer_id:
-                async with self.crm.sessions() as session:
-                    ticket = await self._open_ticket(session, customer_id)
-            if ticket is not None:
+            profile = await self.crm.lookup.caller_profile(caller) if caller else None
+            if profile is not None and profile.open_ticket_number is not None:
+                status = profile.open_ticket_status or "open"
                 text = (
-                    f"Your ticket {ticket.number} is {STATUS_WORDS.get(ticket.status, ticket.status)}. "
+                    f"Your ticket {profile.open_ticket_number} is {STATUS_WORDS.get(status, status)}. "
                     "Press 1 to talk about it."
                 )
         elif node.type == "ticket_status" and not node.get("say"):
@@ -208,15 +179,12 @@ class TwimlFlow:
         if node.type == "offer_ticket":
             return node.target("accept" if digits == "1" else "decline")
         if node.type == "ticket_status":
-            ticket = None
-            if digits.isdigit():
-                async with self.crm.sessions() as session:
-                    ticket = await find_ticket_by_number(session=session, number=int(digits))
-            if ticket is None:
+            status = await self.crm.lookup.ticket_status(int(digits)) if digits.isdigit() and len(digits) < 10 else None
+            if status is None:
                 response.say("There is no ticket with that number.", language=state.language)
             else:
-                words = STATUS_WORDS.get(ticket.status, ticket.status)
-                response.say(f"Ticket {ticket.number} is {words}.", language=state.language)
+                words = STATUS_WORDS.get(status, status)
+                response.say(f"Ticket {int(digits)} is {words}.", language=state.language)
             return node.target("next")
         if node.type == "callback":
             if digits != "1":
