@@ -37,7 +37,6 @@ from crm_core.customers.errors import DuplicateCustomer
 from crm_core.customers.lookup import CallerIdLookup
 from crm_core.customers.schemas import CustomerIn, PhoneIn
 from crm_core.customers.service import add_note, create_customer, get_customer, merge_customers, update_customer
-from crm_core.db import make_engine, make_sessionmaker
 from crm_core.errors import CrmError, ValidationFailed
 from crm_core.tickets.service import create_ticket
 from crm_core.timeline import customer_timeline
@@ -405,9 +404,7 @@ def create_app(
     # --- realtime -----------------------------------------------------------------------------------------------
 
     lookup = CallerIdLookup(runtime.engine, settings.default_region)
-    # pops read through a pool of their own: a burst of call-log writes must never make a ringing call wait
-    read_engine = make_engine(settings.database_url)
-    pops = PopBuilder(make_sessionmaker(read_engine), lookup)
+    pops = PopBuilder(lookup)
     app.extensions["pops"] = pops
     if sio is not None:
         notifier = Notifier(sio, pops, pbx=pbx, wrapup_seconds=settings.wrapup_seconds)
@@ -422,7 +419,6 @@ def create_app(
         if "notifier" in app.extensions:
             await app.extensions["notifier"].flush()
         await lookup.close()
-        await read_engine.dispose()
         if sio is not None and runtime.settings.redis_url:
             await close_manager(sio.manager)
 

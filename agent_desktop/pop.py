@@ -13,7 +13,7 @@ from collections import OrderedDict
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core.calls.events import AgentRinging, CallDirection, CallOffered, CallStarted
 from crm_core.calls.models import CallLog
@@ -86,10 +86,10 @@ async def customer_context(session: AsyncSession, customer_id: str) -> dict[str,
 
 
 class PopBuilder:
-    """Keeps the pop of each live call, built on CallOffered (or late, on the ring, if the offer was missed)."""
+    """Keeps the pop of each live call, built on CallStarted or CallOffered (or late, on the ring, if both were
+    missed), from the fast read path: no ORM and no connection pool shared with the call-log writer."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], lookup: CallerIdLookup, *, keep: int = 5000) -> None:
-        self._sessions = sessions
+    def __init__(self, lookup: CallerIdLookup, *, keep: int = 5000) -> None:
         self._lookup = lookup
         self._pops: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._building: dict[str, asyncio.Task[dict[str, Any]]] = {}

@@ -107,7 +107,7 @@ class RemoteNotifier:
         self.emitter = remote_emitter(runtime)
         self.notifier = Notifier(
             self.emitter,  # type: ignore[arg-type]
-            PopBuilder(runtime.sessions, self.lookup),
+            PopBuilder(self.lookup),
             pbx=pbx,
             wrapup_seconds=runtime.settings.wrapup_seconds,
         )

@@ -454,17 +454,7 @@ class DemoPbx:
                         ("Queue", queue),
                         ("Name", f"Agent {agent}"),
                         ("Location", f"Local/{agent}@agents"),
-                        ("StateInterface", f"Custom:{agent}"),
-                        ("Membership", "dynamic"),
-                        ("Penalty", "0"),
-                        ("CallsTaken", str(member.calls_taken)),
-                        ("LastCall", "0"),
-                        ("LastPause", "0"),
-                        ("LoginTime", str(self._epoch)),
-                        ("InCall", "1" if member.status == 2 else "0"),
-                        ("Status", str(member.status)),
-                        ("Paused", "1" if member.paused else "0"),
-                        ("PausedReason", member.reason),
+                        *self._member_state(agent, member),
                         ("Wrapuptime", "0"),
                     ]
                 )
@@ -507,6 +497,22 @@ class DemoPbx:
         self._list(session, fields.get("ActionID"), "QueueSummary", rows)
         return True
 
+    def _member_state(self, agent: str, member: _Member) -> list[tuple[str, str]]:
+        """The headers a QueueMember row and a QueueMember* event share, in Asterisk's order."""
+        return [
+            ("StateInterface", f"Custom:{agent}"),
+            ("Membership", "dynamic"),
+            ("Penalty", "0"),
+            ("CallsTaken", str(member.calls_taken)),
+            ("LastCall", "0"),
+            ("LastPause", "0"),
+            ("LoginTime", str(self._epoch)),
+            ("InCall", "1" if member.status == 2 else "0"),
+            ("Status", str(member.status)),
+            ("Paused", "1" if member.paused else "0"),
+            ("PausedReason", member.reason),
+        ]
+
     def _member_event(self, event: str, queue: str, agent: str, member: _Member) -> None:
         self._broadcast(
             _frame(
@@ -516,17 +522,7 @@ class DemoPbx:
                     ("Queue", queue),
                     ("MemberName", f"Agent {agent}"),
                     ("Interface", f"Local/{agent}@agents"),
-                    ("StateInterface", f"Custom:{agent}"),
-                    ("Membership", "dynamic"),
-                    ("Penalty", "0"),
-                    ("CallsTaken", str(member.calls_taken)),
-                    ("LastCall", "0"),
-                    ("LastPause", "0"),
-                    ("LoginTime", str(self._epoch)),
-                    ("InCall", "1" if member.status == 2 else "0"),
-                    ("Status", str(member.status)),
-                    ("Paused", "1" if member.paused else "0"),
-                    ("PausedReason", member.reason),
+                    *self._member_state(agent, member),
                     ("Ringinuse", "0"),
                     ("Wrapuptime", "0"),
                 ]
