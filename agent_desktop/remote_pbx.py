@@ -40,20 +40,17 @@ def command_channel(prefix: str) -> str:
     return f"{prefix}:pbx-commands"
 
 
-class RemotePbx:
-    """A PbxAdapter whose commands run in the CTI process; it keeps no live state (snapshot says so)."""
+class _Listener:
+    """One Redis pub/sub channel read by one task; `handle` gets each message's data."""
 
-    def __init__(self, redis_url: str, prefix: str, *, timeout_s: float = 5.0) -> None:
+    def __init__(self, redis_url: str, channel: str) -> None:
         self._redis = aioredis.from_url(redis_url)
-        self._prefix = prefix
-        self._timeout = timeout_s
-        self._replies = f"{prefix}:pbx-replies:{uuid.uuid4().hex}"
-        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._channel = channel
         self._reader: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
     async def start(self) -> None:
-        self._reader = asyncio.create_task(self._read(), name="remote-pbx-replies")
+        self._reader = asyncio.create_task(self._read(), name=f"redis:{self._channel}")
         await asyncio.wait_for(self._subscribed.wait(), 10)
 
     async def stop(self) -> None:
@@ -61,25 +58,42 @@ class RemotePbx:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
+            self._reader = None
         await self._redis.aclose()
 
     async def _read(self) -> None:
         pubsub = self._redis.pubsub()
-        await pubsub.subscribe(self._replies)
+        await pubsub.subscribe(self._channel)
         self._subscribed.set()
         try:
             async for message in pubsub.listen():
-                if message.get("type") != "message":
-                    continue
-                try:
-                    reply = json.loads(message["data"])
-                except (ValueError, TypeError):
-                    continue
-                future = self._waiting.pop(str(reply.get("id")), None)
-                if future is not None and not future.done():
-                    future.set_result(reply)
+                if message.get("type") == "message":
+                    self.handle(message["data"])
         finally:
             await pubsub.aclose()
+
+    def handle(self, data: bytes) -> None:
+        raise NotImplementedError
+
+
+class RemotePbx(_Listener):
+    """A PbxAdapter whose commands run in the CTI process; it keeps no live state (snapshot says so)."""
+
+    def __init__(self, redis_url: str, prefix: str, *, timeout_s: float = 5.0) -> None:
+        self._replies = f"{prefix}:pbx-replies:{uuid.uuid4().hex}"
+        super().__init__(redis_url, self._replies)
+        self._prefix = prefix
+        self._timeout = timeout_s
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    def handle(self, data: bytes) -> None:
+        try:
+            reply = json.loads(data)
+        except (ValueError, TypeError):
+            return
+        future = self._waiting.pop(str(reply.get("id")), None)
+        if future is not None and not future.done():
+            future.set_result(reply)
 
     def snapshot(self) -> PbxSnapshot:
         return PbxSnapshot(connected=False, taken_at=datetime.now(UTC))
@@ -140,44 +154,24 @@ class RemotePbx:
         return await self._call("spy", supervisor_extension, agent, mode.value)
 
 
-class PbxCommandServer:
+class PbxCommandServer(_Listener):
     """In the CTI process: runs the commands web workers send, on the real adapter, and answers each."""
 
     def __init__(self, redis_url: str, prefix: str, pbx: PbxAdapter) -> None:
-        self._redis = aioredis.from_url(redis_url)
-        self._prefix = prefix
+        super().__init__(redis_url, command_channel(prefix))
         self._pbx = pbx
-        self._reader: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
-        self._reader = asyncio.create_task(self._read(), name="pbx-command-server")
-        await asyncio.wait_for(self._subscribed.wait(), 10)
+    def handle(self, data: bytes) -> None:
+        task = asyncio.create_task(self._run(data))  # a slow command must not hold the others
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     async def stop(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
         for task in list(self._running):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await self._redis.aclose()
-
-    async def _read(self) -> None:
-        pubsub = self._redis.pubsub()
-        await pubsub.subscribe(command_channel(self._prefix))
-        self._subscribed.set()
-        try:
-            async for message in pubsub.listen():
-                if message.get("type") != "message":
-                    continue
-                task = asyncio.create_task(self._run(message["data"]))  # a slow command must not hold the others
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
-        finally:
-            await pubsub.aclose()
+        await super().stop()
 
     async def _run(self, raw: bytes | str) -> None:
         try:
