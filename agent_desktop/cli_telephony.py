@@ -14,6 +14,7 @@ from agent_desktop.runtime import Runtime
 def cti() -> None:
     """Run the CTI bridge and the call-log writer without the web app (needs CRM_REDIS_URL to reach the web)."""
     from agent_desktop.cli import console, get_settings, run_with_runtime
+    from agent_desktop.gc_policy import GcPolicy
     from agent_desktop.remote_pbx import PbxCommandServer
     from agent_desktop.telephony import start_remote_notifier, start_telephony
 
@@ -28,6 +29,8 @@ def cti() -> None:
             start_remote_notifier(telephony, runtime)  # pops reach agents on every web worker
             commands = PbxCommandServer(runtime.settings.redis_url, runtime.settings.socketio_channel, telephony.pbx)
             await commands.start()  # and their call controls reach the PBX
+        gc_policy = GcPolicy(every_s=runtime.settings.gc_freeze_every_s)
+        gc_policy.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -36,6 +39,7 @@ def cti() -> None:
         try:
             await stop.wait()
         finally:
+            await gc_policy.stop()
             if commands is not None:
                 await commands.stop()
             await telephony.stop()

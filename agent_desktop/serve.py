@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
 from agent_desktop.app import create_asgi
+from agent_desktop.gc_policy import GcPolicy
 from agent_desktop.ivr_service import start_ivr
 from agent_desktop.remote_pbx import RemotePbx
 from agent_desktop.runtime import build_runtime, ensure_first_admin, migrate_database
@@ -57,7 +57,8 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
 
 
 async def _serve_http(asgi: Any, settings: Settings) -> None:
-    gc.freeze()  # what start-up made lives as long as the process: keep it out of every later collection
+    gc_policy = GcPolicy(every_s=settings.gc_freeze_every_s)  # pops must not wait for the collector (issue #5)
+    gc_policy.start()
     config = Config()
     config.bind = [f"{settings.http_host}:{settings.http_port}"]
     config.accesslog = None
@@ -67,4 +68,7 @@ async def _serve_http(asgi: Any, settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info("serving on http://%s:%s", settings.http_host, settings.http_port)
-    await hypercorn_serve(asgi, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    try:
+        await hypercorn_serve(asgi, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    finally:
+        await gc_policy.stop()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import multiprocessing as mp
 import os
@@ -120,6 +119,7 @@ async def _server(db_path: str, pbx_port: int, commands: Any, replies: Any) -> N
     from hypercorn.config import Config
 
     from agent_desktop.app import create_asgi
+    from agent_desktop.gc_policy import GcPolicy
     from agent_desktop.runtime import build_runtime
     from crm_core.calls.writer import CallLogWriter
     from crm_core.settings import load_settings
@@ -154,14 +154,18 @@ async def _server(db_path: str, pbx_port: int, commands: Any, replies: Any) -> N
     server = asyncio.create_task(hypercorn_serve(asgi, config, shutdown_trigger=stop.wait))
     await bridge.start()
     await asyncio.wait_for(bridge.resynced.wait(), 30)
-    gc.freeze()  # as `crm serve` does after start-up: the start-up objects stay out of the collector's way
+    gc_policy = GcPolicy(every_s=settings.gc_freeze_every_s)  # as `crm serve` runs it
+    gc_policy.start()
     replies.put(("ready", port, os.getpid()))
     loop = asyncio.get_running_loop()
     rng = random.Random(5)
     background: set[asyncio.Task[int]] = set()
     while True:
         command, *args = await loop.run_in_executor(None, commands.get)
-        if command == "drain":
+        if command == "settle":  # the agents are connected: wait for the next tick of the GC policy, as in service
+            await gc_policy.next_tick()
+            replies.put(("settled", gc_policy.last_pause_ms))
+        elif command == "drain":
             await writer.drain()
             replies.put(("drained",))
         elif command in ("bare", "bare_loaded"):
@@ -190,6 +194,7 @@ async def _server(db_path: str, pbx_port: int, commands: Any, replies: Any) -> N
             break
     stop.set()
     await server
+    await gc_policy.stop()
     await bridge.stop()
     await runtime.close()
 
@@ -330,6 +335,8 @@ def main() -> None:
     extensions = [agent_extension(i) for i in range(args.agents)]
     procs, results, control = start_clients(port, extensions, args.client_processes)
 
+    commands.put(("settle",))
+    replies.get(timeout=120)
     commands.put(("bare_loaded", args.rate, args.seconds, extensions))
     replies.get(timeout=60)
     pbx_commands.put(("calls", args.rate, args.seconds))

@@ -51,6 +51,9 @@ class Settings(BaseModel):
     twilio_api_base: str | None = None
     public_base_url: str = "http://127.0.0.1:8080"
     log_level: str = "INFO"
+    gc_freeze_every_s: float = Field(
+        default=2.0, gt=0, description="how often long-lived objects are frozen out of the collector's scans"
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, case, func, or_, select, update
+from sqlalchemy import Float, String, Table, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -55,10 +55,90 @@ async def _customer_for(session: AsyncSession, number: str, region: str) -> str 
 CALLS: Table = CallLog.__table__  # type: ignore[assignment]
 LEGS: Table = CallLeg.__table__  # type: ignore[assignment]
 
+# Columns an ended call writes whatever was there before (the PBX's final word on the call).
+_FINAL = (
+    "direction",
+    "caller_number",
+    "caller_name",
+    "callee_number",
+    "queue",
+    "agent",
+    "answered_at",
+    "ended_at",
+    "wait_seconds",
+    "talk_seconds",
+    "hold_seconds",
+    "outcome",
+    "hangup_cause",
+    "closed_at_resync",
+)
+_LEG_UPDATES = ("seq", "agent", "queue", "rang_at", "answered_at", "ended_at")
 
-def _insert(session: AsyncSession) -> Any:
-    bind = session.get_bind()
-    return pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
+
+class _CallLogStatements:
+    """The call-log upserts of one dialect, built once and then only executed with parameters.
+
+    Why: building an upsert per event makes SQLAlchemy alias the table for `excluded` every time — some 200 objects
+    in reference cycles per statement, left for the garbage collector, whose pauses the screen pops beside the
+    writer then wait out (bench/pop_latency.py). Built once, a call's writes leave no cyclic garbage.
+    """
+
+    def __init__(self, insert: Any) -> None:
+        offered = insert(CALLS)
+        # offered again (a replay) or after its end was written: what is there stays
+        self.offered = offered.on_conflict_do_update(
+            index_elements=["linkedid"], set_={"linkedid": offered.excluded.linkedid}
+        ).returning(CALLS.c.id)
+        self.answered = (
+            update(CALLS)
+            .where(CALLS.c.linkedid == bindparam("b_linkedid"))
+            .values(
+                wait_seconds=case(
+                    (CALLS.c.answered_at.is_(None), bindparam("b_wait_seconds", type_=Float())),
+                    else_=CALLS.c.wait_seconds,
+                ),
+                answered_at=func.coalesce(
+                    CALLS.c.answered_at, bindparam("b_answered_at", type_=CALLS.c.answered_at.type)
+                ),
+                agent=case((CALLS.c.ended_at.is_(None), bindparam("b_agent", type_=String())), else_=CALLS.c.agent),
+            )
+        )
+        self.transferred = update(CALLS).where(CALLS.c.linkedid == bindparam("b_linkedid")).values(transferred=True)
+        ended = insert(CALLS)
+        excluded = ended.excluded
+        on_conflict: dict[str, Any] = {
+            **{name: excluded[name] for name in _FINAL},
+            "offered_at": case(
+                (CALLS.c.offered_at < excluded.offered_at, CALLS.c.offered_at), else_=excluded.offered_at
+            ),
+            "transferred": or_(CALLS.c.transferred, excluded.transferred),
+            "recording_ref": func.coalesce(excluded.recording_ref, CALLS.c.recording_ref),
+        }
+        # with IVR variables the ended call brings them; without, what the offer wrote stays
+        self.ended_with_vars = ended.on_conflict_do_update(
+            index_elements=["linkedid"], set_={**on_conflict, "ivr_vars": excluded.ivr_vars}
+        ).returning(CALLS.c.id, CALLS.c.customer_id)
+        self.ended = ended.on_conflict_do_update(index_elements=["linkedid"], set_=on_conflict).returning(
+            CALLS.c.id, CALLS.c.customer_id
+        )
+        self.customer = (
+            update(CALLS).where(CALLS.c.id == bindparam("b_call_id")).values(customer_id=bindparam("b_customer_id"))
+        )
+        legs = insert(LEGS)
+        self.legs = legs.on_conflict_do_update(
+            index_elements=["call_id", "channel"], set_={name: legs.excluded[name] for name in _LEG_UPDATES}
+        )
+
+
+_STATEMENTS: dict[str, _CallLogStatements] = {}
+
+
+def _statements(session: AsyncSession) -> _CallLogStatements:
+    dialect = session.get_bind().dialect.name
+    built = _STATEMENTS.get(dialect)
+    if built is None:
+        built = _STATEMENTS[dialect] = _CallLogStatements(pg_insert if dialect == "postgresql" else sqlite_insert)
+    return built
 
 
 async def apply_call_event(*, session: AsyncSession, event: TelephonyEvent, region: str) -> str | None:
@@ -70,46 +150,47 @@ async def apply_call_event(*, session: AsyncSession, event: TelephonyEvent, regi
     if isinstance(event, CallsResynced):
         await close_calls_missed_while_blind(session=session, live_linkedids=event.live_linkedids, at=event.resynced_at)
         return None
-    insert = _insert(session)
+    statements = _statements(session)
     if isinstance(event, CallOffered):
         customer_number = event.callee_number if event.direction is CallDirection.OUTBOUND else event.caller_number
-        statement = insert(CALLS).values(
-            id=new_id(),
-            linkedid=event.linkedid,
-            direction=event.direction.value,
-            caller_number=event.caller_number,
-            caller_name=event.caller_name,
-            callee_number=event.callee_number,
-            queue=event.queue,
-            offered_at=event.offered_at,
-            ivr_vars=dict(event.crm_vars),
-            customer_id=await _customer_for(session, customer_number, region),
-        )
-        # offered again (a replay) or after its end was written: what is there stays
-        statement = statement.on_conflict_do_update(
-            index_elements=["linkedid"], set_={"linkedid": statement.excluded.linkedid}
-        ).returning(CALLS.c.id)
-        return str((await session.execute(statement)).scalar_one())
+        row = {
+            "id": new_id(),
+            "linkedid": event.linkedid,
+            "direction": event.direction.value,
+            "caller_number": event.caller_number,
+            "caller_name": event.caller_name,
+            "callee_number": event.callee_number,
+            "queue": event.queue,
+            "offered_at": event.offered_at,
+            "ivr_vars": dict(event.crm_vars),
+            "customer_id": await _customer_for(session, customer_number, region),
+        }
+        return str((await session.execute(statements.offered, row)).scalar_one())
     if isinstance(event, CallAnswered):
         await session.execute(
-            update(CALLS)
-            .where(CALLS.c.linkedid == event.linkedid)
-            .values(
-                wait_seconds=case((CALLS.c.answered_at.is_(None), event.wait_seconds), else_=CALLS.c.wait_seconds),
-                answered_at=func.coalesce(CALLS.c.answered_at, event.answered_at),
-                agent=case((CALLS.c.ended_at.is_(None), event.agent), else_=CALLS.c.agent),
-            )
+            statements.answered,
+            {
+                "b_linkedid": event.linkedid,
+                "b_wait_seconds": event.wait_seconds,
+                "b_answered_at": event.answered_at,
+                "b_agent": event.agent,
+            },
         )
         return None
     if isinstance(event, CallTransferred):
-        await session.execute(update(CALLS).where(CALLS.c.linkedid == event.linkedid).values(transferred=True))
+        await session.execute(statements.transferred, {"b_linkedid": event.linkedid})
         return None
-    return await _apply_ended(session, event, region)
+    return await _apply_ended(session, statements, event, region)
 
 
-async def _apply_ended(session: AsyncSession, event: CallEnded, region: str) -> str:
-    insert = _insert(session)
-    final = {
+async def _apply_ended(session: AsyncSession, statements: _CallLogStatements, event: CallEnded, region: str) -> str:
+    row = {
+        "id": new_id(),
+        "linkedid": event.linkedid,
+        "offered_at": event.offered_at,
+        "transferred": event.transferred,
+        "recording_ref": event.recording,
+        "ivr_vars": dict(event.crm_vars),
         "direction": event.direction.value,
         "caller_number": event.caller_number,
         "caller_name": event.caller_name,
@@ -125,39 +206,17 @@ async def _apply_ended(session: AsyncSession, event: CallEnded, region: str) -> 
         "hangup_cause": event.hangup_cause,
         "closed_at_resync": event.closed_at_resync,
     }
-    statement = insert(CALLS).values(
-        id=new_id(),
-        linkedid=event.linkedid,
-        offered_at=event.offered_at,
-        transferred=event.transferred,
-        recording_ref=event.recording,
-        ivr_vars=dict(event.crm_vars),
-        **final,
-    )
-    excluded = statement.excluded
-    on_conflict: dict[str, Any] = {
-        **{name: excluded[name] for name in final},
-        "offered_at": case((CALLS.c.offered_at < excluded.offered_at, CALLS.c.offered_at), else_=excluded.offered_at),
-        "transferred": or_(CALLS.c.transferred, excluded.transferred),
-        "recording_ref": func.coalesce(excluded.recording_ref, CALLS.c.recording_ref),
-    }
-    if event.crm_vars:
-        on_conflict["ivr_vars"] = excluded.ivr_vars
-    row = (
-        await session.execute(
-            statement.on_conflict_do_update(index_elements=["linkedid"], set_=on_conflict).returning(
-                CALLS.c.id, CALLS.c.customer_id
-            )
-        )
-    ).one()
-    call_id, customer_id = str(row[0]), row[1]
+    statement = statements.ended_with_vars if event.crm_vars else statements.ended
+    call_id_value, customer_id = (await session.execute(statement, row)).one()
+    call_id = str(call_id_value)
     if customer_id is None:
         number = event.callee_number if event.direction is CallDirection.OUTBOUND else event.caller_number
         customer_id = await _customer_for(session, number, region)
         if customer_id is not None:
-            await session.execute(update(CALLS).where(CALLS.c.id == call_id).values(customer_id=customer_id))
+            await session.execute(statements.customer, {"b_call_id": call_id, "b_customer_id": customer_id})
     if event.legs:
-        legs = insert(LEGS).values(
+        await session.execute(
+            statements.legs,
             [
                 {
                     "id": new_id(),
@@ -171,16 +230,7 @@ async def _apply_ended(session: AsyncSession, event: CallEnded, region: str) -> 
                     "ended_at": leg.ended_at,
                 }
                 for seq, leg in enumerate(event.legs)
-            ]
-        )
-        await session.execute(
-            legs.on_conflict_do_update(
-                index_elements=["call_id", "channel"],
-                set_={
-                    name: legs.excluded[name]
-                    for name in ("seq", "agent", "queue", "rang_at", "answered_at", "ended_at")
-                },
-            )
+            ],
         )
     if customer_id is not None:
         await touch_interaction(session=session, customer_id=str(customer_id), at=event.ended_at)
