@@ -27,7 +27,12 @@ def cti() -> None:
         commands = None
         if runtime.settings.redis_url:
             start_remote_notifier(telephony, runtime)  # pops reach agents on every web worker
-            commands = PbxCommandServer(runtime.settings.redis_url, runtime.settings.socketio_channel, telephony.pbx)
+            commands = PbxCommandServer(
+                runtime.settings.redis_url,
+                runtime.settings.socketio_channel,
+                telephony.pbx,
+                resender=telephony.remote.notifier if telephony.remote is not None else None,
+            )
             await commands.start()  # and their call controls reach the PBX
         gc_policy = GcPolicy(every_s=runtime.settings.gc_freeze_every_s)
         gc_policy.start()

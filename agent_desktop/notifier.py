@@ -224,6 +224,10 @@ class Notifier:
 
     async def resend_to_agent(self, sid: str, agent: str) -> None:
         """After a browser (re)connects: its agent state, and a pop for every call still ringing it or up with it."""
+        forward = getattr(self._pbx, "forward_resend", None)
+        if forward is not None:  # a web-only worker: the CTI process holds the live state and sends it
+            await forward("resend_to_agent", sid, agent)
+            return
         tracker = getattr(self._pbx, "tracker", None)
         if tracker is not None and hasattr(tracker, "agent_view"):
             status, calls = tracker.agent_view(agent)  # this agent only: a thousand agents reconnect at once
@@ -264,6 +268,9 @@ class Notifier:
             self._rang[call.linkedid].add(agent)
 
     async def resend_to_supervisor(self, sid: str) -> None:
+        forward = getattr(self._pbx, "forward_resend", None)
+        if forward is not None and await forward("resend_to_supervisor", sid):
+            return
         snapshot = self.snapshot()
         data = (
             plain(asdict(snapshot))

@@ -2,7 +2,9 @@
 
 `RemotePbx` is the PbxAdapter of a web-only worker: each command is published on a Redis channel with a reply
 channel of its own and awaited with a timeout. `PbxCommandServer` runs in the CTI process, executes the commands
-on the real adapter and publishes each result or error back. Only the PbxAdapter's command methods travel.
+on the real adapter and publishes each result or error back. Only the PbxAdapter's command methods travel, and
+the requests to re-send the live state to a browser that just (re)connected to a web-only worker: the CTI process
+holds that state and sends it to the browser's sid through the Socket.IO Redis manager.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
@@ -34,6 +36,14 @@ COMMANDS = {
     "unpause",
     "spy",
 }
+
+
+RESENDS = {"resend_to_agent", "resend_to_supervisor"}
+
+
+class Resender(Protocol):
+    async def resend_to_agent(self, sid: str, agent: str) -> None: ...
+    async def resend_to_supervisor(self, sid: str) -> None: ...
 
 
 def command_channel(prefix: str) -> str:
@@ -120,6 +130,11 @@ class RemotePbx(_Listener):
             code = CommandErrorCode.REJECTED
         raise CommandError(code, str(reply.get("detail") or "The command failed."))
 
+    async def forward_resend(self, method: str, *args: str) -> bool:
+        """Ask the CTI process to re-send the live state to a browser here; False when no CTI process listens."""
+        request = {"id": uuid.uuid4().hex, "reply_to": self._replies, "method": method, "args": args, "kwargs": {}}
+        return bool(await self._redis.publish(command_channel(self._prefix), json.dumps(request)))
+
     async def dial(self, agent: str, number: str, *, caller_id: str | None = None) -> CommandResult:
         return await self._call("dial", agent, number, caller_id=caller_id)
 
@@ -157,9 +172,10 @@ class RemotePbx(_Listener):
 class PbxCommandServer(_Listener):
     """In the CTI process: runs the commands web workers send, on the real adapter, and answers each."""
 
-    def __init__(self, redis_url: str, prefix: str, pbx: PbxAdapter) -> None:
+    def __init__(self, redis_url: str, prefix: str, pbx: PbxAdapter, *, resender: Resender | None = None) -> None:
         super().__init__(redis_url, command_channel(prefix))
         self._pbx = pbx
+        self._resender = resender
         self._running: set[asyncio.Task[None]] = set()
 
     def handle(self, data: bytes) -> None:
@@ -182,6 +198,13 @@ class PbxCommandServer(_Listener):
             log.warning("dropped a malformed PBX command")
             return
         reply: dict[str, Any] = {"id": request.get("id")}
+        if method in RESENDS:
+            if self._resender is not None and all(isinstance(arg, str) for arg in args):
+                try:
+                    await getattr(self._resender, method)(*args)
+                except Exception:
+                    log.exception("could not re-send the live state (%s)", method)
+            return  # nobody waits for an answer: the state itself is the answer
         if method not in COMMANDS:
             reply.update(ok=False, code=CommandErrorCode.INVALID.value, detail=f"{method} is not a PBX command.")
         else:

@@ -16,6 +16,7 @@ from agent_desktop.app import create_asgi
 from agent_desktop.remote_pbx import PbxCommandServer, RemotePbx
 from agent_desktop.runtime import build_runtime
 from agent_desktop.telephony import RemoteNotifier
+from crm_core.calls.events import AgentRinging
 from crm_core.settings import load_settings
 from cti_bridge.adapter import CommandError, CommandErrorCode
 from cti_bridge.ami import AmiEndpoint
@@ -76,7 +77,7 @@ async def test_pops_from_the_cti_process_reach_agents_on_either_worker(tmp_path:
     )
     bridge = AsteriskAdapter(AmiEndpoint("127.0.0.1", center.pbx.port, "crm", "demo-secret"), cti_runtime.bus)
     remote = RemoteNotifier(cti_runtime, bridge)
-    commands = PbxCommandServer(REDIS_URL, channel, bridge)
+    commands = PbxCommandServer(REDIS_URL, channel, bridge, resender=remote.notifier)
     await commands.start()
     await bridge.start()
     await asyncio.wait_for(bridge.resynced.wait(), 10)
@@ -106,6 +107,29 @@ async def test_pops_from_the_cti_process_reach_agents_on_either_worker(tmp_path:
         refused = await agent_on_second.call("queue_login", {"queue": "nosuchqueue"}, namespace="/agent")
         assert refused["ok"] is False and refused["code"] == "invalid"
         await agent_on_first.disconnect()
+        # the agent's browser reconnects, behind the load balancer to the other worker, while a call rings it:
+        # the CTI process re-sends the pop and the call state to that browser alone
+        rang = asyncio.Event()
+        cti_runtime.bus.subscribe(AgentRinging, lambda event: rang.set() if event.agent == "1001" else None)
+        ringing = await center.pbx.place_inbound_call(
+            "+15551230001", "Alice Example", "support", agent="1001", answer_after_s=400, talk_s=1
+        )
+        await asyncio.wait_for(rang.wait(), 10)  # the CTI process sees it ring
+        center.base_url = second_url
+        back = await center.socket("agent1001", "/agent")
+        again = await wait_event(back, "pop", lambda p: p["linkedid"] == ringing)
+        assert again["resent"] is True and again["customer"]["name"] == "Alice Example" and again["agent"] == "1001"
+        state = await wait_event(back, "call_state", lambda s: s["linkedid"] == ringing)
+        assert state["state"] == "ringing"
+        assert not [d for e, d in agent_on_second.received if e == "pop" and d["linkedid"] == ringing]  # type: ignore[attr-defined]
+        # a supervisor connecting to a web-only worker gets the live snapshot from the CTI process
+        center.base_url = first_url
+        supervisor = await center.socket("boss", "/supervisor")
+        snapshot = await wait_event(supervisor, "snapshot", lambda s: True)
+        assert snapshot["connected"] is True
+        assert ringing in [call["linkedid"] for call in snapshot["calls"]]
+        await back.disconnect()
+        await supervisor.disconnect()
         await agent_on_second.disconnect()
         # without a CTI process listening, a command says so at once
         await commands.stop()
