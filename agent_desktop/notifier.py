@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import socketio
+from socketio import packet as socketio_packet
 
 from agent_desktop.pop import PopBuilder
 from agent_desktop.rooms import AGENT_NAMESPACE, SUPERVISOR_NAMESPACE, agent_room, supervisors_room
@@ -72,18 +73,40 @@ class Notifier:
         bus.subscribe(QueueStatsChanged, self._queue_stats)
         bus.subscribe(CallWrappedUp, self._wrapped_up)
 
-    # Delivery never holds up the bus (and so the CTI bridge): each room has its own chain of sends, so messages
-    # to one agent arrive in order while a slow browser or a busy room delays nobody else.
+    # Delivery never holds up the bus (and so the CTI bridge). In one process (python-socketio's in-memory manager)
+    # a message is encoded once and put straight on the Engine.IO queue of each browser in the room: nothing there
+    # waits, so messages to one agent stay in order, and a pop leaves in the same turn of the event loop as the AMI
+    # frame that rang the agent (python-socketio's own emit spends two more turns: a task per recipient, then a
+    # wait for them). Through Redis (scaled out) each room has its own chain of sends instead, so that a slow
+    # publish delays nobody else.
 
     async def _emit_agent(self, agent: str, event: str, data: dict[str, Any]) -> None:
-        self._post(agent_room(agent), AGENT_NAMESPACE, event, data)
+        await self._send(agent_room(agent), AGENT_NAMESPACE, event, data)
 
     async def _emit_supervisors(self, event: str, data: dict[str, Any]) -> None:
-        self._post(supervisors_room(), SUPERVISOR_NAMESPACE, event, data)
+        await self._send(supervisors_room(), SUPERVISOR_NAMESPACE, event, data)
+
+    async def _send(self, room: str, namespace: str, event: str, data: dict[str, Any]) -> None:
+        manager = getattr(self._sio, "manager", None)
+        if manager is None or type(manager).__name__ != "AsyncManager":
+            self._post(room, namespace, event, data)
+            return
+        browsers = list(manager.get_participants(namespace, room))
+        if not browsers:
+            return
+        try:
+            encoded = self._sio.packet_class(socketio_packet.EVENT, namespace=namespace, data=[event, data]).encode()
+        except Exception:
+            log.exception("could not encode %s for %s", event, room)
+            return
+        for _sid, eio_sid in browsers:
+            for part in encoded if isinstance(encoded, list) else [encoded]:
+                try:
+                    await self._sio.eio.send(eio_sid, part)
+                except Exception:  # that browser just went away; the others still get it
+                    log.debug("could not send %s to %s", event, eio_sid)
 
     def _post(self, room: str, namespace: str, event: str, data: dict[str, Any]) -> None:
-        if self._nobody_in(room, namespace):
-            return
         key = (namespace, room)
         previous = self._chains.get(key)
         task = asyncio.create_task(self._deliver(previous, room, namespace, event, data))
@@ -91,14 +114,6 @@ class Notifier:
         task.add_done_callback(
             lambda done, key=key: self._chains.pop(key, None) if self._chains.get(key) is done else None
         )
-
-    def _nobody_in(self, room: str, namespace: str) -> bool:
-        """True when this process alone holds the rooms (no Redis) and nobody is in this one: skip the send."""
-        manager = getattr(self._sio, "manager", None)
-        if manager is None or type(manager).__name__ != "AsyncManager":
-            return False
-        rooms = getattr(manager, "rooms", {}).get(namespace, {})
-        return not rooms.get(room)
 
     async def _deliver(
         self, previous: asyncio.Task[None] | None, room: str, namespace: str, event: str, data: dict[str, Any]
