@@ -75,6 +75,7 @@ async def start_telephony(runtime: Runtime, *, write_call_logs: bool = True, dem
         service_level_seconds=settings.service_level_seconds,
         wrapup_seconds=settings.wrapup_seconds,
         ping_interval=settings.ami_ping_interval_s,
+        event_filter=settings.ami_event_filter,
     )
     writer = None
     if write_call_logs:

@@ -110,7 +110,10 @@ async def run_bridge(port: int, events: int) -> tuple[float, list[float], int]:
     bus = InMemoryEventBus()
     latencies: list[float] = []
     ended = 0
-    bridge = AsteriskAdapter(AmiEndpoint("127.0.0.1", port, "crm", "bench"), bus, ping_interval=3600)
+    # all events, as panoramisk gets them: this bench's own server streams the recording and filters nothing
+    bridge = AsteriskAdapter(
+        AmiEndpoint("127.0.0.1", port, "crm", "bench"), bus, ping_interval=3600, event_filter=False
+    )
 
     def on_ringing(_: AgentRinging) -> None:
         latencies.append((time.perf_counter_ns() - bridge.current_chunk_arrived_ns) / 1e6)

@@ -30,6 +30,9 @@ class Settings(BaseModel):
         default=None, description="ami://user:secret@host:5038 (amis:// for TLS); unset = demo PBX"
     )
     ami_ping_interval_s: float = 20.0
+    ami_event_filter: bool = Field(
+        default=True, description="ask Asterisk for the tracked events only (AMI Filter; needs write=system)"
+    )
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=1, le=65535)
     agi_host: str = "127.0.0.1"

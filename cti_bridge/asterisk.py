@@ -28,6 +28,7 @@ from cti_bridge.normalize import (
     QueueMemberChanged,
     QueueParamsReported,
     normalize,
+    tracked_events_filter,
 )
 from cti_bridge.tracker import CallTracker
 
@@ -56,8 +57,11 @@ class AsteriskAdapter:
         backoff_max: float = 30.0,
         clock: Callable[[], datetime] = _now,
         ssl_context: ssl.SSLContext | None = None,
+        event_filter: bool = True,
     ) -> None:
         self._bus = bus
+        self._event_filter = event_filter
+        self.event_filter_active = False
         self._pending: list[object] = []
         self.tracker = CallTracker(
             self._pending.append,
@@ -104,9 +108,27 @@ class AsteriskAdapter:
         log.warning("lost the AMI connection; live state is frozen until the resync")
 
     async def _resync_after_login(self) -> None:
+        if self._event_filter:
+            await self._filter_events()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._inbox.put_nowait((_RESYNC, done))
         await done
+
+    async def _filter_events(self) -> None:
+        """Ask the PBX for the events the tracker follows only: a queue call is ~265 AMI events, ~60 % of them
+        VarSet and Newexten the bridge would read and drop. A PBX that refuses (the AMI user lacks the `system`
+        write permission, or it is not an Asterisk) still works: the bridge then reads everything."""
+        try:
+            answer = await self.connection.action(commands.event_filter(tracked_events_filter()))
+        except AmiError as exc:
+            answer = {"Message": str(exc)}
+        self.event_filter_active = answer.get("Response") == "Success"
+        if not self.event_filter_active:
+            log.warning(
+                "the PBX refused the AMI event filter (%s); reading all events. Give the AMI user write=system "
+                "or set CRM_AMI_EVENT_FILTER=false",
+                answer.get("Message", "no reason"),
+            )
 
     async def _consume(self) -> None:
         while True:

@@ -45,6 +45,12 @@ def check_queue(queue: str) -> str:
     return queue
 
 
+def event_filter(regex: str) -> dict[str, str]:
+    """Asterisk's Filter action (needs the `system` write permission): from now on this session gets only the
+    events the regex matches."""
+    return {"Action": "Filter", "Operation": "Add", "Filter": regex}
+
+
 def originate_dial(agent: str, number: str, caller_id: str | None) -> dict[str, str]:
     fields = {
         "Action": "Originate",

@@ -166,6 +166,16 @@ class _Entry:
     joined: float = field(default_factory=time.monotonic)
 
 
+_POSIX_CLASSES = {"[[:space:]]": r"\s", "[[:digit:]]": r"\d", "[[:alpha:]]": "[A-Za-z]", "[[:alnum:]]": "[A-Za-z0-9]"}
+
+
+def _posix_regex(text: str) -> re.Pattern[str]:
+    """An AMI filter as Asterisk compiles it (POSIX extended, `.` matching line ends too) in Python's dialect."""
+    for posix, python in _POSIX_CLASSES.items():
+        text = text.replace(posix, python)
+    return re.compile(text, re.DOTALL)
+
+
 class _Session:
     def __init__(self, pbx: DemoPbx, writer: asyncio.StreamWriter) -> None:
         self.pbx = pbx
@@ -173,6 +183,16 @@ class _Session:
         self.logged_in = False
         self.events = True
         self.challenge: str | None = None
+        self.include_filters: list[re.Pattern[str]] = []  # the session's Filter actions, as Asterisk keeps them
+        self.exclude_filters: list[re.Pattern[str]] = []
+
+    def wants(self, frame: str) -> bool:
+        """Asterisk's evaluation of a session's event filters (manager.c): none, all pass; include filters only,
+        the event must match one; exclude filters only, it must match none; both: match an include, then no
+        exclude."""
+        if self.include_filters and not any(f.search(frame) for f in self.include_filters):
+            return False
+        return not any(f.search(frame) for f in self.exclude_filters)
 
     def send(self, frame: str) -> None:
         if not self.writer.is_closing():
@@ -193,10 +213,12 @@ class DemoPbx:
         queues: dict[str, list[str]] | None = None,
         logged_in: bool = True,
         seed: int | None = None,
+        filter_permitted: bool = True,
     ) -> None:
         self.host = host
         self._port = port
         self.username = username
+        self.filter_permitted = filter_permitted  # False: an AMI user without write=system, as Asterisk refuses it
         self.secret = secret or secrets.token_urlsafe(16)  # a demo PBX on a shared host gets no known password
         self.time_scale = time_scale
         self._rng = random.Random(seed)
@@ -370,6 +392,24 @@ class DemoPbx:
 
     def _do_ping(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
         reply("Success", ("Ping", "Pong"), ("Timestamp", f"{time.time():.6f}"))
+        return True
+
+    def _do_filter(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        if not self.filter_permitted:
+            reply("Error", ("Message", "Permission denied"))
+            return True
+        if fields.get("Operation", "").lower() != "add":
+            reply("Error", ("Message", "Unknown operation"))
+            return True
+        text = fields.get("Filter", "")
+        exclude = text.startswith("!")
+        try:
+            pattern = _posix_regex(text[1:] if exclude else text)
+        except re.error:
+            reply("Error", ("Message", "Filter did not compile.  Check the syntax of the filter given."))
+            return True
+        (session.exclude_filters if exclude else session.include_filters).append(pattern)
+        reply("Success", ("Message", "Success"))
         return True
 
     def _do_events(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
@@ -694,7 +734,7 @@ class DemoPbx:
         self._observe(headers)
         hook = self.on_frame_sent
         for session in self._sessions:
-            if session.events:
+            if session.events and session.wants(frame):
                 session.send(frame)
         if hook is not None:
             hook(headers.get("Event", ""), headers, time.perf_counter_ns())

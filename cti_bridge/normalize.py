@@ -359,16 +359,21 @@ def _dial_end(h: dict[str, str]) -> DialEnded:
     )
 
 
+CRM_VARIABLE_PREFIX = "CRM_"  # what the IVR sets for the screen pop
+RECORDING_VARIABLE = "MIXMONITOR_FILENAME"
+VOICEMAIL_APPLICATION = "VoiceMail"
+
+
 def _var_set(h: dict[str, str]) -> VariableSet | OtherEvent:
     variable = h.get("Variable", "")
-    if variable.startswith("CRM_") or variable == "MIXMONITOR_FILENAME":
+    if variable.startswith(CRM_VARIABLE_PREFIX) or variable == RECORDING_VARIABLE:
         return VariableSet(h.get("Uniqueid", ""), h.get("Linkedid", ""), variable, h.get("Value", ""))
     return OtherEvent("VarSet", h)  # half of all AMI traffic: pass through without more work
 
 
 def _newexten(h: dict[str, str]) -> DialplanStep | OtherEvent:
     application = h.get("Application", "")
-    if application == "VoiceMail":
+    if application == VOICEMAIL_APPLICATION:
         return DialplanStep(*_channel_fields(h, "Newexten"), application=application)
     return OtherEvent("Newexten", h)
 
@@ -461,6 +466,19 @@ def _duration(value: str) -> int:
     except ValueError:
         return 0
     return hours * 3600 + minutes * 60 + seconds
+
+
+def tracked_events_filter() -> str:
+    """The AMI event filter (a POSIX extended regex over the whole event, as Asterisk's `Filter` action takes it)
+    that lets through only what the tracker follows — about 40 % of a queue call's events: VarSet (44 % of them)
+    only for CRM_ variables and the recording's file name, Newexten (16 %) only for voicemail. UserEvents pass too
+    (dialplans send them for integrations; see AsteriskAdapter.on_pbx_event)."""
+    names = "|".join([*sorted(name for name in _BUILDERS if name not in ("VarSet", "Newexten")), "UserEvent"])
+    return (
+        f"Event: (({names})[[:space:]]"
+        f"|VarSet[[:space:]].*Variable: ({CRM_VARIABLE_PREFIX}|{RECORDING_VARIABLE}[[:space:]])"
+        f"|Newexten[[:space:]].*Application: {VOICEMAIL_APPLICATION}[[:space:]])"
+    )
 
 
 def normalize(headers: dict[str, str]) -> PbxEvent:
