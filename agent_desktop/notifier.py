@@ -220,12 +220,25 @@ class Notifier:
         )
 
     async def _agent_state(self, event: AgentStateChanged) -> None:
+        if not (self._listening(agent_room(event.agent), AGENT_NAMESPACE) or self._supervisors_listening()):
+            return  # nobody to tell: not even the payload is built (every call changes two agents' states)
         data = plain(asdict(event))
         await self._emit_agent(event.agent, "agent_state", data)
         await self._emit_supervisors("agent_state", data)
 
     async def _queue_stats(self, event: QueueStatsChanged) -> None:
-        await self._emit_supervisors("queue_stats", plain(asdict(event)))
+        if self._supervisors_listening():
+            await self._emit_supervisors("queue_stats", plain(asdict(event)))
+
+    def _supervisors_listening(self) -> bool:
+        return self._listening(supervisors_room(), SUPERVISOR_NAMESPACE)
+
+    def _listening(self, room: str, namespace: str) -> bool:
+        """Whether anyone is in the room; always True through Redis, where the rooms live in other processes."""
+        manager = getattr(self._sio, "manager", None)
+        if manager is None or type(manager).__name__ != "AsyncManager":
+            return True
+        return bool(manager.rooms.get(namespace, {}).get(room))
 
     def _wrapped_up(self, event: CallWrappedUp) -> None:
         end = getattr(self._pbx, "end_wrap_up", None)

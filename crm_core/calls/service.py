@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Float, String, Table, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from crm_core.audit.service import record_audit
 from crm_core.calls.events import (
@@ -23,7 +23,7 @@ from crm_core.calls.events import (
 )
 from crm_core.calls.models import CallLeg, CallLog, Disposition
 from crm_core.customers.lookup import find_customer_id_by_phone
-from crm_core.customers.service import touch_interaction
+from crm_core.customers.models import Customer
 from crm_core.db import new_id, record_event, utcnow
 from crm_core.errors import NotFound, PermissionDenied, ValidationFailed
 from crm_core.users.models import Role
@@ -54,6 +54,7 @@ async def _customer_for(session: AsyncSession, number: str, region: str) -> str 
 
 CALLS: Table = CallLog.__table__  # type: ignore[assignment]
 LEGS: Table = CallLeg.__table__  # type: ignore[assignment]
+CUSTOMERS: Table = Customer.__table__  # type: ignore[assignment]
 
 # Columns an ended call writes whatever was there before (the PBX's final word on the call).
 _FINAL = (
@@ -124,6 +125,18 @@ class _CallLogStatements:
         self.customer = (
             update(CALLS).where(CALLS.c.id == bindparam("b_call_id")).values(customer_id=bindparam("b_customer_id"))
         )
+        # the customer's last interaction (keeps them with their owner), as customers.service.touch_interaction
+        self.touch = (
+            update(CUSTOMERS)
+            .where(
+                CUSTOMERS.c.id == bindparam("b_customer_id"),
+                or_(
+                    CUSTOMERS.c.last_interaction_at.is_(None),
+                    CUSTOMERS.c.last_interaction_at < bindparam("b_at", type_=CUSTOMERS.c.last_interaction_at.type),
+                ),
+            )
+            .values(last_interaction_at=bindparam("b_at", type_=CUSTOMERS.c.last_interaction_at.type))
+        )
         legs = insert(LEGS)
         self.legs = legs.on_conflict_do_update(
             index_elements=["call_id", "channel"], set_={name: legs.excluded[name] for name in _LEG_UPDATES}
@@ -151,6 +164,7 @@ async def apply_call_event(*, session: AsyncSession, event: TelephonyEvent, regi
         await close_calls_missed_while_blind(session=session, live_linkedids=event.live_linkedids, at=event.resynced_at)
         return None
     statements = _statements(session)
+    connection = await session.connection()  # Core statements: the ORM's own layer has nothing to add here
     if isinstance(event, CallOffered):
         customer_number = event.callee_number if event.direction is CallDirection.OUTBOUND else event.caller_number
         row = {
@@ -165,9 +179,9 @@ async def apply_call_event(*, session: AsyncSession, event: TelephonyEvent, regi
             "ivr_vars": dict(event.crm_vars),
             "customer_id": await _customer_for(session, customer_number, region),
         }
-        return str((await session.execute(statements.offered, row)).scalar_one())
+        return str((await connection.execute(statements.offered, row)).scalar_one())
     if isinstance(event, CallAnswered):
-        await session.execute(
+        await connection.execute(
             statements.answered,
             {
                 "b_linkedid": event.linkedid,
@@ -178,12 +192,14 @@ async def apply_call_event(*, session: AsyncSession, event: TelephonyEvent, regi
         )
         return None
     if isinstance(event, CallTransferred):
-        await session.execute(statements.transferred, {"b_linkedid": event.linkedid})
+        await connection.execute(statements.transferred, {"b_linkedid": event.linkedid})
         return None
-    return await _apply_ended(session, statements, event, region)
+    return await _apply_ended(session, connection, statements, event, region)
 
 
-async def _apply_ended(session: AsyncSession, statements: _CallLogStatements, event: CallEnded, region: str) -> str:
+async def _apply_ended(
+    session: AsyncSession, connection: AsyncConnection, statements: _CallLogStatements, event: CallEnded, region: str
+) -> str:
     row = {
         "id": new_id(),
         "linkedid": event.linkedid,
@@ -207,15 +223,15 @@ async def _apply_ended(session: AsyncSession, statements: _CallLogStatements, ev
         "closed_at_resync": event.closed_at_resync,
     }
     statement = statements.ended_with_vars if event.crm_vars else statements.ended
-    call_id_value, customer_id = (await session.execute(statement, row)).one()
+    call_id_value, customer_id = (await connection.execute(statement, row)).one()
     call_id = str(call_id_value)
     if customer_id is None:
         number = event.callee_number if event.direction is CallDirection.OUTBOUND else event.caller_number
         customer_id = await _customer_for(session, number, region)
         if customer_id is not None:
-            await session.execute(statements.customer, {"b_call_id": call_id, "b_customer_id": customer_id})
+            await connection.execute(statements.customer, {"b_call_id": call_id, "b_customer_id": customer_id})
     if event.legs:
-        await session.execute(
+        await connection.execute(
             statements.legs,
             [
                 {
@@ -233,7 +249,7 @@ async def _apply_ended(session: AsyncSession, statements: _CallLogStatements, ev
             ],
         )
     if customer_id is not None:
-        await touch_interaction(session=session, customer_id=str(customer_id), at=event.ended_at)
+        await connection.execute(statements.touch, {"b_customer_id": str(customer_id), "b_at": event.ended_at})
     return call_id
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from crm_core.customers.models import Customer, CustomerPhone
@@ -62,22 +62,25 @@ def _as_e164(number: str, region: str) -> str | None:
 
 
 async def find_customer_id_by_phone(*, session: AsyncSession, number: str, region: str) -> str | None:
-    """The id of the customer with this number (E.164 or as the PBX wrote it), or None. Merged ones excluded."""
+    """The id of the customer with this number (E.164 or as the PBX wrote it), or None. Merged ones excluded.
+
+    On the session's own connection (it sees the transaction's writes), with a statement built once: the call-log
+    writer asks this for every call, beside the screen pops."""
     e164 = _as_e164(number, region)
     if e164 is None:
         return None
-    found: str | None = await session.scalar(_probe(e164))
+    connection = await session.connection()
+    found: str | None = (await connection.execute(_PROBE, {"e164": e164})).scalar()
     return found
 
 
-def _probe(e164: str) -> Select[Any]:
-    return (
-        select(CustomerPhone.customer_id)
-        .join(Customer, Customer.id == CustomerPhone.customer_id)
-        .where(CustomerPhone.e164 == e164, Customer.merged_into_id.is_(None))
-        .order_by(CustomerPhone.is_primary.desc())
-        .limit(1)
-    )
+_PROBE: Select[Any] = (
+    select(CustomerPhone.customer_id)
+    .join(Customer, Customer.id == CustomerPhone.customer_id)
+    .where(CustomerPhone.e164 == bindparam("e164"), Customer.merged_into_id.is_(None))
+    .order_by(CustomerPhone.is_primary.desc())
+    .limit(1)
+)
 
 
 @dataclass(frozen=True, slots=True)
