@@ -6,9 +6,16 @@ a process of its own, as Asterisk would, and the bridge reads it over loopback T
 Client processes connect --agents python-socketio clients to /agent, each as a signed-in agent. The demo PBX offers
 calls from random customers at --rate calls/s; each pop's latency is measured from the moment the demo PBX wrote
 the AgentCalled frame to the moment the client received the pop (CLOCK_MONOTONIC, shared by the processes).
-In the same run the server emits bare Socket.IO messages to the same agents at the same rate, for comparison: once
-while the calls run (the same load) and once alone.
+
+The bare figures, in the same run and under the same calls: the demo PBX also sends UserEvent frames (what the
+UserEvent dialplan application or AMI action sends), two per call like the two agents a call rings, each naming an
+agent; the server answers each with a bare `sio.emit` to that agent's room, nothing else. They are measured the same
+way, from the frame leaving the PBX to the message arriving at the client; the ratio is pop p99 / bare p99: what
+the CRM's work (tracking the call, the customer's card) adds to the transport alone.
+After the calls, the same bare emits are sent with no AMI frame and no calls, timed from the emit call inside the
+server: what Socket.IO alone costs (`emit_only_*`), for reference.
 Last, --idle agents connect and the server's resident memory is read.
+The server is measured in its steady state: the agents are connected and the GC policy has ticked since.
 
 Goal (issue #5): pop p99 <= 10 ms and pop/bare p99 ratio <= 1.5; idle 5,000 agents < 1 GiB.
 
@@ -38,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 SECRET_KEY = "bench-secret-key-not-for-production-0123456789"
+PROBE = "CrmBenchProbe"  # the UserEvent of the bare baseline
 
 
 def agent_extension(i: int) -> str:
@@ -65,13 +73,17 @@ async def _pbx(agents: int, measured: int, customers: int, commands: Any, replie
         queues.setdefault(queue_of(i), []).append(agent_extension(i))
     # calls go only to the queues of the agents being measured; the others are there for the idle reading
     call_queues = sorted({queue_of(i) for i in range(measured)})
+    measured_agents = [agent_extension(i) for i in range(measured)]
     pbx = DemoPbx(secret="bench", queues=queues, seed=11)
     sent: dict[tuple[str, str], int] = {}
+    probes: dict[str, int] = {}
 
     def on_frame(name: str, headers: dict[str, str], _ns: int) -> None:
         if name == "AgentCalled":
             agent = headers.get("Interface", "").removeprefix("Local/").split("@")[0]
             sent[(headers.get("Linkedid", ""), agent)] = time.monotonic_ns()
+        elif name == "UserEvent" and headers.get("UserEvent") == PROBE:
+            probes[headers["Probe"]] = time.monotonic_ns()
 
     pbx.on_frame_sent = on_frame
     await pbx.start()
@@ -89,10 +101,12 @@ async def _pbx(agents: int, measured: int, customers: int, commands: Any, replie
                 await pbx.place_inbound_call(
                     phone_of(rng.randrange(customers)), "", rng.choice(call_queues), answer_after_s=1.0, talk_s=2.0
                 )
+                for agent in rng.sample(measured_agents, 2):  # the bare baseline: two frames a call, like its rings
+                    pbx.user_event(PROBE, {"Agent": agent, "Probe": f"{placed}-{agent}"})
                 await asyncio.sleep(max(0.0, started + placed / rate - time.monotonic()))
             while pbx._calls:  # let the last calls ring and end
                 await asyncio.gather(*list(pbx._calls.values()), return_exceptions=True)
-            replies.put(("calls", placed, {f"{k[0]}|{k[1]}": v for k, v in sent.items()}))
+            replies.put(("calls", placed, {f"{k[0]}|{k[1]}": v for k, v in sent.items()}, dict(probes)))
         elif command == "stop":
             break
     await pbx.stop()
@@ -120,11 +134,13 @@ async def _server(db_path: str, pbx_port: int, commands: Any, replies: Any) -> N
 
     from agent_desktop.app import create_asgi
     from agent_desktop.gc_policy import GcPolicy
+    from agent_desktop.rooms import AGENT_NAMESPACE, agent_room
     from agent_desktop.runtime import build_runtime
     from crm_core.calls.writer import CallLogWriter
     from crm_core.settings import load_settings
     from cti_bridge.ami import AmiEndpoint
     from cti_bridge.asterisk import AsteriskAdapter
+    from cti_bridge.normalize import OtherEvent
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -145,6 +161,19 @@ async def _server(db_path: str, pbx_port: int, commands: Any, replies: Any) -> N
     if not os.environ.get("BENCH_NO_WRITER"):  # diagnosis: the pops without any call-log writes
         writer.attach(runtime.bus)
     asgi, sio = create_asgi(runtime, pbx=bridge)
+    probing: set[asyncio.Task[None]] = set()
+
+    def on_pbx_event(event: object) -> None:
+        """The bare baseline: a UserEvent from the PBX answered by a bare emit to the agent's room, nothing else."""
+        if isinstance(event, OtherEvent) and event.headers.get("UserEvent") == PROBE:
+            probe = {"probe": event.headers.get("Probe", "")}
+            task = asyncio.create_task(
+                sio.emit("probe", probe, room=agent_room(event.headers.get("Agent", "")), namespace=AGENT_NAMESPACE)
+            )
+            probing.add(task)
+            task.add_done_callback(probing.discard)
+
+    bridge.on_pbx_event = on_pbx_event
     config = Config()
     config.bind = [f"fd://{listener.detach()}"]
     config.accesslog = None
@@ -159,7 +188,6 @@ async def _server(db_path: str, pbx_port: int, commands: Any, replies: Any) -> N
     replies.put(("ready", port, os.getpid()))
     loop = asyncio.get_running_loop()
     rng = random.Random(5)
-    background: set[asyncio.Task[int]] = set()
     while True:
         command, *args = await loop.run_in_executor(None, commands.get)
         if command == "settle":  # the agents are connected: wait for the next tick of the GC policy, as in service
@@ -168,24 +196,16 @@ async def _server(db_path: str, pbx_port: int, commands: Any, replies: Any) -> N
         elif command == "drain":
             await writer.drain()
             replies.put(("drained",))
-        elif command in ("bare", "bare_loaded"):
+        elif command == "emit_only":  # bare emits alone: no AMI frame, no calls, timed inside the server
             rate, seconds, targets = args
-
-            async def bare_emits(event: str, rate: float, seconds: float, targets: list[str]) -> int:
-                started = time.monotonic()
-                placed = 0
-                while time.monotonic() - started < seconds:
-                    placed += 1
-                    for agent in rng.sample(targets, 2):  # a call rings two agents, so two messages
-                        await sio.emit(event, {"t": time.monotonic_ns()}, room=f"agent:{agent}", namespace="/agent")
-                    await asyncio.sleep(max(0.0, started + placed / rate - time.monotonic()))
-                return placed
-
-            if command == "bare":
-                replies.put(("bare", await bare_emits("bare", rate, seconds, targets)))
-            else:  # beside the calls, under the same load
-                background.add(asyncio.create_task(bare_emits("bare_loaded", rate, seconds, targets)))
-                replies.put(("bare_loaded", "started"))
+            started = time.monotonic()
+            placed = 0
+            while time.monotonic() - started < seconds:
+                placed += 1
+                for agent in rng.sample(targets, 2):
+                    await sio.emit("emit_only", {"t": time.monotonic_ns()}, room=agent_room(agent), namespace="/agent")
+                await asyncio.sleep(max(0.0, started + placed / rate - time.monotonic()))
+            replies.put(("emit_only", placed))
         elif command == "rss":
             status = await loop.run_in_executor(None, Path(f"/proc/{os.getpid()}/status").read_text)
             rss_kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
@@ -234,8 +254,8 @@ async def _clients(port: int, extensions: list[str], results: Any, control: Any)
     import socketio
 
     arrivals: list[tuple[str, str, int]] = []
-    bare: list[int] = []
-    bare_loaded: list[int] = []
+    probes: list[tuple[str, int]] = []
+    emit_only: list[int] = []
     clients = []
 
     async def connect(extension: str) -> None:
@@ -244,15 +264,15 @@ async def _clients(port: int, extensions: list[str], results: Any, control: Any)
         def on_pop(pop: dict[str, Any], ext: str = extension) -> None:
             arrivals.append((pop["linkedid"], ext, time.monotonic_ns()))
 
-        def on_bare(data: dict[str, Any]) -> None:
-            bare.append(time.monotonic_ns() - data["t"])
+        def on_probe(data: dict[str, Any]) -> None:
+            probes.append((data["probe"], time.monotonic_ns()))
 
-        def on_bare_loaded(data: dict[str, Any]) -> None:
-            bare_loaded.append(time.monotonic_ns() - data["t"])
+        def on_emit_only(data: dict[str, Any]) -> None:
+            emit_only.append(time.monotonic_ns() - data["t"])
 
         client.on("pop", on_pop, namespace="/agent")
-        client.on("bare", on_bare, namespace="/agent")
-        client.on("bare_loaded", on_bare_loaded, namespace="/agent")
+        client.on("probe", on_probe, namespace="/agent")
+        client.on("emit_only", on_emit_only, namespace="/agent")
         await client.connect(
             f"http://127.0.0.1:{port}",
             headers={"Cookie": cookie_for(extension)},
@@ -267,7 +287,7 @@ async def _clients(port: int, extensions: list[str], results: Any, control: Any)
     results.put(("connected", len(clients)))
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, control.get)  # wait until the measurements are over
-    results.put(("data", arrivals, bare, bare_loaded))
+    results.put(("data", arrivals, probes, emit_only))
     await loop.run_in_executor(None, control.get)  # then until the idle-memory reading is done
     await asyncio.gather(*(c.disconnect() for c in clients), return_exceptions=True)
 
@@ -337,30 +357,30 @@ def main() -> None:
 
     commands.put(("settle",))
     replies.get(timeout=120)
-    commands.put(("bare_loaded", args.rate, args.seconds, extensions))
-    replies.get(timeout=60)
     pbx_commands.put(("calls", args.rate, args.seconds))
-    _, placed, sent = pbx_replies.get(timeout=args.seconds * 10 + 300)
+    _, placed, sent, probes_sent = pbx_replies.get(timeout=args.seconds * 10 + 300)
     commands.put(("drain",))
     replies.get(timeout=300)
-    commands.put(("bare", args.rate, args.seconds, extensions))
+    commands.put(("emit_only", args.rate, args.seconds, extensions))
     replies.get(timeout=args.seconds * 10 + 300)
     for _ in procs:
         control.put("report")
     arrivals: list[tuple[str, str, int]] = []
-    bare_ns: list[int] = []
-    loaded_ns: list[int] = []
+    probe_arrivals: list[tuple[str, int]] = []
+    emit_only_ns: list[int] = []
     for _ in procs:
-        _, got, bare, loaded = results.get(timeout=300)
+        _, got, probes, emit_only = results.get(timeout=300)
         arrivals += got
-        bare_ns += bare
-        loaded_ns += loaded
+        probe_arrivals += probes
+        emit_only_ns += emit_only
     pop_ms = [(t - sent[f"{linkedid}|{ext}"]) / 1e6 for linkedid, ext, t in arrivals if f"{linkedid}|{ext}" in sent]
     missing = sorted(set(sent) - {f"{linkedid}|{ext}" for linkedid, ext, _ in arrivals})
     if missing:
         print(f"{len(missing)} pops never arrived, e.g. {missing[:5]}", file=sys.stderr)
-    bare_ms = [ns / 1e6 for ns in bare_ns]
-    loaded_ms = [ns / 1e6 for ns in loaded_ns]
+    bare_ms = [(t - probes_sent[probe]) / 1e6 for probe, t in probe_arrivals if probe in probes_sent]
+    if len(bare_ms) != len(probes_sent):
+        print(f"{len(probes_sent) - len(bare_ms)} bare messages never arrived", file=sys.stderr)
+    emit_only_ms = [ns / 1e6 for ns in emit_only_ns]
     for _ in procs:
         control.put("done")
     for proc in procs:
@@ -393,14 +413,16 @@ def main() -> None:
         "pop_p50_ms": round(statistics.median(pop_ms), 2),
         "pop_p99_ms": round(percentile(pop_ms, 0.99), 2),
         "pop_max_ms": round(max(pop_ms), 2),
+        # the same path with nothing of the CRM in it: a UserEvent frame from the PBX answered by a bare emit
         "bare_p50_ms": round(statistics.median(bare_ms), 2),
         "bare_p99_ms": round(percentile(bare_ms, 0.99), 2),
         "bare_max_ms": round(max(bare_ms), 2),
+        "bares": len(bare_ms),
         "ratio_p99": round(percentile(pop_ms, 0.99) / percentile(bare_ms, 0.99), 2),
-        # the same bare emits sent while the calls ran: what Socket.IO alone costs under the same load
-        "bare_loaded_p50_ms": round(statistics.median(loaded_ms), 2),
-        "bare_loaded_p99_ms": round(percentile(loaded_ms, 0.99), 2),
-        "ratio_p99_loaded": round(percentile(pop_ms, 0.99) / percentile(loaded_ms, 0.99), 2),
+        # Socket.IO alone: bare emits with no calls running, timed from the emit call inside the server
+        "emit_only_p50_ms": round(statistics.median(emit_only_ms), 2),
+        "emit_only_p99_ms": round(percentile(emit_only_ms, 0.99), 2),
+        "ratio_p99_to_emit_only": round(percentile(pop_ms, 0.99) / percentile(emit_only_ms, 0.99), 2),
         "idle_agents": args.idle,
         "idle_5000_rss_mib": None if idle_rss is None else round(idle_rss, 1),
         "server_pid": server_pid,

@@ -390,6 +390,19 @@ class DemoPbx:
         reply("Goodbye", ("Message", "Thanks for all the fish."))
         return False
 
+    def user_event(self, name: str, headers: dict[str, str]) -> None:
+        """What Asterisk sends every session for the UserEvent dialplan application or AMI action."""
+        extra = [(key, value) for key, value in headers.items() if key not in ("Action", "ActionID", "UserEvent")]
+        self._broadcast(_frame([("Event", "UserEvent"), ("Privilege", "user,all"), ("UserEvent", name), *extra]))
+
+    def _do_userevent(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        if not fields.get("UserEvent"):
+            reply("Error", ("Message", "UserEvent needs a name"))
+            return True
+        self.user_event(fields["UserEvent"], fields)
+        reply("Success", ("Message", "Event Sent"))
+        return True
+
     def _do_ping(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
         reply("Success", ("Ping", "Pong"), ("Timestamp", f"{time.time():.6f}"))
         return True

@@ -9,7 +9,7 @@ import pytest
 
 from crm_core.calls.events import CallsResynced
 from cti_bridge import commands
-from cti_bridge.normalize import tracked_events_filter
+from cti_bridge.normalize import OtherEvent, tracked_events_filter
 from tests.cti.conftest import start_harness, trace
 from tests.cti.helpers import Harness
 
@@ -88,6 +88,25 @@ async def test_the_demo_pbx_evaluates_filters_as_asterisk_does() -> None:
         await connection.action(commands.event_filter("!Channel: PJSIP/1001-"))
         assert not session.wants("Event: Hangup\r\nPrivilege: call,all\r\nChannel: PJSIP/1001-1")
         assert session.wants("Event: Hangup\r\nPrivilege: call,all\r\nChannel: PJSIP/1002-1")
+    finally:
+        await harness.bridge.stop()
+        await harness.pbx.stop()
+
+
+async def test_user_events_from_the_dialplan_pass_the_filter() -> None:
+    """UserEvents are how a dialplan tells integrations something (see AsteriskAdapter.on_pbx_event)."""
+    harness = await start_harness(logged_in=False)
+    try:
+        assert harness.bridge.event_filter_active
+        answer = await harness.bridge.connection.action(
+            {"Action": "UserEvent", "UserEvent": "SurveyDone", "Score": "5"}
+        )
+        assert (answer["Response"], answer["Message"]) == ("Success", "Event Sent")
+        await harness.settle()
+        seen = [e for e in harness.pbx_events if isinstance(e, OtherEvent) and e.name == "UserEvent"]
+        assert [e.headers.get("Score") for e in seen if e.headers["UserEvent"] == "SurveyDone"] == ["5"]
+        nameless = await harness.bridge.connection.action({"Action": "UserEvent"})
+        assert nameless["Response"] == "Error"
     finally:
         await harness.bridge.stop()
         await harness.pbx.stop()
