@@ -86,9 +86,15 @@ class Notifier:
     async def _emit_supervisors(self, event: str, data: dict[str, Any]) -> None:
         await self._send(supervisors_room(), SUPERVISOR_NAMESPACE, event, data)
 
-    async def _send(self, room: str, namespace: str, event: str, data: dict[str, Any]) -> None:
+    def _local_manager(self) -> Any:
+        """python-socketio's in-memory manager when this process holds every browser; None through Redis."""
         manager = getattr(self._sio, "manager", None)
-        if manager is None or type(manager).__name__ != "AsyncManager":
+        return manager if manager is not None and type(manager).__name__ == "AsyncManager" else None
+
+    async def _send(self, room: str, namespace: str, event: str, data: dict[str, Any]) -> None:
+        """To a room — or to one browser: every client is also in a room named by its sid."""
+        manager = self._local_manager()
+        if manager is None:
             self._post(room, namespace, event, data)
             return
         browsers = list(manager.get_participants(namespace, room))
@@ -235,10 +241,8 @@ class Notifier:
 
     def _listening(self, room: str, namespace: str) -> bool:
         """Whether anyone is in the room; always True through Redis, where the rooms live in other processes."""
-        manager = getattr(self._sio, "manager", None)
-        if manager is None or type(manager).__name__ != "AsyncManager":
-            return True
-        return bool(manager.rooms.get(namespace, {}).get(room))
+        manager = self._local_manager()
+        return manager is None or bool(manager.rooms.get(namespace, {}).get(room))
 
     def _wrapped_up(self, event: CallWrappedUp) -> None:
         end = getattr(self._pbx, "end_wrap_up", None)
@@ -266,11 +270,11 @@ class Notifier:
             status = next((a for a in snapshot.agents if a.agent == agent), None)
             calls = [c for c in snapshot.calls if agent in c.ringing_agents or c.agent == agent]
         if status is not None:
-            await self._sio.emit(
+            await self._send(
+                sid,
+                AGENT_NAMESPACE,
                 "agent_state",
                 plain(asdict(status)) | {"changed_at": status.since.isoformat()},
-                to=sid,
-                namespace=AGENT_NAMESPACE,
             )
         for call in calls:
             pop = await self._pops.current(call.linkedid) or {
@@ -281,17 +285,15 @@ class Notifier:
                 "customer": None,
                 "ivr": [{"name": k, "label": k, "value": v} for k, v in call.crm_vars],
             }
-            await self._sio.emit(
-                "pop",
-                {**pop, "agent": agent, "direction": call.direction.value, "resent": True},
-                to=sid,
-                namespace=AGENT_NAMESPACE,
+            # the same way as the live messages, so that these stay in order with them
+            await self._send(
+                sid, AGENT_NAMESPACE, "pop", {**pop, "agent": agent, "direction": call.direction.value, "resent": True}
             )
-            await self._sio.emit(
+            await self._send(
+                sid,
+                AGENT_NAMESPACE,
                 "call_state",
                 {"linkedid": call.linkedid, "state": call.state.value, "agent": call.agent},
-                to=sid,
-                namespace=AGENT_NAMESPACE,
             )
             self._rang[call.linkedid].add(agent)
 
@@ -305,4 +307,4 @@ class Notifier:
             if snapshot is not None
             else {"connected": False, "calls": [], "agents": [], "queues": []}
         )
-        await self._sio.emit("snapshot", data, to=sid, namespace=SUPERVISOR_NAMESPACE)
+        await self._send(sid, SUPERVISOR_NAMESPACE, "snapshot", data)
