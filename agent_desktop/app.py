@@ -13,7 +13,7 @@ from typing import Any
 
 import socketio
 from pydantic import ValidationError as PydanticValidationError
-from quart import Quart, Response, abort, redirect, render_template, request, session, url_for
+from quart import Quart, Response, abort, redirect, render_template, request, send_file, session, url_for
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
@@ -32,7 +32,7 @@ from agent_desktop.sockets import Sockets
 from agent_desktop.voice_webhooks import voice_blueprint
 from crm_core.calls.models import CallLog, Disposition
 from crm_core.calls.reports import CSV_COLUMNS, call_report, calls_per_interval
-from crm_core.calls.service import link_customer
+from crm_core.calls.service import link_customer, open_recording
 from crm_core.customers.errors import DuplicateCustomer
 from crm_core.customers.lookup import CallerIdLookup
 from crm_core.customers.schemas import CustomerIn, PhoneIn
@@ -45,6 +45,7 @@ from crm_core.users.service import Actor, authenticate, set_password
 from cti_bridge.adapter import PbxAdapter
 from ivr.engine import CrmContext
 from ivr.flow import Flow
+from recordings.store import RecordingStore
 
 HOME = {Role.AGENT: "desktop", Role.SUPERVISOR: "wallboard", Role.ADMIN: "wallboard", Role.MARKETER: "account"}
 STAFF = (Role.AGENT, Role.SUPERVISOR)
@@ -113,6 +114,7 @@ def create_app(
     app.extensions["runtime"] = runtime
     app.jinja_env.globals["csrf_token"] = csrf_token
     settings = runtime.settings
+    recordings = RecordingStore(settings.recordings_folder)
     if voice is not None:
         token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
         app.register_blueprint(
@@ -343,6 +345,24 @@ def create_app(
                 call_id=call.id if call else None,
             )
         return {"id": ticket.id, "number": ticket.number}, 201
+
+    @app.get("/api/calls/<linkedid>/recording")
+    @roles_allowed(*STAFF, api=True)
+    async def api_call_recording(linkedid: str) -> Any:
+        """The call's recording, for the player on the customer page; each listen is audited (not each byte range
+        the player asks for as it seeks)."""
+        first_request = request.range is None or all(start == 0 for start, _ in request.range.ranges)
+        async with runtime.unit_of_work() as db:
+            call = await open_recording(session=db, actor=_actor(), linkedid=linkedid, audit=first_request)
+        path = recordings.path_of(call.recording_ref or "")
+        if path is None:
+            return {"code": "not_found", "message": "The recording has not reached the recordings store yet."}, 404
+        # read off the event loop and served from memory (a recording is ~1 MB a minute): Quart's file body can
+        # leave its file open when a player drops a range request half-way
+        audio = await asyncio.to_thread(path.read_bytes)
+        response = await send_file(io.BytesIO(audio), mimetype=recordings.media_type(path), conditional=True)
+        response.headers["Cache-Control"] = "private, no-store"
+        return response
 
     # --- supervisor ---------------------------------------------------------------------------------------------
 

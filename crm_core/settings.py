@@ -44,6 +44,10 @@ class Settings(BaseModel):
     demo_calls_per_minute: float = Field(default=4.0, ge=0, le=6000)
     secret_key: SecretStr | None = None
     data_dir: Path = Path("./var")
+    recordings_dir: Path | None = Field(
+        default=None,
+        description="where the PBX's call recordings arrive (a mount or a sync); unset = data_dir/recordings",
+    )
     default_region: str = "US"
     pool_return_days: int = Field(default=30, ge=1)
     service_level_seconds: int = Field(default=20, ge=1)
@@ -57,6 +61,10 @@ class Settings(BaseModel):
     gc_freeze_every_s: float = Field(
         default=2.0, gt=0, description="how often long-lived objects are frozen out of the collector's scans"
     )
+
+    @property
+    def recordings_folder(self) -> Path:
+        return self.recordings_dir or self.data_dir / "recordings"
 
     @field_validator("database_url")
     @classmethod

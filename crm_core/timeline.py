@@ -61,6 +61,7 @@ async def customer_timeline(
                 "talk_seconds": c.talk_seconds,
                 "disposition": c.disposition_code,
                 "recording": c.recording_ref,
+                "linkedid": c.linkedid,
             },
         )
         for c in calls

@@ -16,11 +16,13 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import random
 import re
 import secrets
 import ssl
 import time
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,11 +216,17 @@ class DemoPbx:
         logged_in: bool = True,
         seed: int | None = None,
         filter_permitted: bool = True,
+        recordings_dir: Path | None = None,
     ) -> None:
         self.host = host
         self._port = port
         self.username = username
         self.filter_permitted = filter_permitted  # False: an AMI user without write=system, as Asterisk refuses it
+        # where the demo's call recordings appear, as Asterisk's monitor spool would through a mount: a tone as long
+        # as the recorded channel lived, written when it hangs up
+        self.recordings_dir = recordings_dir
+        self._recording: dict[str, tuple[str, float]] = {}  # uniqueid -> (file name, started)
+        self._writing: set[asyncio.Future[None]] = set()
         self.secret = secret or secrets.token_urlsafe(16)  # a demo PBX on a shared host gets no known password
         self.time_scale = time_scale
         self._rng = random.Random(seed)
@@ -271,6 +279,7 @@ class DemoPbx:
         for task in list(self._calls.values()):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.recordings_written()
         self.drop_connections()
         for writer in list(self._writers):
             writer.close()
@@ -752,6 +761,37 @@ class DemoPbx:
         if hook is not None:
             hook(headers.get("Event", ""), headers, time.perf_counter_ns())
 
+    def _write_recording(self, name: str, started: float) -> None:
+        if self.recordings_dir is None or not re.fullmatch(r"[A-Za-z0-9._-]+\.wav", name):
+            return
+        seconds = min(60.0, max(1.0, time.monotonic() - started))
+        target = self.recordings_dir / name
+
+        def write() -> None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_suffix(".part")
+            with wave.open(str(partial), "wb") as audio:
+                audio.setnchannels(1)
+                audio.setsampwidth(2)
+                audio.setframerate(8000)
+                tone = (int(6000 * math.sin(2 * math.pi * 425 * n / 8000)) for n in range(int(8000 * seconds)))
+                audio.writeframes(b"".join(sample.to_bytes(2, "little", signed=True) for sample in tone))
+            partial.replace(target)  # whole or not at all, as a player must never get half a file
+
+        def written(done: asyncio.Future[None]) -> None:
+            if done.exception() is not None:
+                log.warning("the demo PBX could not write the recording %s: %s", name, done.exception())
+
+        writing = asyncio.get_running_loop().run_in_executor(None, write)
+        self._writing.add(writing)
+        writing.add_done_callback(self._writing.discard)
+        writing.add_done_callback(written)
+
+    async def recordings_written(self) -> None:
+        """Wait until the recordings of the calls hung up so far are on disk."""
+        if self._writing:
+            await asyncio.wait(list(self._writing))
+
     def _observe(self, h: dict[str, str]) -> None:
         """Keep the model the resync lists are answered from in step with the events sent."""
         event = h.get("Event")
@@ -777,7 +817,12 @@ class DemoPbx:
             channel.caller_name = h.get("CallerIDName", channel.caller_name)
             channel.context = h.get("Context", channel.context)
             channel.exten = h.get("Exten", channel.exten)
+        elif event == "VarSet" and h.get("Variable") == "MIXMONITOR_FILENAME" and self.recordings_dir is not None:
+            self._recording[uniqueid] = (h.get("Value", "").rsplit("/", 1)[-1], time.monotonic())
         elif event == "Hangup":
+            recorded = self._recording.pop(uniqueid, None)
+            if recorded is not None:
+                self._write_recording(*recorded)
             gone = self.channels.pop(uniqueid, None)
             agent = _agent_of_channel(gone.name) if gone is not None else None
             if agent is not None and self._agent_channels.get(agent, 0) > 0:

@@ -288,6 +288,25 @@ async def get_call(*, session: AsyncSession, actor: Actor, linkedid: str) -> Cal
     return call
 
 
+async def open_recording(*, session: AsyncSession, actor: Actor, linkedid: str, audit: bool = True) -> CallLog:
+    """The call whose recording `actor` is about to hear: an agent who had the call, or a supervisor. Every listen is
+    audited (who, which call, when); `audit=False` for the further byte ranges of a listen already audited."""
+    require_role(actor, Role.AGENT, Role.SUPERVISOR)
+    call = await get_call(session=session, actor=actor, linkedid=linkedid)
+    if not call.recording_ref:
+        raise NotFound("This call has no recording.", linkedid=linkedid)
+    if audit:
+        await record_audit(
+            session=session,
+            actor=actor.user_id,
+            action="read",
+            entity_type="recording",
+            entity_id=call.id,
+            after={"linkedid": linkedid, "recording": call.recording_ref},
+        )
+    return call
+
+
 async def check_disposition(*, session: AsyncSession, code: str) -> Disposition:
     disposition = await session.get(Disposition, code)
     if disposition is None or not disposition.active:

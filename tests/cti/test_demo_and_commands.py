@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import wave
+from pathlib import Path
 
 import pytest
 
@@ -196,3 +198,16 @@ async def test_commands_when_the_pbx_is_unreachable(harness: Harness) -> None:
         await harness.bridge.queue_login("1001", "sales")
     assert caught.value.code is CommandErrorCode.PBX_UNREACHABLE
     assert not harness.bridge.snapshot().connected
+
+
+async def test_the_demo_pbx_records_answered_calls_into_the_recordings_folder(harness: Harness, tmp_path: Path) -> None:
+    harness.pbx.recordings_dir = tmp_path / "recordings"
+    linkedid = await answered_call(harness, talk_s=1.0)
+    ended = (await harness.bus.wait_for(CallEnded, lambda e: e.linkedid == linkedid))[0]
+    await harness.pbx.recordings_written()
+    assert ended.recording is not None  # MIXMONITOR_FILENAME, as Asterisk reports it
+    name = ended.recording.rsplit("/", 1)[-1]
+    assert [p.name for p in (tmp_path / "recordings").iterdir()] == [name]  # no partial file left behind
+    with wave.open(str(tmp_path / "recordings" / name)) as audio:
+        assert (audio.getnchannels(), audio.getframerate(), audio.getsampwidth()) == (1, 8000, 2)
+        assert audio.getnframes() >= 8000  # at least a second

@@ -36,6 +36,7 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/customers/<customer_id>/notes"): STAFF,
     ("POST", "/api/customers/<customer_id>/merge"): SUPERVISION,
     ("POST", "/api/calls/<linkedid>/ticket"): STAFF,
+    ("GET", "/api/calls/<linkedid>/recording"): STAFF,
     ("GET", "/wallboard"): SUPERVISION,
     ("GET", "/api/wallboard/intervals"): SUPERVISION,
     ("GET", "/reports"): SUPERVISION,
