@@ -470,9 +470,9 @@ def _duration(value: str) -> int:
 
 def tracked_events_filter() -> str:
     """The AMI event filter (a POSIX extended regex over the whole event, as Asterisk's `Filter` action takes it)
-    that lets through only what the tracker follows — about 40 % of a queue call's events: VarSet (44 % of them)
-    only for CRM_ variables and the recording's file name, Newexten (16 %) only for voicemail. UserEvents pass too
-    (dialplans send them for integrations; see AsteriskAdapter.on_pbx_event)."""
+    that lets through only what the tracker follows: the events it has a builder for, VarSet only for CRM_
+    variables and the recording's file name, Newexten only for voicemail, and UserEvents (dialplans send them for
+    integrations; see AsteriskAdapter.on_pbx_event). Of the recorded answered queue call's 265 events, 44 pass."""
     names = "|".join([*sorted(name for name in _BUILDERS if name not in ("VarSet", "Newexten")), "UserEvent"])
     return (
         f"Event: (({names})[[:space:]]"
