@@ -23,7 +23,7 @@ from crm_core.calls.events import (
 )
 from crm_core.calls.models import CallLeg, CallLog, Disposition
 from crm_core.customers.lookup import find_customer_id_by_phone
-from crm_core.customers.models import Customer
+from crm_core.customers.service import touch_interaction
 from crm_core.db import new_id, record_event, utcnow
 from crm_core.errors import NotFound, PermissionDenied, ValidationFailed
 from crm_core.users.models import Role
@@ -54,7 +54,6 @@ async def _customer_for(session: AsyncSession, number: str, region: str) -> str 
 
 CALLS: Table = CallLog.__table__  # type: ignore[assignment]
 LEGS: Table = CallLeg.__table__  # type: ignore[assignment]
-CUSTOMERS: Table = Customer.__table__  # type: ignore[assignment]
 
 # Columns an ended call writes whatever was there before (the PBX's final word on the call).
 _FINAL = (
@@ -124,18 +123,6 @@ class _CallLogStatements:
         )
         self.customer = (
             update(CALLS).where(CALLS.c.id == bindparam("b_call_id")).values(customer_id=bindparam("b_customer_id"))
-        )
-        # the customer's last interaction (keeps them with their owner), as customers.service.touch_interaction
-        self.touch = (
-            update(CUSTOMERS)
-            .where(
-                CUSTOMERS.c.id == bindparam("b_customer_id"),
-                or_(
-                    CUSTOMERS.c.last_interaction_at.is_(None),
-                    CUSTOMERS.c.last_interaction_at < bindparam("b_at", type_=CUSTOMERS.c.last_interaction_at.type),
-                ),
-            )
-            .values(last_interaction_at=bindparam("b_at", type_=CUSTOMERS.c.last_interaction_at.type))
         )
         legs = insert(LEGS)
         self.legs = legs.on_conflict_do_update(
@@ -249,7 +236,7 @@ async def _apply_ended(
             ],
         )
     if customer_id is not None:
-        await connection.execute(statements.touch, {"b_customer_id": str(customer_id), "b_at": event.ended_at})
+        await touch_interaction(session=session, customer_id=str(customer_id), at=event.ended_at)
     return call_id
 
 

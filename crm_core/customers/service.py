@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Table, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core.audit.service import record_audit
@@ -350,16 +350,27 @@ async def assign_owner(
 
 
 async def touch_interaction(*, session: AsyncSession, customer_id: str, at: datetime | None = None) -> None:
-    """Record a logged interaction (call, SMS, note): it keeps the customer with its owner."""
-    when = at or utcnow()
-    await session.execute(
-        update(Customer)
-        .where(
-            Customer.id == customer_id,
-            or_(Customer.last_interaction_at.is_(None), Customer.last_interaction_at < when),
-        )
-        .values(last_interaction_at=when)
+    """Record a logged interaction (call, SMS, note): it keeps the customer with its owner.
+
+    One statement built once, run on the session's connection: the call-log writer runs this for every call,
+    beside the screen pops, and a statement built per call leaves garbage for the collector. A Customer already
+    loaded in this session keeps its old `last_interaction_at` until refreshed."""
+    connection = await session.connection()
+    await connection.execute(_TOUCH, {"b_customer_id": customer_id, "b_at": at or utcnow()})
+
+
+_CUSTOMERS: Table = Customer.__table__  # type: ignore[assignment]
+_TOUCH = (
+    update(_CUSTOMERS)
+    .where(
+        _CUSTOMERS.c.id == bindparam("b_customer_id"),
+        or_(
+            _CUSTOMERS.c.last_interaction_at.is_(None),
+            _CUSTOMERS.c.last_interaction_at < bindparam("b_at", type_=_CUSTOMERS.c.last_interaction_at.type),
+        ),
     )
+    .values(last_interaction_at=bindparam("b_at", type_=_CUSTOMERS.c.last_interaction_at.type))
+)
 
 
 async def release_stale_owners(*, session: AsyncSession, days: int, now: datetime | None = None) -> list[str]:
