@@ -37,7 +37,7 @@ from crm_core.customers.errors import DuplicateCustomer
 from crm_core.customers.lookup import CallerIdLookup
 from crm_core.customers.schemas import CustomerIn, PhoneIn
 from crm_core.customers.service import add_note, create_customer, get_customer, merge_customers, update_customer
-from crm_core.errors import CrmError, ValidationFailed
+from crm_core.errors import CrmError, NotFound, ValidationFailed
 from crm_core.tickets.service import create_ticket
 from crm_core.timeline import customer_timeline
 from crm_core.users.models import Role, User
@@ -354,9 +354,9 @@ def create_app(
         first_request = request.range is None or all(start == 0 for start, _ in request.range.ranges)
         async with runtime.unit_of_work() as db:
             call = await open_recording(session=db, actor=_actor(), linkedid=linkedid, audit=first_request)
-        path = recordings.path_of(call.recording_ref or "")
-        if path is None:
-            return {"code": "not_found", "message": "The recording has not reached the recordings store yet."}, 404
+            path = recordings.path_of(call.recording_ref or "")
+            if path is None:  # raised inside the transaction: no file to hear, no listen audited
+                raise NotFound("The recording has not reached the recordings store yet.", linkedid=linkedid)
         # read off the event loop and served from memory (a recording is ~1 MB a minute): Quart's file body can
         # leave its file open when a player drops a range request half-way
         audio = await asyncio.to_thread(path.read_bytes)

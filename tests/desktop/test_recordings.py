@@ -115,6 +115,7 @@ async def test_no_recording_no_store_file_and_no_way_out_of_the_store(center: Li
                 assert response.headers["Content-Type"].startswith("application/json")
     finally:
         await http.close()
+    assert await listens(center) == []  # nothing heard, nothing audited
 
 
 async def test_signed_out_nobody_listens(center: LiveCenter) -> None:
