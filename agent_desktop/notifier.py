@@ -58,6 +58,9 @@ class Notifier:
         self._rang: defaultdict[str, set[str]] = defaultdict(set)  # linkedid -> agents whose devices rang
         self._late: set[asyncio.Task[None]] = set()
         self._chains: dict[tuple[str, str], asyncio.Task[None]] = {}
+        # python-socketio's in-memory manager when this process holds every browser; None through Redis
+        manager = getattr(sio, "manager", None)
+        self._local: Any = manager if manager is not None and type(manager).__name__ == "AsyncManager" else None
         self.pops_sent = 0
 
     def attach(self, bus: EventBus) -> None:
@@ -86,18 +89,12 @@ class Notifier:
     async def _emit_supervisors(self, event: str, data: dict[str, Any]) -> None:
         await self._send(supervisors_room(), SUPERVISOR_NAMESPACE, event, data)
 
-    def _local_manager(self) -> Any:
-        """python-socketio's in-memory manager when this process holds every browser; None through Redis."""
-        manager = getattr(self._sio, "manager", None)
-        return manager if manager is not None and type(manager).__name__ == "AsyncManager" else None
-
     async def _send(self, room: str, namespace: str, event: str, data: dict[str, Any]) -> None:
         """To a room — or to one browser: every client is also in a room named by its sid."""
-        manager = self._local_manager()
-        if manager is None:
+        if self._local is None:
             self._post(room, namespace, event, data)
             return
-        browsers = list(manager.get_participants(namespace, room))
+        browsers = list(self._local.get_participants(namespace, room))
         if not browsers:
             return
         try:
@@ -241,8 +238,7 @@ class Notifier:
 
     def _listening(self, room: str, namespace: str) -> bool:
         """Whether anyone is in the room; always True through Redis, where the rooms live in other processes."""
-        manager = self._local_manager()
-        return manager is None or bool(manager.rooms.get(namespace, {}).get(room))
+        return self._local is None or bool(self._local.rooms.get(namespace, {}).get(room))
 
     def _wrapped_up(self, event: CallWrappedUp) -> None:
         end = getattr(self._pbx, "end_wrap_up", None)
