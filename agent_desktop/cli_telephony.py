@@ -34,17 +34,15 @@ def cti() -> None:
                 resender=telephony.remote.notifier if telephony.remote is not None else None,
             )
             await commands.start()  # and their call controls reach the PBX
-        gc_policy = GcPolicy(every_s=runtime.settings.gc_freeze_every_s)
-        gc_policy.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         console.print(f"CTI bridge running ({telephony.pbx.connection.endpoint!r}). Ctrl+C stops it.")
         try:
-            await stop.wait()
+            async with GcPolicy(every_s=runtime.settings.gc_freeze_every_s):
+                await stop.wait()
         finally:
-            await gc_policy.stop()
             if commands is not None:
                 await commands.stop()
             await telephony.stop()

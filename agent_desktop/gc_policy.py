@@ -75,6 +75,13 @@ class GcPolicy:
             gc.set_threshold(*self._thresholds)
             self._thresholds = None
 
+    async def __aenter__(self) -> GcPolicy:
+        self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
     async def next_tick(self) -> None:
         """Wait for the next tick (the pop benchmark measures a server in its steady state)."""
         self._ticked.clear()

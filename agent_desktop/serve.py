@@ -57,8 +57,6 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
 
 
 async def _serve_http(asgi: Any, settings: Settings) -> None:
-    gc_policy = GcPolicy(every_s=settings.gc_freeze_every_s)  # pops must not wait for the collector (issue #5)
-    gc_policy.start()
     config = Config()
     config.bind = [f"{settings.http_host}:{settings.http_port}"]
     config.accesslog = None
@@ -68,7 +66,5 @@ async def _serve_http(asgi: Any, settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info("serving on http://%s:%s", settings.http_host, settings.http_port)
-    try:
+    async with GcPolicy(every_s=settings.gc_freeze_every_s):  # pops must not wait for the collector (issue #5)
         await hypercorn_serve(asgi, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
-    finally:
-        await gc_policy.stop()

@@ -83,3 +83,16 @@ async def test_the_task_ticks_until_stopped() -> None:
         gc.set_threshold(*before)
     with pytest.raises(ValueError):
         GcPolicy(every_s=0)
+
+
+async def test_as_a_context_it_ticks_inside_and_gives_the_collector_back_after() -> None:
+    before = gc.get_threshold()
+    try:
+        async with GcPolicy(every_s=0.01) as policy:
+            assert gc.get_threshold()[2] > 10**6
+            await policy.next_tick()
+            assert policy.ticks >= 1
+        assert gc.get_threshold() == before
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
