@@ -198,13 +198,15 @@ class PbxCommandServer(_Listener):
             log.warning("dropped a malformed PBX command")
             return
         reply: dict[str, Any] = {"id": request.get("id")}
-        if method in RESENDS:
-            if self._resender is not None and all(isinstance(arg, str) for arg in args):
+        if method in RESENDS:  # nobody waits for an answer: the state itself is the answer
+            if not all(isinstance(arg, str) for arg in args):
+                log.warning("dropped a malformed re-send request (%s)", method)
+            elif self._resender is not None:
                 try:
                     await getattr(self._resender, method)(*args)
                 except Exception:
                     log.exception("could not re-send the live state (%s)", method)
-            return  # nobody waits for an answer: the state itself is the answer
+            return
         if method not in COMMANDS:
             reply.update(ok=False, code=CommandErrorCode.INVALID.value, detail=f"{method} is not a PBX command.")
         else:

@@ -9,8 +9,10 @@ recorded AMI trace as is. `crm serve` runs it when no PBX is configured; the tes
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
+import functools
 import gzip
 import hashlib
 import itertools
@@ -21,6 +23,7 @@ import random
 import re
 import secrets
 import ssl
+import sys
 import time
 import wave
 from collections.abc import Callable
@@ -176,6 +179,16 @@ def _posix_regex(text: str) -> re.Pattern[str]:
     for posix, python in _POSIX_CLASSES.items():
         text = text.replace(posix, python)
     return re.compile(text, re.DOTALL)
+
+
+@functools.cache
+def _tone_second() -> bytes:
+    """One second of a 425 Hz tone, 8 kHz 16-bit mono: 425 whole periods, so seconds of it join without a click.
+    Built once: a recording is this repeated, not computed sample by sample in a thread beside the event loop."""
+    samples = array.array("h", (int(6000 * math.sin(2 * math.pi * 425 * n / 8000)) for n in range(8000)))
+    if sys.byteorder == "big":
+        samples.byteswap()  # WAV is little-endian
+    return samples.tobytes()
 
 
 class _Session:
@@ -764,7 +777,7 @@ class DemoPbx:
     def _write_recording(self, name: str, started: float) -> None:
         if self.recordings_dir is None or not re.fullmatch(r"[A-Za-z0-9._-]+\.wav", name):
             return
-        seconds = min(60.0, max(1.0, time.monotonic() - started))
+        seconds = min(60.0, max(1.0, time.monotonic() - started))  # whole seconds of a 425 Hz tone
         target = self.recordings_dir / name
 
         def write() -> None:
@@ -774,8 +787,7 @@ class DemoPbx:
                 audio.setnchannels(1)
                 audio.setsampwidth(2)
                 audio.setframerate(8000)
-                tone = (int(6000 * math.sin(2 * math.pi * 425 * n / 8000)) for n in range(int(8000 * seconds)))
-                audio.writeframes(b"".join(sample.to_bytes(2, "little", signed=True) for sample in tone))
+                audio.writeframes(_tone_second() * round(seconds))
             partial.replace(target)  # whole or not at all, as a player must never get half a file
 
         def written(done: asyncio.Future[None]) -> None:
