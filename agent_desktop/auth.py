@@ -55,11 +55,11 @@ def roles_allowed(*roles: Role, api: bool = False) -> Callable[[F], F]:
             if actor is None:
                 if api:
                     abort(401, "Sign in first.")
-                return redirect(url_for("login", next=request.path))
-            if session.get("must_change_password") and request.endpoint not in ("password", "logout"):
+                return redirect(url_for("auth.login", next=request.path))
+            if session.get("must_change_password") and request.endpoint not in ("auth.password", "auth.logout"):
                 if api:
                     abort(403, "Change your one-time password first.")
-                return redirect(url_for("password"))
+                return redirect(url_for("auth.password"))
             if actor.role is not Role.ADMIN and actor.role not in roles:
                 abort(403, "Your role may not open this.")
             if api and request.method not in ("GET", "HEAD"):

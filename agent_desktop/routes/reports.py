@@ -1,0 +1,77 @@
+"""Supervision: the live wallboard page, its intervals, and the call reports (page and CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from quart import Blueprint, Response, render_template, request, session
+
+from agent_desktop.auth import roles_allowed
+from agent_desktop.routes.common import actor, day_argument, runtime
+from crm_core.calls.reports import CSV_COLUMNS, CallReport, call_report, calls_per_interval
+from crm_core.users.models import Role
+
+blueprint = Blueprint("reports", __name__)
+
+
+@blueprint.get("/wallboard")
+@roles_allowed(Role.SUPERVISOR)
+async def wallboard() -> Any:
+    return await render_template(
+        "wallboard.html", me=dict(session), service_level_seconds=runtime().settings.service_level_seconds
+    )
+
+
+@blueprint.get("/api/wallboard/intervals")
+@roles_allowed(Role.SUPERVISOR, api=True)
+async def api_intervals() -> Any:
+    now = datetime.now(UTC)
+    since = datetime.combine(now.date(), time(), UTC)
+    async with runtime().sessions() as db:
+        rows = await calls_per_interval(session=db, actor=actor(), since=since, until=now, minutes=30)
+    return {"intervals": rows}
+
+
+async def _report() -> CallReport:
+    today = datetime.now(UTC).date()
+    start = day_argument(request.args.get("start"), today - timedelta(days=6))
+    end = day_argument(request.args.get("end"), today)
+    async with runtime().sessions() as db:
+        return await call_report(
+            session=db,
+            actor=actor(),
+            start=datetime.combine(start, time(), UTC),
+            end=datetime.combine(end + timedelta(days=1), time(), UTC),
+            queue=request.args.get("queue") or None,
+            agent=request.args.get("agent") or None,
+            service_level_seconds=runtime().settings.service_level_seconds,
+        )
+
+
+@blueprint.get("/reports")
+@roles_allowed(Role.SUPERVISOR)
+async def reports() -> Any:
+    report = await _report()
+    last_day = (report.end - timedelta(days=1)).date()
+    return await render_template("reports.html", report=report, args=request.args, last_day=last_day)
+
+
+@blueprint.get("/reports.csv")
+@roles_allowed(Role.SUPERVISOR)
+async def reports_csv() -> Any:
+    report = await _report()
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    for row in report.csv_rows():
+        # a cell starting with = + - @ would be a formula in a spreadsheet
+        writer.writerow({k: ("'" + v if v[:1] in "=+-@" and k == "key" else v) for k, v in row.items()})
+    name = f"calls-{report.start.date()}-{(report.end - timedelta(days=1)).date()}.csv"
+    return Response(
+        out.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
