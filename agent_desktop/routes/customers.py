@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, current_app, render_template, url_for
+from quart import Blueprint, current_app, render_template, request, url_for
 
 from agent_desktop.auth import roles_allowed
 from agent_desktop.pop import customer_context
@@ -12,7 +12,9 @@ from agent_desktop.routes.common import STAFF, actor, json_body, runtime
 from crm_core.calls.service import link_customer
 from crm_core.customers.errors import DuplicateCustomer
 from crm_core.customers.schemas import CustomerIn, PhoneIn
+from crm_core.customers.search import CustomerQuery, search_customers
 from crm_core.customers.service import add_note, create_customer, get_customer, merge_customers, update_customer
+from crm_core.errors import ValidationFailed
 from crm_core.timeline import customer_timeline
 from crm_core.users.models import Role
 
@@ -116,3 +118,50 @@ async def api_merge(customer_id: str) -> Any:
             session=db, actor=actor(), keep_id=customer_id, merge_id=str(data.get("merge_id", ""))
         )
     return {"id": kept.id}
+
+
+def _search_query() -> CustomerQuery:
+    args = request.args
+    page = args.get("page", "1")
+    if not page.isdigit() or len(page) > 4:
+        raise ValidationFailed("The page must be a whole number.", field="page")
+    return CustomerQuery(
+        text=args.get("q", ""),
+        company_id=args.get("company") or None,
+        tag=args.get("tag") or None,
+        owner_id=args.get("owner") or None,
+        unowned=args.get("pool") == "1",
+        page=int(page),
+    )
+
+
+@blueprint.get("/customers")
+@roles_allowed(*STAFF)
+async def customer_list() -> Any:
+    """The customer list and the top bar's search: any written form of a name, phone number or email."""
+    async with runtime().sessions() as db:
+        found = await search_customers(
+            session=db, actor=actor(), query=_search_query(), region=runtime().settings.default_region
+        )
+    return await render_template("customers.html", found=found, args=request.args)
+
+
+@blueprint.get("/api/customers")
+@roles_allowed(*STAFF, api=True)
+async def api_search_customers() -> Any:
+    async with runtime().sessions() as db:
+        found = await search_customers(
+            session=db, actor=actor(), query=_search_query(), region=runtime().settings.default_region
+        )
+        customers = [
+            {
+                "id": c.id,
+                "name": c.name,
+                "kind": c.kind,
+                "phones": [p.e164 for p in c.phones],
+                "emails": [e.email for e in c.emails],
+                "url": url_for("customers.customer_page", customer_id=c.id),
+            }
+            for c in found.customers
+        ]
+    return {"customers": customers, "page": found.page, "has_next": found.has_next, "matched_by": found.matched_by}

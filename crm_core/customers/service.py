@@ -245,31 +245,6 @@ async def delete_customer(*, session: AsyncSession, actor: Actor, customer_id: s
     )
 
 
-async def search_customers(
-    *, session: AsyncSession, actor: Actor, text: str, region: str, limit: int = 25
-) -> list[Customer]:
-    """By name prefix/substring, by phone (any format) or by email."""
-    require_role(actor, *STAFF, Role.MARKETER)
-    text = text.strip()
-    if not text:
-        return []
-    conditions = [func.lower(Customer.name).contains(text.lower())]
-    if "@" in text:
-        conditions.append(Customer.id.in_(select(CustomerEmail.customer_id).where(CustomerEmail.email == text.lower())))
-    digits = re.sub(r"\D", "", text)
-    if len(digits) >= 6:
-        try:
-            e164 = normalize_phone(text, region)
-        except ValidationFailed:
-            e164 = None
-        if e164:
-            conditions.append(Customer.id.in_(select(CustomerPhone.customer_id).where(CustomerPhone.e164 == e164)))
-    query = (
-        select(Customer).where(or_(*conditions), Customer.merged_into_id.is_(None)).order_by(Customer.name).limit(limit)
-    )
-    return list(await session.scalars(query))
-
-
 async def merge_customers(*, session: AsyncSession, actor: Actor, keep_id: str, merge_id: str) -> Customer:
     """Fold `merge_id` into `keep_id`: calls, tickets, SMS, notes, payments, callbacks, phones, emails, tags."""
     require_role(actor, Role.SUPERVISOR)

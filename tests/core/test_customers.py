@@ -18,7 +18,6 @@ from crm_core.customers.service import (
     find_duplicates,
     merge_customers,
     release_stale_owners,
-    search_customers,
     touch_interaction,
     update_customer,
 )
@@ -217,13 +216,3 @@ async def test_timeline_orders_every_kind_newest_first(session: AsyncSession) ->
     assert [i.kind for i in items] == ["ticket", "sms", "note", "call"]
     older = await customer_timeline(session=session, actor=agent, customer_id=customer.id, before=items[1].at, limit=1)
     assert [i.kind for i in older] == ["note"]
-
-
-async def test_search(session: AsyncSession) -> None:
-    agent = await make_actor(session, Role.AGENT)
-    alice = await make_customer(session, "Alice Wonder", "+15551230060", emails=("alice@w.test",))
-    await make_customer(session, "Bob Builder", "+15551230061")
-    for text in ("wonder", "555 123 0060", "alice@w.test"):
-        assert [c.id for c in await search_customers(session=session, actor=agent, text=text, region="US")] == [
-            alice.id
-        ]

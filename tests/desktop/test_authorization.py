@@ -31,6 +31,8 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/account"): SIGNED_IN,
     ("GET", "/desktop"): STAFF,
     ("GET", "/customers/<customer_id>"): STAFF,
+    ("GET", "/customers"): STAFF,
+    ("GET", "/api/customers"): STAFF,
     ("POST", "/api/customers"): STAFF,
     ("POST", "/api/customers/<customer_id>"): STAFF,
     ("POST", "/api/customers/<customer_id>/notes"): STAFF,

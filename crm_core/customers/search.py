@@ -1,0 +1,190 @@
+"""Customer search for the top bar and the customer list: by email, phone (any written form), name (prefix of the
+whole name, prefix of any word, then typo-tolerant), with company, tag and owner filters; every probe indexed.
+
+Name matching runs in three steps and stops at the first that fills the page:
+1. the whole name starts with the text: a range over the index on lower(name), already in name order;
+2. every word of the text starts a word of the name: SQLite FTS5 / PostgreSQL tsvector prefix queries;
+3. the name is close to the text (a typo, a missing letter): trigram similarity (SQLite FTS5 trigram table,
+   PostgreSQL pg_trgm), ranked by closeness.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Select, func, literal_column, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_core.customers.errors import InvalidPhoneNumber
+from crm_core.customers.models import Customer, CustomerEmail, CustomerPhone, Tag, customer_tags
+from crm_core.customers.phones import normalize_phone
+from crm_core.errors import ValidationFailed
+from crm_core.users.models import Role
+from crm_core.users.service import Actor, require_role
+
+PAGE_SIZE = 25
+MAX_PAGE = 400  # 10,000 results deep is far past what a person pages through
+_WORD = re.compile(r"\w+", re.UNICODE)
+_EMAIL_LIKE = re.compile(r"^[^@\s]+@[^@\s]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerQuery:
+    text: str = ""
+    company_id: str | None = None
+    tag: str | None = None
+    owner_id: str | None = None
+    unowned: bool = False  # the shared pool: customers nobody owns
+    page: int = 1
+
+
+@dataclass(slots=True)
+class CustomerPage:
+    customers: list[Customer]
+    page: int
+    has_next: bool
+    matched_by: str  # "email", "phone", "name", "word", "similar", "list" or "" (no match)
+    query: CustomerQuery = field(default_factory=CustomerQuery)
+
+
+def check_query(query: CustomerQuery) -> CustomerQuery:
+    if len(query.text) > 200:
+        raise ValidationFailed("The search text is longer than 200 characters.", field="q")
+    if any(ord(ch) < 32 for ch in query.text):
+        raise ValidationFailed("The search text contains control characters.", field="q")
+    if not 1 <= query.page <= MAX_PAGE:
+        raise ValidationFailed(f"The page must be between 1 and {MAX_PAGE}.", field="page")
+    return query
+
+
+def _filtered(statement: Select[Any], query: CustomerQuery) -> Select[Any]:
+    statement = statement.where(Customer.merged_into_id.is_(None))
+    if query.company_id:
+        statement = statement.where(Customer.parent_id == query.company_id)
+    if query.owner_id:
+        statement = statement.where(Customer.owner_id == query.owner_id)
+    if query.unowned:
+        statement = statement.where(Customer.owner_id.is_(None))
+    if query.tag:
+        tagged = (
+            select(customer_tags.c.customer_id)
+            .join(Tag, Tag.id == customer_tags.c.tag_id)
+            .where(Tag.name == query.tag.strip().lower())
+        )
+        statement = statement.where(Customer.id.in_(tagged))
+    return statement
+
+
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _lower_name(session: AsyncSession) -> Any:
+    lowered = func.lower(Customer.name)
+    # the PostgreSQL index is on lower(name) COLLATE "C", so that a range is a prefix whatever the locale
+    return lowered.collate("C") if _is_postgres(session) else lowered
+
+
+def _prefix_end(prefix: str) -> str:
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+async def _page(session: AsyncSession, statement: Select[Any], query: CustomerQuery) -> tuple[list[Customer], bool]:
+    offset = (query.page - 1) * PAGE_SIZE
+    rows = list(await session.scalars(statement.offset(offset).limit(PAGE_SIZE + 1)))
+    return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+
+
+def _by_ids(ids: Any) -> Select[Any]:
+    return select(Customer).where(Customer.id.in_(ids))
+
+
+async def search_customers(*, session: AsyncSession, actor: Actor, query: CustomerQuery, region: str) -> CustomerPage:
+    """One page of customers matching `query`; with no text, the (filtered) list in name order."""
+    require_role(actor, Role.AGENT, Role.SUPERVISOR, Role.MARKETER)
+    query = check_query(query)
+    words = query.text.strip()
+    if not words:
+        found, more = await _page(session, _filtered(select(Customer), query).order_by(Customer.name), query)
+        return CustomerPage(found, query.page, more, "list", query)
+    if "@" in words and _EMAIL_LIKE.match(words):
+        email = words.lower()
+        email_key = CustomerEmail.email.collate("C") if _is_postgres(session) else CustomerEmail.email
+        emails = select(CustomerEmail.customer_id).where(email_key >= email, email_key < _prefix_end(email))
+        statement = _filtered(_by_ids(emails), query).order_by(Customer.name)
+        found, more = await _page(session, statement, query)
+        return CustomerPage(found, query.page, more, "email" if found else "", query)
+    digits = re.sub(r"\D", "", words)
+    if len(digits) >= 6 and len(digits) >= len(re.sub(r"[\s()+./-]", "", words)) - 1:
+        try:
+            e164 = normalize_phone(words, region)
+        except InvalidPhoneNumber:
+            e164 = None
+        if e164 is not None:
+            phones = select(CustomerPhone.customer_id).where(CustomerPhone.e164 == e164)
+            found, more = await _page(session, _filtered(_by_ids(phones), query).order_by(Customer.name), query)
+            return CustomerPage(found, query.page, more, "phone" if found else "", query)
+    return await _search_name(session, words, query)
+
+
+async def _search_name(session: AsyncSession, words: str, query: CustomerQuery) -> CustomerPage:
+    lowered = " ".join(words.lower().split())
+    name_key = _lower_name(session)
+    whole = _filtered(select(Customer), query).where(name_key >= lowered, name_key < _prefix_end(lowered))
+    found, more = await _page(session, whole.order_by(name_key), query)
+    if found or query.page > 1:
+        return CustomerPage(found, query.page, more, "name" if found else "", query)
+    tokens = _WORD.findall(lowered)
+    if not tokens:
+        return CustomerPage([], query.page, False, "", query)
+    if _is_postgres(session):
+        tsquery = " & ".join(f"{token}:*" for token in tokens)
+        matching = literal_column("to_tsvector('simple', crm_unaccent(customers.name))").op("@@")(
+            func.to_tsquery("simple", func.crm_unaccent(tsquery))
+        )
+        by_word = _filtered(select(Customer), query).where(matching).order_by(Customer.name)
+    else:
+        fts = " ".join('"' + token.replace('"', '""') + '"*' for token in tokens)
+        word_ids = text("SELECT rowid FROM customers_name_fts WHERE customers_name_fts MATCH :fts").bindparams(fts=fts)
+        by_word = (
+            _filtered(select(Customer), query)
+            .where(literal_column("customers.name_search_key").in_(word_ids))
+            .order_by(Customer.name)
+        )
+    found, more = await _page(session, by_word, query)
+    if found:
+        return CustomerPage(found, query.page, more, "word", query)
+    if len(lowered) < 3:
+        return CustomerPage([], query.page, False, "", query)
+    similar = await _similar(session, lowered, query)
+    return CustomerPage(similar, 1, False, "similar" if similar else "", query)
+
+
+async def _similar(session: AsyncSession, lowered: str, query: CustomerQuery) -> list[Customer]:
+    """Names sharing most trigrams with the text: what a typo leaves in common."""
+    if _is_postgres(session):
+        closeness = func.similarity(func.lower(Customer.name), lowered)
+        statement = (
+            _filtered(select(Customer), query)
+            .where(func.lower(Customer.name).op("%")(lowered))
+            .order_by(closeness.desc(), Customer.name)
+            .limit(PAGE_SIZE)
+        )
+        return list(await session.scalars(statement))
+    trigrams = sorted({lowered[i : i + 3] for i in range(len(lowered) - 2)} - {"   "})
+    fts = " OR ".join('"' + gram.replace('"', '""') + '"' for gram in trigrams)
+    candidates = text(
+        "SELECT rowid FROM customers_trigram_fts WHERE customers_trigram_fts MATCH :fts ORDER BY rank LIMIT :n"
+    ).bindparams(fts=fts, n=PAGE_SIZE * 8)
+    statement = _filtered(select(Customer), query).where(literal_column("customers.name_search_key").in_(candidates))
+    pool = list(await session.scalars(statement))
+
+    # rank the candidates by how many of the text's trigrams each name holds, then by length difference
+    def score(customer: Customer) -> tuple[int, int, str]:
+        name = customer.name.lower()
+        shared = sum(1 for gram in trigrams if gram in name)
+        return (-shared, abs(len(name) - len(lowered)), name)
+
+    return sorted(pool, key=score)[:PAGE_SIZE]

@@ -1,0 +1,39 @@
+"""The customer list and top-bar search over HTTP: found by any written form, escaped, paged, bad input refused."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from tests.desktop.live import XSS_NAME, LiveCenter
+from tests.desktop.test_authorization import signed_in
+
+
+async def test_search_page_and_api(center: LiveCenter) -> None:
+    http, token = await signed_in(center, "agent")
+    try:
+        async with http.get(f"{center.base_url}/customers", params={"q": "(555) 123-0001"}) as page:
+            html = await page.text()
+            assert page.status == 200
+        assert "Alice Example" in html and "Bob Example" not in html
+        assert f'/customers/{center.customers["Alice Example"]}' in html
+        async with http.get(f"{center.base_url}/customers") as page:
+            html = await page.text()
+        assert "Bob Example" in html and XSS_NAME not in html and "&lt;img src=x" in html  # escaped
+        async with http.get(f"{center.base_url}/api/customers", params={"q": "exampel"}) as answer:
+            body = await answer.json()
+        assert body["matched_by"] == "similar"
+        assert {c["name"] for c in body["customers"]} >= {"Alice Example", "Bob Example"}
+        for params, field in (({"q": "a\x00b"}, "q"), ({"page": "x"}, "page"), ({"page": "0"}, "page")):
+            async with http.get(f"{center.base_url}/api/customers", params=params) as answer:
+                assert answer.status == 422
+                assert (await answer.json())["details"]["field"] == field
+    finally:
+        await http.close()
+
+
+async def test_top_bar_search_on_every_staff_page(center: LiveCenter) -> None:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        cookie = await center.cookie("agent1001")
+        async with http.get(f"{center.base_url}/desktop", headers={"Cookie": cookie}) as page:
+            html = await page.text()
+        assert 'role="search"' in html and 'name="q"' in html
