@@ -9,7 +9,7 @@ from tests.desktop.test_authorization import signed_in
 
 
 async def test_search_page_and_api(center: LiveCenter) -> None:
-    http, token = await signed_in(center, "agent")
+    http, _token = await signed_in(center, "agent")
     try:
         async with http.get(f"{center.base_url}/customers", params={"q": "(555) 123-0001"}) as page:
             html = await page.text()
