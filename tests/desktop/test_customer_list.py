@@ -15,7 +15,7 @@ async def test_search_page_and_api(center: LiveCenter) -> None:
             html = await page.text()
             assert page.status == 200
         assert "Alice Example" in html and "Bob Example" not in html
-        assert f'/customers/{center.customers["Alice Example"]}' in html
+        assert f"/customers/{center.customers['Alice Example']}" in html
         async with http.get(f"{center.base_url}/customers") as page:
             html = await page.text()
         assert "Bob Example" in html and XSS_NAME not in html and "&lt;img src=x" in html  # escaped
