@@ -23,6 +23,8 @@ _SQLITE_UP = [
     "CREATE INDEX ix_customer_emails_email_prefix ON customer_emails (email)",
     "CREATE VIRTUAL TABLE customers_name_fts USING fts5(name, tokenize = 'unicode61 remove_diacritics 2')",
     "CREATE VIRTUAL TABLE customers_trigram_fts USING fts5(name, tokenize = 'trigram')",
+    # how many names hold each trigram: a typo search probes the rarest trigrams of the text only
+    "CREATE VIRTUAL TABLE customers_trigram_vocab USING fts5vocab(customers_trigram_fts, row)",
     """CREATE TRIGGER customers_search_insert AFTER INSERT ON customers BEGIN
          UPDATE customers SET name_search_key =
            (SELECT coalesce(max(name_search_key), 0) + 1 FROM customers) WHERE id = new.id;
@@ -50,6 +52,7 @@ _SQLITE_DOWN = [
     "DROP TRIGGER customers_search_delete",
     "DROP TRIGGER customers_search_rename",
     "DROP TRIGGER customers_search_insert",
+    "DROP TABLE customers_trigram_vocab",
     "DROP TABLE customers_trigram_fts",
     "DROP TABLE customers_name_fts",
     "DROP INDEX ix_customer_emails_email_prefix",
