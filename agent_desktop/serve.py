@@ -17,6 +17,7 @@ from agent_desktop.ivr_service import start_ivr
 from agent_desktop.remote_pbx import RemotePbx
 from agent_desktop.runtime import build_runtime, ensure_first_admin, migrate_database
 from agent_desktop.telephony import start_telephony
+from crm_core.customers.scheduled import PoolReturner
 from crm_core.settings import Settings
 from ivr.callback_dialer import CallbackDialer
 
@@ -45,10 +46,13 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
         ivr = await start_ivr(runtime)
         dialer = CallbackDialer(runtime.sessions, telephony.pbx, every_s=settings.callback_dial_every_s)
         dialer.start()
+        pool = PoolReturner(runtime.sessions, protection_days=settings.pool_return_days)
+        pool.start()
         asgi, _sio = create_asgi(runtime, pbx=telephony.pbx, voice=(ivr.flows, ivr.crm))
         try:
             await _serve_http(asgi, settings)
         finally:
+            await pool.stop()
             await dialer.stop()
             await ivr.stop()
             await telephony.stop()

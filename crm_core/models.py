@@ -1,6 +1,7 @@
 """Imports every model so the one metadata (and Alembic) sees all tables."""
 
 from crm_core.audit.models import AuditEntry
+from crm_core.calls.followups import MissedCallFollowUp
 from crm_core.calls.models import CallbackRequest, CallLeg, CallLog, Disposition
 from crm_core.customers.models import Customer, CustomerEmail, CustomerPhone, Note, Payment, Tag
 from crm_core.db import Base
@@ -19,6 +20,7 @@ __all__ = [
     "CustomerEmail",
     "CustomerPhone",
     "Disposition",
+    "MissedCallFollowUp",
     "Note",
     "Payment",
     "Role",

@@ -6,14 +6,15 @@ import asyncio
 import io
 from typing import Any
 
-from quart import Blueprint, current_app, request, send_file
+from quart import Blueprint, current_app, render_template, request, send_file
 from sqlalchemy import select
 
 from agent_desktop.auth import roles_allowed
 from agent_desktop.routes.common import STAFF, actor, json_body, runtime
+from crm_core.calls.followups import mark_handled, missed_calls
 from crm_core.calls.models import CallLog
 from crm_core.calls.service import open_recording
-from crm_core.errors import NotFound
+from crm_core.errors import NotFound, ValidationFailed
 from crm_core.tickets.service import create_ticket
 from recordings.store import RecordingStore
 
@@ -56,3 +57,45 @@ async def api_call_recording(linkedid: str) -> Any:
     response = await send_file(io.BytesIO(audio), mimetype=recordings.media_type(path), conditional=True)
     response.headers["Cache-Control"] = "private, no-store"
     return response
+
+
+@blueprint.get("/missed-calls")
+@roles_allowed(*STAFF)
+async def missed_calls_page() -> Any:
+    """Abandoned and unanswered calls to call back, per queue and per agent."""
+    queue = request.args.get("queue") or None
+    agent = request.args.get("agent") or None
+    async with runtime().sessions() as db:
+        calls = await missed_calls(session=db, actor=actor(), queue=queue, agent=agent)
+    return await render_template("missed_calls.html", calls=calls, args=request.args)
+
+
+@blueprint.post("/api/missed-calls/handled")
+@roles_allowed(*STAFF, api=True)
+async def api_mark_handled() -> Any:
+    data = await json_body()
+    ids = data.get("call_ids")
+    if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) and len(i) <= 32 for i in ids)):
+        raise ValidationFailed("call_ids must be a list of call ids.", field="call_ids")
+    async with runtime().unit_of_work() as db:
+        marked = await mark_handled(session=db, actor=actor(), call_ids=ids, everything=data.get("all") is True)
+    return {"marked": marked}
+
+
+@blueprint.post("/missed-calls/handled")
+@roles_allowed(*STAFF, api=True)
+async def handled_partial() -> Any:
+    """The page's buttons: mark one missed call (or all) handled, answer with the list as it is now."""
+    form = await request.form
+    queue = request.args.get("queue") or None
+    agent = request.args.get("agent") or None
+    call_id = form.get("call_id", "")
+    if len(call_id) > 32:
+        raise ValidationFailed("call_id is not a call id.", field="call_id")
+    async with runtime().unit_of_work() as db:
+        await mark_handled(
+            session=db, actor=actor(), call_ids=[call_id] if call_id else None, everything=form.get("all") == "1"
+        )
+    async with runtime().sessions() as db:
+        calls = await missed_calls(session=db, actor=actor(), queue=queue, agent=agent)
+    return await render_template("missed_calls_list.html", calls=calls)

@@ -13,10 +13,18 @@ from crm_core.calls.service import link_customer
 from crm_core.customers.errors import DuplicateCustomer
 from crm_core.customers.schemas import CustomerIn, PhoneIn
 from crm_core.customers.search import CustomerQuery, search_customers
-from crm_core.customers.service import add_note, create_customer, get_customer, merge_customers, update_customer
+from crm_core.customers.service import (
+    add_note,
+    assign_owner,
+    create_customer,
+    get_customer,
+    merge_customers,
+    update_customer,
+)
 from crm_core.errors import ValidationFailed
 from crm_core.timeline import customer_timeline
-from crm_core.users.models import Role
+from crm_core.users.models import Role, User
+from crm_core.users.service import get_user
 
 blueprint = Blueprint("customers", __name__)
 EDITABLE = ("name", "title", "street", "city", "postal_code", "country", "timezone", "language", "vip_tier")
@@ -30,7 +38,8 @@ async def customer_page(customer_id: str) -> Any:
         customer = await get_customer(session=db, actor=me, customer_id=customer_id)
         context = await customer_context(db, customer.id)
         timeline = await customer_timeline(session=db, actor=me, customer_id=customer.id, limit=100)
-    return await render_template("customer.html", customer=customer, context=context, timeline=timeline)
+        owner = await db.get(User, customer.owner_id) if customer.owner_id else None
+    return await render_template("customer.html", customer=customer, context=context, timeline=timeline, owner=owner)
 
 
 @blueprint.post("/api/customers")
@@ -165,3 +174,29 @@ async def api_search_customers() -> Any:
             for c in found.customers
         ]
     return {"customers": customers, "page": found.page, "has_next": found.has_next, "matched_by": found.matched_by}
+
+
+@blueprint.post("/api/customers/<customer_id>/claim")
+@roles_allowed(*STAFF, api=True)
+async def api_claim(customer_id: str) -> Any:
+    """An agent takes a customer from the pool; it stays theirs while they keep in contact."""
+    me = actor()
+    async with runtime().unit_of_work() as db:
+        customer = await assign_owner(session=db, actor=me, customer_id=customer_id, owner_id=me.user_id)
+    # from the customer page (htmx): show the page again with its new owner
+    return {"id": customer.id, "owner_id": customer.owner_id}, 200, {"HX-Refresh": "true"}
+
+
+@blueprint.post("/api/customers/<customer_id>/owner")
+@roles_allowed(Role.SUPERVISOR, api=True)
+async def api_reassign(customer_id: str) -> Any:
+    """A supervisor gives a customer to another agent, or back to the pool (owner_id null)."""
+    data = await json_body()
+    owner_id = data.get("owner_id")
+    if owner_id is not None and (not isinstance(owner_id, str) or len(owner_id) > 32):
+        raise ValidationFailed("owner_id must be a user id or null.", field="owner_id")
+    async with runtime().unit_of_work() as db:
+        if owner_id is not None:
+            await get_user(session=db, user_id=owner_id)
+        customer = await assign_owner(session=db, actor=actor(), customer_id=customer_id, owner_id=owner_id)
+    return {"id": customer.id, "owner_id": customer.owner_id}

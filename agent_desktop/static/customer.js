@@ -1,4 +1,4 @@
-// Customer 360: edit, merge, notes, click-to-dial (through the agent desktop's socket when one is open).
+// Customer 360: edit, merge, notes (click-to-dial is dial.js).
 "use strict";
 (() => {
   const root = document.getElementById("customer");
@@ -16,11 +16,4 @@
   submit("edit-customer", `/api/customers/${encodeURIComponent(id)}`, (f) => ({name: f.name.value, city: f.city.value, language: f.language.value}));
   submit("merge-customer", `/api/customers/${encodeURIComponent(id)}/merge`, (f) => ({merge_id: f.merge_id.value}));
   submit("add-note", `/api/customers/${encodeURIComponent(id)}/notes`, (f) => ({body: f.body.value}));
-  document.addEventListener("click", (e) => {
-    const link = e.target.closest && e.target.closest("a.dial-link");
-    if (!link) return;
-    e.preventDefault();
-    const socket = io("/agent", {transports: ["websocket", "polling"]});
-    socket.emit("dial", {number: link.textContent}, (result) => { say(result && result.ok ? "Calling…" : `Not dialled: ${result && result.error}`); socket.close(); });
-  });
 })();

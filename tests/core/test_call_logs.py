@@ -124,7 +124,7 @@ async def test_two_writers_racing_on_one_call_make_one_row(engine: AsyncEngine) 
 
 
 async def test_wrap_up_rules(session: AsyncSession) -> None:
-    session.add(Disposition(code="sale", label="Sale"))
+    await session.merge(Disposition(code="sale", label="Sale"))
     session.add(Disposition(code="old", label="Retired", active=False))
     call = CallLog(linkedid="wrap.1", direction="inbound", agent="1001", offered_at=datetime.now(UTC))
     session.add(call)

@@ -147,7 +147,7 @@ async def start_center(
                 display_name=username.title(),
             )
         for code, label in (("resolved", "Resolved"), ("sale", "Sale"), ("callback", "Call back")):
-            session.add(Disposition(code=code, label=label))
+            await session.merge(Disposition(code=code, label=label))
         for name, number, vip in (
             ("Alice Example", "+15551230001", "gold"),
             (XSS_NAME, "+15551230066", None),
