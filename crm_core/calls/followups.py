@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, and_, func, or_, select
+from sqlalchemy import ColumnElement, ForeignKey, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -55,8 +55,10 @@ async def _scope(session: AsyncSession, actor: Actor) -> tuple[list[str], str | 
     return [str(q) for q in queues or []], actor.extension
 
 
-def _open_missed(scope: tuple[list[str], str | None] | None, queue: str | None, agent: str | None) -> list[object]:
-    conditions: list[object] = [
+def _open_missed(
+    scope: tuple[list[str], str | None] | None, queue: str | None, agent: str | None
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [
         CallLog.direction == "inbound",
         CallLog.outcome.in_(MISSED_OUTCOMES),
         ~select(MissedCallFollowUp.call_id).where(MissedCallFollowUp.call_id == CallLog.id).exists(),
@@ -64,7 +66,7 @@ def _open_missed(scope: tuple[list[str], str | None] | None, queue: str | None, 
     rang = select(CallLeg.call_id).where(CallLeg.call_id == CallLog.id)
     if scope is not None:
         queues, extension = scope
-        mine = [CallLog.queue.in_(queues)] if queues else []
+        mine: list[ColumnElement[bool]] = [CallLog.queue.in_(queues)] if queues else []
         if extension:
             mine.append(rang.where(CallLeg.agent == extension).exists())
         conditions.append(or_(*mine) if mine else CallLog.id.is_(None))
@@ -89,7 +91,7 @@ async def missed_calls(
     if since is not None:
         conditions.append(CallLog.offered_at >= since)
     calls = list(
-        await session.scalars(select(CallLog).where(and_(*conditions)).order_by(CallLog.offered_at.desc()).limit(limit))  # type: ignore[arg-type]
+        await session.scalars(select(CallLog).where(and_(*conditions)).order_by(CallLog.offered_at.desc()).limit(limit))
     )
     return [
         MissedCall(
@@ -111,9 +113,7 @@ async def missed_calls(
 async def count_missed(*, session: AsyncSession, since: datetime) -> dict[str, int]:
     """Missed calls not handled yet per queue, since a time (for the wallboard)."""
     conditions = [*_open_missed(None, None, None), CallLog.offered_at >= since]
-    rows = await session.execute(
-        select(CallLog.queue, func.count()).where(and_(*conditions)).group_by(CallLog.queue)  # type: ignore[arg-type]
-    )
+    rows = await session.execute(select(CallLog.queue, func.count()).where(and_(*conditions)).group_by(CallLog.queue))
     return {str(queue or ""): int(count) for queue, count in rows}
 
 
@@ -128,7 +128,7 @@ async def mark_handled(
     conditions = _open_missed(await _scope(session, actor), None, None)
     if not everything:
         conditions.append(CallLog.id.in_(call_ids or []))
-    ids = list(await session.scalars(select(CallLog.id).where(and_(*conditions)).limit(10_000)))  # type: ignore[arg-type]
+    ids = list(await session.scalars(select(CallLog.id).where(and_(*conditions)).limit(10_000)))
     now = utcnow()
     for call_id in ids:
         session.add(MissedCallFollowUp(call_id=call_id, handled_by=actor.user_id, handled_at=now))
