@@ -63,7 +63,7 @@ async def start_telephony(runtime: Runtime, *, write_call_logs: bool = True, dem
     settings = runtime.settings
     demo: DemoPbx | None = None
     if settings.ami_url is None:
-        demo = DemoPbx(host="127.0.0.1", port=settings.demo_pbx_port, recordings_dir=settings.recordings_folder)
+        demo = DemoPbx(host="127.0.0.1", port=settings.demo_pbx_port or 0, recordings_dir=settings.recordings_folder)
         await demo.start()
         endpoint = AmiEndpoint("127.0.0.1", demo.port, demo.username, demo.secret)
         log.info("no PBX configured (CRM_AMI_URL): serving the demo PBX on 127.0.0.1:%s", demo.port)

@@ -37,7 +37,9 @@ class Settings(BaseModel):
     http_port: int = Field(default=8080, ge=1, le=65535)
     agi_host: str = "127.0.0.1"
     agi_port: int = Field(default=4573, ge=1, le=65535)
-    demo_pbx_port: int = Field(default=5038, ge=0, le=65535)
+    demo_pbx_port: int | None = Field(
+        default=None, ge=0, le=65535, description="unset = a free port (an Asterisk on this host keeps 5038)"
+    )
     ivr_flows_dir: Path | None = Field(default=None, description="folder of IVR flow files; unset = the sample flow")
     vosk_model_path: Path | None = Field(default=None, description="Vosk model folder for speech menus")
     callback_dial_every_s: float = Field(default=5.0, gt=0)
