@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 from agent_desktop.auth import SESSION_COOKIE, csrf_token
 from agent_desktop.notifier import Notifier
 from agent_desktop.pop import PopBuilder
+from agent_desktop.routes import admin as admin_routes
 from agent_desktop.routes import auth as auth_routes
 from agent_desktop.routes import calls as calls_routes
 from agent_desktop.routes import customers as customers_routes
@@ -110,7 +111,7 @@ def create_app(
         snapshot = pbx.snapshot() if pbx is not None else None
         return {"status": "ok", "pbx_connected": bool(snapshot and snapshot.connected)}
 
-    for routes in (auth_routes, desktop_routes, customers_routes, calls_routes, reports_routes):
+    for routes in (auth_routes, desktop_routes, customers_routes, calls_routes, reports_routes, admin_routes):
         app.register_blueprint(routes.blueprint)
 
     # --- realtime -----------------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Imports every model so the one metadata (and Alembic) sees all tables."""
 
 from crm_core.audit.models import AuditEntry
+from crm_core.calls.codes import PauseReason
 from crm_core.calls.followups import MissedCallFollowUp
 from crm_core.calls.models import CallbackRequest, CallLeg, CallLog, Disposition
+from crm_core.customers.import_jobs import ImportJob
 from crm_core.customers.models import Customer, CustomerEmail, CustomerPhone, Note, Payment, Tag
 from crm_core.db import Base
 from crm_core.segments.models import Segment
@@ -20,8 +22,10 @@ __all__ = [
     "CustomerEmail",
     "CustomerPhone",
     "Disposition",
+    "ImportJob",
     "MissedCallFollowUp",
     "Note",
+    "PauseReason",
     "Payment",
     "Role",
     "Segment",
