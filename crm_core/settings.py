@@ -37,6 +37,10 @@ class Settings(BaseModel):
     http_port: int = Field(default=8080, ge=1, le=65535)
     agi_host: str = "127.0.0.1"
     agi_port: int = Field(default=4573, ge=1, le=65535)
+    agi_answer_timeout_s: float = Field(
+        default=30.0, gt=0, description="a FastAGI session whose Asterisk side is silent this long is closed"
+    )
+    agi_max_sessions: int = Field(default=4000, ge=1, description="FastAGI sessions at once; one more is refused")
     demo_pbx_port: int = Field(default=5038, ge=0, le=65535)
     ivr_flows_dir: Path | None = Field(default=None, description="folder of IVR flow files; unset = the sample flow")
     vosk_model_path: Path | None = Field(default=None, description="Vosk model folder for speech menus")
