@@ -350,9 +350,12 @@ class AmiConnection:
         )
         self._protocol = protocol
         self.version = await asyncio.wait_for(protocol.banner, timeout=self._action_timeout)
-        response = await self._send(
-            {"Action": "Login", "Username": self.endpoint.username, "Secret": self.endpoint.secret, "Events": "on"}
-        )
+        try:
+            response = await self._send(
+                {"Action": "Login", "Username": self.endpoint.username, "Secret": self.endpoint.secret, "Events": "on"}
+            )
+        except CommandError as exc:  # a user name or secret with a line break in it: the setting is wrong
+            raise AmiLoginFailed(f"the AMI login cannot be sent ({exc.detail}); check CRM_AMI_URL") from None
         headers = message_headers(response)
         if headers.get("Response") != "Success":
             raise AmiLoginFailed(

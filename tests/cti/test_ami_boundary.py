@@ -11,10 +11,13 @@ import asyncio
 
 import pytest
 
+from crm_core.bus import InMemoryEventBus
 from cti_bridge import commands
 from cti_bridge.adapter import CommandError, CommandErrorCode, SpyMode
-from cti_bridge.ami import MAX_VALUE_CHARS, check_action
+from cti_bridge.ami import MAX_VALUE_CHARS, check_action, parse_ami_url
+from cti_bridge.asterisk import AsteriskAdapter
 from cti_bridge.demo_pbx import DemoPbx
+from cti_bridge.normalize import tracked_events_filter
 from tests.cti.helpers import SECRET, Harness
 
 CONTROL_CHARACTERS = [chr(c) for c in range(0x20)] + ["\x7f", "\x85", "\u2028"]
@@ -70,10 +73,7 @@ def test_the_gate_bounds_lengths() -> None:
     assert caught.value.detail == f"The pause reason is too long (at most {MAX_VALUE_CHARS} characters)."
     with pytest.raises(CommandError):
         check_action(pause_action("x" * 10_000))
-    # the bridge's own event filter is long, and passes
-    from cti_bridge.normalize import tracked_events_filter
-
-    check_action(commands.event_filter(tracked_events_filter()))
+    check_action(commands.event_filter(tracked_events_filter()))  # the bridge's own filter is long, and passes
 
 
 @pytest.mark.parametrize("name", ["Reason: x\r\nAction", "Reason:", "", "Re ason", "Reason\x00", "9Reason"])
@@ -211,4 +211,21 @@ async def test_the_demo_pbx_shows_a_smuggled_header_or_action() -> None:
         assert "1002" not in pbx.members["support"]  # the smuggled action did what it said
     finally:
         writer.close()
+        await pbx.stop()
+
+
+async def test_a_secret_with_a_line_break_is_a_refused_login_and_never_reaches_the_pbx() -> None:
+    """CRM_AMI_URL is URL-decoded: `%0D%0A` in it would put a header of its own into the Login action."""
+    pbx = DemoPbx(secret=SECRET)
+    await pbx.start()
+    endpoint = parse_ami_url(f"ami://crm:{SECRET}%0D%0AAction%3A%20Logoff@127.0.0.1:{pbx.port}")
+    bridge = AsteriskAdapter(endpoint, InMemoryEventBus(), backoff_initial=0.05, backoff_max=0.05)
+    try:
+        await bridge.start()
+        await asyncio.wait_for(bridge.connection.login_refused.wait(), 5)
+        error = bridge.connection.last_error or ""
+        assert "AMI secret may not contain line breaks" in error and "CRM_AMI_URL" in error
+        assert SECRET not in error and pbx.action_lines_received == []
+    finally:
+        await bridge.stop()
         await pbx.stop()
