@@ -189,3 +189,15 @@ async def test_a_bad_value_never_reaches_the_pbx_as_more_than_the_intended_actio
         )
         for lines in await actions_since(live, mark):
             assert first(lines, "Action") == "QueueRemove" and first(lines, "Queue") == "sales"
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize("missing", ["agent", "to_queue", "from_queue"])
+async def test_a_move_with_a_missing_queue_sends_nothing(center: Center, missing: str) -> None:
+    """All of a move's values are read before its first step: no agent is left in both queues."""
+    payload = {"agent": "1001", "to_queue": "sales", "from_queue": "support"}
+    del payload[missing]
+    mark = len(center.live.pbx.action_lines_received)
+    ack = await center.clients["/supervisor"].call("move_agent", payload, namespace="/supervisor", timeout=10)
+    assert ack["ok"] is False and missing in ack["error"]
+    assert await actions_since(center.live, mark) == []
