@@ -61,7 +61,14 @@ async def start_ivr(runtime: Runtime, *, port: int | None = None) -> Ivr:
     settings = runtime.settings
     flows, crm = ivr_context(runtime)
     default = "sample" if "sample" in flows else next(iter(flows))
-    server = FastAgiServer(flows, crm, default_flow=default, recordings=settings.data_dir / "ivr-recordings")
+    server = FastAgiServer(
+        flows,
+        crm,
+        default_flow=default,
+        recordings=settings.data_dir / "ivr-recordings",
+        answer_timeout_s=settings.agi_answer_timeout_s,
+        max_sessions=settings.agi_max_sessions,
+    )
     bound = await server.start(settings.agi_host, settings.agi_port if port is None else port)
     log.info("FastAGI on agi://%s:%s/ with flows %s", settings.agi_host, bound, ", ".join(sorted(flows)))
     return Ivr(server=server, crm=crm, flows=flows, port=bound)

@@ -204,7 +204,9 @@ class Sockets:
     async def sup_move_agent(self, actor: Actor, data: dict[str, Any]) -> Ack:
         require_role(actor, Role.SUPERVISOR)
         pbx = self._require_pbx()
+        # every value read before the first step: a missing from_queue must not leave the agent in both queues
         agent = _text(data, "agent", 20)
-        await pbx.queue_login(agent, _text(data, "to_queue", 40))
-        await pbx.queue_logout(agent, _text(data, "from_queue", 40))
+        to_queue, from_queue = _text(data, "to_queue", 40), _text(data, "from_queue", 40)
+        await pbx.queue_login(agent, to_queue)
+        await pbx.queue_logout(agent, from_queue)
         return {"ok": True}

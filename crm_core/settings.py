@@ -37,6 +37,10 @@ class Settings(BaseModel):
     http_port: int = Field(default=8080, ge=1, le=65535)
     agi_host: str = "127.0.0.1"
     agi_port: int = Field(default=4573, ge=1, le=65535)
+    agi_answer_timeout_s: float = Field(
+        default=30.0, gt=0, description="a FastAGI session whose Asterisk side is silent this long is closed"
+    )
+    agi_max_sessions: int = Field(default=4000, ge=1, description="FastAGI sessions at once; one more is refused")
     demo_pbx_port: int | None = Field(
         default=None, ge=0, le=65535, description="unset = a free port (an Asterisk on this host keeps 5038)"
     )

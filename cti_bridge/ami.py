@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -23,6 +24,7 @@ from panoramisk.actions import Action
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
+from cti_bridge.adapter import CommandError, CommandErrorCode
 from cti_bridge.normalize import MAX_FRAME_BYTES, MalformedFrame, parse_frame
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,69 @@ def parse_ami_url(url: str) -> AmiEndpoint:
         secret=unquote(parts.password),
         tls=tls,
     )
+
+
+# --- the one gate of every action ------------------------------------------------------------------------------
+
+MAX_VALUE_CHARS = 256  # a pause reason, a number, a channel name: none comes near it
+# the bridge's own long values: its AMI event filter (a regex of ~600 characters)
+_MAX_CHARS_OF = {"filter": 2048}
+_HEADER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+# Asterisk ends a header line at CRLF or at a bare LF, and an action at an empty line: any of these in a value would
+# start a header or a whole action of the sender's choosing. The other C0/C1 controls (NUL, ESC …) never belong in
+# a header either.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# what a person calls each header, for the one sentence that refuses it
+_FIELD_WORDS = {
+    "actionid": "action ID",
+    "callerid": "caller ID",
+    "channel": "channel",
+    "context": "dialplan context",
+    "data": "application data",
+    "exten": "number or extension",
+    "filter": "event filter",
+    "interface": "agent interface",
+    "membername": "queue member name",
+    "queue": "queue name",
+    "reason": "pause reason",
+    "secret": "AMI secret",
+    "stateinterface": "agent state interface",
+    "username": "AMI user name",
+    "variable": "channel variable",
+}
+
+
+def _field_words(header: str) -> str:
+    return _FIELD_WORDS.get(header.lower(), f"{header} value")
+
+
+def check_action(fields: Mapping[str, Any]) -> None:
+    """Refuse an action that would not reach the PBX as exactly the one action it says: a header name that is not a
+    plain word, or a value with a line break or another control character, or longer than a PBX field can be.
+
+    Every action the bridge sends passes here (AmiConnection._send), whoever built it, so a builder that forgets to
+    check a value (a pause reason, a caller ID, a channel read from the PBX) cannot let a user add a header or a
+    second action. Raises CommandError(INVALID) naming the field.
+    """
+    action = str(fields.get("Action") or fields.get("action") or "the action")
+    for header, raw in fields.items():
+        if not isinstance(header, str) or not _HEADER_NAME.fullmatch(header):
+            raise CommandError(CommandErrorCode.INVALID, f"{str(header)[:40]!r} is not an AMI header name.")
+        limit = _MAX_CHARS_OF.get(header.lower(), MAX_VALUE_CHARS)
+        for value in raw if isinstance(raw, (list, tuple)) else (raw,):
+            text = value if isinstance(value, str) else str(value)
+            if _CONTROL.search(text):
+                log.warning("refused to send %s: its %s header holds a control character", action[:40], header)
+                raise CommandError(
+                    CommandErrorCode.INVALID,
+                    f"The {_field_words(header)} may not contain line breaks or other control characters.",
+                )
+            if len(text) > limit:
+                log.warning("refused to send %s: its %s header is %d characters long", action[:40], header, len(text))
+                raise CommandError(
+                    CommandErrorCode.INVALID,
+                    f"The {_field_words(header)} is too long (at most {limit} characters).",
+                )
 
 
 def message_headers(message: Any) -> dict[str, str]:
@@ -285,9 +350,12 @@ class AmiConnection:
         )
         self._protocol = protocol
         self.version = await asyncio.wait_for(protocol.banner, timeout=self._action_timeout)
-        response = await self._send(
-            {"Action": "Login", "Username": self.endpoint.username, "Secret": self.endpoint.secret, "Events": "on"}
-        )
+        try:
+            response = await self._send(
+                {"Action": "Login", "Username": self.endpoint.username, "Secret": self.endpoint.secret, "Events": "on"}
+            )
+        except CommandError as exc:  # a user name or secret with a line break in it: the setting is wrong
+            raise AmiLoginFailed(f"the AMI login cannot be sent ({exc.detail}); check CRM_AMI_URL") from None
         headers = message_headers(response)
         if headers.get("Response") != "Success":
             raise AmiLoginFailed(
@@ -338,11 +406,13 @@ class AmiConnection:
 
     # --- actions ----------------------------------------------------------------------------------------------
 
-    async def _send(self, fields: dict[str, str], *, as_list: bool = False) -> Any:
-        protocol = self._protocol
-        if protocol is None or protocol.closed:
-            raise AmiUnreachable("the PBX is not connected")
+    async def _send(self, fields: dict[str, str], *, as_list: bool = False, logged_in: bool = False) -> Any:
+        """The only way an action leaves the bridge: checked (check_action), then written by panoramisk."""
         action = Action(dict(fields), as_list=as_list)
+        check_action(action)  # with the ActionID panoramisk added, as it will be written
+        protocol = self._protocol
+        if protocol is None or protocol.closed or (logged_in and not self.connected.is_set()):
+            raise AmiUnreachable("the PBX is not connected")
         future = protocol.send(action, as_list=as_list)
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout=self._action_timeout)
@@ -352,15 +422,11 @@ class AmiConnection:
 
     async def action(self, fields: dict[str, str]) -> dict[str, str]:
         """Send one action; its response headers (Response: Success or Error)."""
-        if not self.connected.is_set():
-            raise AmiUnreachable("the PBX is not connected")
-        return message_headers(await self._send(fields))
+        return message_headers(await self._send(fields, logged_in=True))
 
     async def action_list(self, fields: dict[str, str]) -> list[dict[str, str]]:
         """Send an action answered by an event list (QueueStatus, CoreShowChannels …): all its messages."""
-        if not self.connected.is_set():
-            raise AmiUnreachable("the PBX is not connected")
-        messages = await self._send(fields, as_list=True)
+        messages = await self._send(fields, as_list=True, logged_in=True)
         if not isinstance(messages, list):
             messages = [messages]
         return [message_headers(m) for m in messages]

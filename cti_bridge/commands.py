@@ -2,6 +2,9 @@
 
 Each builder returns the action's fields; `check` turns the PBX's answer into a CommandResult or a CommandError
 with a stable code. The messages are those Asterisk 22 gives (see tests/fixtures/ami/bad_action.ami).
+
+The `check_*` functions are the first line: they refuse a value in words that fit it (a number, a queue). The gate
+that holds whatever a builder forgets is `cti_bridge.ami.check_action`, which every action passes on its way out.
 """
 
 from __future__ import annotations
@@ -15,9 +18,14 @@ OUTBOUND_CONTEXT = "outbound"
 INTERNAL_CONTEXT = "internal"
 HOLD_CONTEXT = "hold"
 
-_NUMBER = re.compile(r"^\+?[0-9*#]{2,20}$")
-_EXTENSION = re.compile(r"^[0-9A-Za-z_]{1,20}$")
-_QUEUE = re.compile(r"^[0-9A-Za-z_-]{1,40}$")
+# matched with fullmatch: `$` would also match before a trailing newline ("1001\n" passed as an extension)
+_NUMBER = re.compile(r"\+?[0-9*#]{2,20}")
+_EXTENSION = re.compile(r"[0-9A-Za-z_]{1,20}")
+_QUEUE = re.compile(r"[0-9A-Za-z_-]{1,40}")
+_NUMBER_PUNCTUATION = re.compile(r"[ ().-]")  # how people write numbers; not tabs or line breaks
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+REASON_CHARS = 80
+CALLER_ID_CHARS = 80
 
 _CHANNEL_GONE = ("No such channel", "Channel specified does not exist", "Channel does not exist", "Invalid channel")
 
@@ -26,23 +34,36 @@ def agent_interface(agent: str) -> str:
     return f"Local/{agent}@{AGENT_CONTEXT}"
 
 
+def _shown(value: str) -> str:
+    """A refused value as an error sentence may quote it: short, its control characters escaped."""
+    return repr(value[:40] + ("…" if len(value) > 40 else ""))
+
+
 def check_number(number: str) -> str:
-    cleaned = re.sub(r"[\s().-]", "", number)
-    if not _NUMBER.match(cleaned):
-        raise CommandError(CommandErrorCode.INVALID, f"{number!r} is not a number that can be dialled.")
+    cleaned = _NUMBER_PUNCTUATION.sub("", number)
+    if not _NUMBER.fullmatch(cleaned):
+        raise CommandError(CommandErrorCode.INVALID, f"{_shown(number)} is not a number that can be dialled.")
     return cleaned
 
 
 def check_extension(agent: str) -> str:
-    if not _EXTENSION.match(agent):
-        raise CommandError(CommandErrorCode.INVALID, f"{agent!r} is not an agent extension.")
+    if not _EXTENSION.fullmatch(agent):
+        raise CommandError(CommandErrorCode.INVALID, f"{_shown(agent)} is not an agent extension.")
     return agent
 
 
 def check_queue(queue: str) -> str:
-    if not _QUEUE.match(queue):
-        raise CommandError(CommandErrorCode.INVALID, f"{queue!r} is not a queue name.")
+    if not _QUEUE.fullmatch(queue):
+        raise CommandError(CommandErrorCode.INVALID, f"{_shown(queue)} is not a queue name.")
     return queue
+
+
+def check_text(field: str, value: str, limit: int) -> str:
+    """Free text bound for the PBX (a pause reason, a caller ID): no line breaks or control characters; cut to
+    `limit` characters, as the PBX would show no more."""
+    if _CONTROL.search(value):
+        raise CommandError(CommandErrorCode.INVALID, f"The {field} may not contain line breaks or control characters.")
+    return value[:limit]
 
 
 def event_filter(regex: str) -> dict[str, str]:
@@ -62,7 +83,7 @@ def originate_dial(agent: str, number: str, caller_id: str | None) -> dict[str, 
         "Async": "true",
     }
     if caller_id:
-        fields["CallerID"] = caller_id
+        fields["CallerID"] = check_text("caller ID", caller_id, CALLER_ID_CHARS)
     return fields
 
 
@@ -104,7 +125,7 @@ def queue_pause(agent: str, paused: bool, reason: str, queue: str | None) -> dic
         "Paused": "true" if paused else "false",
     }
     if paused and reason:
-        fields["Reason"] = reason[:80]
+        fields["Reason"] = check_text("pause reason", reason, REASON_CHARS)
     if queue:
         fields["Queue"] = check_queue(queue)
     return fields

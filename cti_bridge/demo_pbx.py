@@ -52,6 +52,22 @@ def _headers(frame: str) -> dict[str, str]:
     return headers
 
 
+# Asterisk's manager reads a line up to CRLF or a bare LF, and an action up to the first empty line
+_ACTION_END = re.compile(rb"\r?\n\r?\n")
+_LINE_END = re.compile(r"\r?\n")
+
+
+def _action_lines(block: str) -> list[tuple[str, str]]:
+    """An action's header lines as Asterisk reads them: the name ends at the first colon, blanks after it are
+    skipped, a repeated header stays (Asterisk acts on the first)."""
+    lines: list[tuple[str, str]] = []
+    for line in _LINE_END.split(block):
+        name, sep, value = line.partition(":")
+        if sep:
+            lines.append((name, value.lstrip(" \t")))
+    return lines
+
+
 def _agent_of_channel(name: str) -> str | None:
     if not name.startswith("Local/") or "@agents-" not in name:
         return None
@@ -262,6 +278,9 @@ class DemoPbx:
         self._channel_seq = itertools.count(1)
         self.on_frame_sent: FrameHook | None = None
         self.actions_received: list[dict[str, str]] = []
+        # every action as the header lines it arrived with, repeated ones included: a header or an action that a
+        # value smuggled in shows here
+        self.action_lines_received: list[list[tuple[str, str]]] = []
         self.calls_placed = 0
         # who calls when traffic runs; the product replaces it with numbers of real customers (set_callers)
         self.callers: list[tuple[str, str]] = [(f"+1555200{i:04d}", f"Demo Caller {i}") for i in range(1, 200)]
@@ -327,8 +346,8 @@ class DemoPbx:
                 if not data:
                     break
                 buffer += data
-                while (end := buffer.find(b"\r\n\r\n")) >= 0:
-                    block, buffer = buffer[:end].decode("utf-8", "replace"), buffer[end + 4 :]
+                while (end := _ACTION_END.search(buffer)) is not None:
+                    block, buffer = buffer[: end.start()].decode("utf-8", "replace"), buffer[end.end() :]
                     if block.strip():
                         if not self._action(session, block):
                             await writer.drain()
@@ -346,7 +365,11 @@ class DemoPbx:
 
     def _action(self, session: _Session, block: str) -> bool:
         """Answer one action; False when the session must end."""
-        fields = _headers(block)
+        lines = _action_lines(block)
+        self.action_lines_received.append(lines)
+        fields: dict[str, str] = {}
+        for name, value in lines:
+            fields.setdefault(name, value)  # Asterisk reads the first of a repeated header
         self.actions_received.append(fields)
         action_id = fields.get("ActionID")
         name = fields.get("Action", "")

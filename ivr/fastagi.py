@@ -2,7 +2,9 @@
 
 Built on panoramisk's FastAGI (its Application, Request and result parser). The connection handling is ours: it
 reads the agi_* environment with a size and time limit and treats a closed socket as a hang-up, where panoramisk's
-own handler would spin on a client that disconnects before sending its environment.
+own handler would spin on a client that disconnects before sending its environment. A session whose Asterisk side
+stops answering is closed after `answer_timeout_s`, and no more than `max_sessions` run at once: one more is closed
+after its environment is read (Asterisk's AGI() then returns and the dialplan goes on).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ log = logging.getLogger(__name__)
 
 ENV_LIMIT = 16 * 1024
 ENV_TIMEOUT_S = 5.0
+REFUSED_ENV_TIMEOUT_S = 1.0  # a refused connection: how long its environment may take before it is closed anyway
+ANSWER_TIMEOUT_S = 30.0  # CRM_AGI_ANSWER_TIMEOUT_S
+MAX_SESSIONS = 4000  # CRM_AGI_MAX_SESSIONS
 
 
 def quote(value: str) -> str:
@@ -36,6 +41,9 @@ def quote(value: str) -> str:
 @dataclass
 class AgiStats:
     sessions: int = 0
+    open_sessions: int = 0
+    refused: int = 0  # connections over max_sessions
+    went_quiet: int = 0  # sessions closed because Asterisk stopped answering
     # the server's own time per step: from Asterisk's answer to our next command (the flow's work in between)
     step_seconds: list[float] = field(default_factory=list)
     keep_step_times: bool = False
@@ -44,8 +52,17 @@ class AgiStats:
 class AgiLine:
     """The CallerLine of one FastAGI session."""
 
-    def __init__(self, request: Request, recordings: Path, stats: AgiStats | None = None) -> None:
+    def __init__(
+        self,
+        request: Request,
+        recordings: Path,
+        stats: AgiStats | None = None,
+        *,
+        answer_timeout_s: float | None = ANSWER_TIMEOUT_S,
+    ) -> None:
         self.request = request
+        self._answer_timeout_s = answer_timeout_s
+        self._quiet = False
         self.headers: dict[str, str] = dict(request.headers)
         self.caller_number = self.headers.get("agi_callerid", "")
         if self.caller_number in ("unknown", "anonymous"):
@@ -58,16 +75,31 @@ class AgiLine:
     async def send(self, command: str) -> dict[str, Any]:
         if self._stats is not None and self._stats.keep_step_times:
             self._stats.step_seconds.append(time.perf_counter() - self._since)
+        if self._quiet:  # the other side stopped answering: wait for it no more (a flow's last HANGUP)
+            raise CallerHungUp
         request = self.request
         request.writer.write(command.encode(request.encoding) + b"\n")
         try:
-            await request.writer.drain()
-            line = await request.reader.readline()
-            while line.startswith(b"100 "):  # "100 result=0 Trying..." comes before the real answer
+            async with asyncio.timeout(self._answer_timeout_s):
+                await request.writer.drain()
                 line = await request.reader.readline()
-            if line.startswith(b"520-"):  # a usage error spans lines up to "520 End of proper usage."
-                while line and not line.startswith(b"520 "):
+                while line.startswith(b"100 "):  # "100 result=0 Trying..." comes before the real answer
                     line = await request.reader.readline()
+                if line.startswith(b"520-"):  # a usage error spans lines up to "520 End of proper usage."
+                    while line and not line.startswith(b"520 "):
+                        line = await request.reader.readline()
+        except TimeoutError:
+            self._quiet = True
+            if self._stats is not None:
+                self._stats.went_quiet += 1
+            log.warning(
+                "AGI session %s (%s) gave no answer to %s in %s s; closing it",
+                self.uniqueid or "?",
+                self.headers.get("agi_channel", "unknown channel"),
+                " ".join(command.split(" ")[:2]),
+                self._answer_timeout_s,
+            )
+            raise CallerHungUp from None
         except (ConnectionError, asyncio.IncompleteReadError):
             raise CallerHungUp from None
         if not line:
@@ -130,6 +162,8 @@ class FastAgiServer(Application):  # type: ignore[misc]
         default_flow: str,
         recordings: Path,
         on_finished: Callable[[dict[str, str], CallerState], None] | None = None,
+        answer_timeout_s: float = ANSWER_TIMEOUT_S,
+        max_sessions: int = MAX_SESSIONS,
     ) -> None:
         super().__init__(loop=asyncio.get_running_loop())
         self.flows = flows
@@ -137,6 +171,8 @@ class FastAgiServer(Application):  # type: ignore[misc]
         self.default_flow = default_flow
         self.recordings = recordings
         self.on_finished = on_finished
+        self.answer_timeout_s = answer_timeout_s
+        self.max_sessions = max_sessions
         self.stats = AgiStats()
         self._server: asyncio.Server | None = None
 
@@ -161,6 +197,35 @@ class FastAgiServer(Application):  # type: ignore[misc]
         return flow, start or flow.start
 
     async def handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        stats = self.stats
+        if stats.open_sessions >= self.max_sessions:
+            await self._refuse(reader, writer)
+            return
+        stats.open_sessions += 1
+        try:
+            await self._session(reader, writer)
+        finally:
+            stats.open_sessions -= 1
+
+    async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Over the limit: read the environment (so the socket closes with a FIN, not a reset) and close."""
+        self.stats.refused += 1
+        raw = b""
+        try:
+            raw = await asyncio.wait_for(reader.readuntil(b"\n\n"), REFUSED_ENV_TIMEOUT_S)
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        text = raw.decode(self.default_encoding, "replace")
+        found = dict(line.split(": ", 1) for line in text.split("\n") if ": " in line)
+        log.warning(
+            "refused AGI session %s (%s): %d sessions are open, the most CRM_AGI_MAX_SESSIONS allows",
+            found.get("agi_uniqueid", "?"),
+            found.get("agi_channel", "unknown channel"),
+            self.stats.open_sessions,
+        )
+        writer.close()
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             raw = await asyncio.wait_for(reader.readuntil(b"\n\n"), ENV_TIMEOUT_S)
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
@@ -176,13 +241,13 @@ class FastAgiServer(Application):  # type: ignore[misc]
         try:
             if routed is None:
                 log.error("no IVR flow for AGI script %r", headers.get("agi_network_script"))
-                line = AgiLine(request, self.recordings)
+                line = AgiLine(request, self.recordings, answer_timeout_s=self.answer_timeout_s)
                 await line.play("an-error-has-occurred")
                 await line.hangup()
                 return
             flow, start = routed
             runner = FlowRunner(flow, self.crm)
-            line = AgiLine(request, self.recordings, self.stats)
+            line = AgiLine(request, self.recordings, self.stats, answer_timeout_s=self.answer_timeout_s)
             state = await runner.run(line, start=start)
             if self.on_finished is not None:
                 self.on_finished(headers, state)
