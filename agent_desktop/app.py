@@ -26,6 +26,7 @@ from agent_desktop.routes import reports as reports_routes
 from agent_desktop.runtime import Runtime
 from agent_desktop.sockets import Sockets
 from agent_desktop.voice_webhooks import voice_blueprint
+from crm_core.customers.import_jobs import ImportWorker
 from crm_core.customers.lookup import CallerIdLookup
 from crm_core.errors import CrmError
 from cti_bridge.adapter import PbxAdapter
@@ -61,6 +62,7 @@ def create_app(
     sio: socketio.AsyncServer | None = None,
     voice: tuple[dict[str, Flow], CrmContext] | None = None,
     notify: bool = True,
+    import_worker: ImportWorker | None = None,
 ) -> Quart:
     app = CrmQuart(__name__)
     app.secret_key = runtime.secret_key
@@ -72,6 +74,7 @@ def create_app(
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
     )
     app.extensions["runtime"] = runtime
+    app.extensions["import_worker"] = import_worker  # woken when an admin uploads a file
     app.jinja_env.globals["csrf_token"] = csrf_token
     settings = runtime.settings
     app.extensions["recordings"] = RecordingStore(settings.recordings_folder)
@@ -176,8 +179,9 @@ def create_asgi(
     pbx: PbxAdapter | None = None,
     voice: tuple[dict[str, Flow], CrmContext] | None = None,
     notify: bool = True,
+    import_worker: ImportWorker | None = None,
 ) -> tuple[Any, socketio.AsyncServer]:
     """The app and Socket.IO server as one ASGI application."""
     sio = make_socketio(runtime)
-    app = create_app(runtime, pbx=pbx, sio=sio, voice=voice, notify=notify)
+    app = create_app(runtime, pbx=pbx, sio=sio, voice=voice, notify=notify, import_worker=import_worker)
     return socketio.ASGIApp(sio, other_asgi_app=app, socketio_path="socket.io"), sio

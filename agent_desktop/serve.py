@@ -17,6 +17,7 @@ from agent_desktop.ivr_service import start_ivr
 from agent_desktop.remote_pbx import RemotePbx
 from agent_desktop.runtime import build_runtime, ensure_first_admin, migrate_database
 from agent_desktop.telephony import start_telephony
+from crm_core.customers.import_jobs import ImportWorker
 from crm_core.customers.scheduled import PoolReturner
 from crm_core.settings import Settings
 from ivr.callback_dialer import CallbackDialer
@@ -48,10 +49,13 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
         dialer.start()
         pool = PoolReturner(runtime.sessions, protection_days=settings.pool_return_days)
         pool.start()
-        asgi, _sio = create_asgi(runtime, pbx=telephony.pbx, voice=(ivr.flows, ivr.crm))
+        imports = ImportWorker(runtime.sessions, region=settings.default_region)
+        await imports.start()
+        asgi, _sio = create_asgi(runtime, pbx=telephony.pbx, voice=(ivr.flows, ivr.crm), import_worker=imports)
         try:
             await _serve_http(asgi, settings)
         finally:
+            await imports.stop()
             await pool.stop()
             await dialer.stop()
             await ivr.stop()

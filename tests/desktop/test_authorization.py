@@ -17,6 +17,7 @@ EVERYONE = set(ROLES)
 SIGNED_IN = EVERYONE - {"anonymous"}
 STAFF = {"agent", "supervisor", "admin"}
 SUPERVISION = {"supervisor", "admin"}
+ADMIN_ONLY = {"admin"}
 
 # (method, rule) -> roles allowed. A route missing here fails the test: new routes must be decided on.
 HTTP_TABLE: dict[tuple[str, str], set[str]] = {
@@ -38,6 +39,23 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/missed-calls"): STAFF,
     ("POST", "/api/missed-calls/handled"): STAFF,
     ("POST", "/missed-calls/handled"): STAFF,
+    **{
+        (method, f"/admin{path}"): ADMIN_ONLY
+        for method, path in (
+            ("GET", ""),
+            ("GET", "/dispositions"),
+            ("POST", "/dispositions"),
+            ("GET", "/pause-reasons"),
+            ("POST", "/pause-reasons"),
+            ("GET", "/audit"),
+            ("GET", "/audit.csv"),
+            ("GET", "/import"),
+            ("POST", "/import"),
+            ("GET", "/imports/<job_id>"),
+            ("GET", "/imports/<job_id>/rejected.csv"),
+            ("GET", "/export/customers.csv"),
+        )
+    },
     ("POST", "/api/customers"): STAFF,
     ("POST", "/api/customers/<customer_id>"): STAFF,
     ("POST", "/api/customers/<customer_id>/notes"): STAFF,
@@ -84,6 +102,7 @@ def concrete(rule: str, center: LiveCenter) -> str:
         rule.replace("<path:filename>", "app.css")
         .replace("<customer_id>", center.customers["Bob Example"])
         .replace("<linkedid>", "1795462442.0")
+        .replace("<job_id>", "0" * 32)
     )
 
 
