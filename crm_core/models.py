@@ -4,6 +4,7 @@ from crm_core.audit.models import AuditEntry
 from crm_core.calls.codes import PauseReason
 from crm_core.calls.followups import MissedCallFollowUp
 from crm_core.calls.models import CallbackRequest, CallLeg, CallLog, Disposition
+from crm_core.calls.wrapups import WrapUpDraft
 from crm_core.customers.import_jobs import ImportJob
 from crm_core.customers.models import Customer, CustomerEmail, CustomerPhone, Note, Payment, Tag
 from crm_core.db import Base
@@ -34,4 +35,5 @@ __all__ = [
     "Ticket",
     "TicketLink",
     "User",
+    "WrapUpDraft",
 ]

@@ -14,6 +14,7 @@ from agent_desktop.routes.common import STAFF, actor, json_body, runtime
 from crm_core.calls.followups import mark_handled, missed_calls
 from crm_core.calls.models import CallLog
 from crm_core.calls.service import open_recording
+from crm_core.calls.wrapups import save_draft
 from crm_core.errors import NotFound, ValidationFailed
 from crm_core.tickets.service import create_ticket
 from recordings.store import RecordingStore
@@ -99,3 +100,19 @@ async def handled_partial() -> Any:
     async with runtime().sessions() as db:
         calls = await missed_calls(session=db, actor=actor(), queue=queue, agent=agent)
     return await render_template("missed_calls_list.html", calls=calls)
+
+
+@blueprint.post("/calls/<linkedid>/wrap-up-draft")
+@roles_allowed(*STAFF, api=True)
+async def save_wrapup_draft(linkedid: str) -> Any:
+    """The wrap-up form as the agent types (htmx, a moment after each change): kept so a reload loses nothing."""
+    form = await request.form
+    async with runtime().unit_of_work() as db:
+        await save_draft(
+            session=db,
+            actor=actor(),
+            linkedid=linkedid,
+            disposition_code=form.get("disposition", ""),
+            notes=form.get("notes", ""),
+        )
+    return "", 204

@@ -1,0 +1,108 @@
+"""The agent workspace in real headless Chromium, with real data: a second call rings while the agent talks on a
+first, the wrap-up typed so far survives a reload, a customer is searched from the top bar, edited and dialled from
+the 360 page, and a pooled customer returns to the pool after its protection period and another agent claims it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from playwright.async_api import Browser, expect
+from sqlalchemy import select
+
+from crm_core.calls.models import CallLog
+from crm_core.customers.models import Customer
+from crm_core.customers.scheduled import PoolReturner
+from crm_core.db import utcnow
+from tests.browser.test_desktop_browser import browser, center, sign_in  # noqa: F401  (fixtures)
+from tests.desktop.live import LiveCenter
+
+pytestmark = pytest.mark.browser
+
+
+async def test_second_call_rings_while_talking_and_wrap_up_survives_a_reload(
+    browser: Browser,  # noqa: F811
+    center: LiveCenter,  # noqa: F811
+) -> None:
+    page = await sign_in(browser, center, "agent1001", "/desktop")
+    await expect(page.locator("#desktop-message")).to_have_text("Connected.")
+    first = await center.pbx.place_inbound_call(
+        "+15551230001", "Alice Example", "support", agent="1001", answer_after_s=10, talk_s=160
+    )
+    first_card = page.locator(f'article.pop[data-linkedid="{first}"]')
+    await expect(first_card.locator(".call-state")).to_have_text("up", timeout=10_000)
+    second = await center.pbx.place_inbound_call(
+        "+15551230002", "Bob Example", "support", agent="1001", answer_after_s=400, talk_s=20
+    )
+    second_item = page.locator(f'#interaction-list button[data-linkedid="{second}"]')
+    await expect(second_item.locator(".what")).to_have_text("ringing")
+    await expect(second_item.locator(".who")).to_have_text("Bob Example")
+    # the agent keeps working on the call it talks on: the ringing one waits in the list
+    await expect(first_card).to_be_visible()
+    await expect(page.locator(f'article.pop[data-linkedid="{second}"]')).to_be_hidden()
+    await expect(first_card.locator(".side")).to_contain_text("Router keeps rebooting")
+    await second_item.click()
+    await expect(page.locator(f'article.pop[data-linkedid="{second}"] .pop-title')).to_contain_text("Bob Example")
+    await page.keyboard.press("Alt+ArrowDown")
+    await expect(first_card).to_be_visible()
+
+    await expect(first_card.locator(".call-state")).to_have_text("wrap-up", timeout=20_000)
+    async with page.expect_response(lambda r: "wrap-up-draft" in r.url and r.status == 204):
+        await first_card.locator('select[name="disposition"]').select_option("callback")
+    async with page.expect_response(lambda r: "wrap-up-draft" in r.url and r.status == 204):
+        await first_card.locator('textarea[name="notes"]').fill("Call her back after 5 pm")
+    await page.reload()
+    kept = page.locator(f'article.pop[data-linkedid="{first}"]')
+    await expect(kept.locator('select[name="disposition"]')).to_have_value("callback")
+    await expect(kept.locator('textarea[name="notes"]')).to_have_value("Call her back after 5 pm")
+    await expect(page.locator(f'#interaction-list button[data-linkedid="{first}"] .what')).to_have_text("wrap-up")
+    await expect(page.locator("#desktop-message")).to_have_text("Connected.")
+    await kept.locator('select[name="disposition"]').select_option("resolved")
+    await page.keyboard.press("Alt+S")
+    await expect(kept.locator(".pop-message")).to_have_text("Done.")
+    async with center.runtime.sessions() as session:
+        call = await session.scalar(select(CallLog).where(CallLog.linkedid == first))
+    assert call is not None and call.disposition_code == "resolved" and call.notes == "Call her back after 5 pm"
+    await page.reload()
+    await expect(page.locator(f'article.pop[data-linkedid="{first}"]')).to_have_count(0)
+
+
+async def test_search_edit_and_dial_from_the_360_page(browser: Browser, center: LiveCenter) -> None:  # noqa: F811
+    page = await sign_in(browser, center, "agent1001", "/desktop")
+    await page.fill('header form.search input[name="q"]', "alic")
+    await page.press('header form.search input[name="q"]', "Enter")
+    await expect(page.locator("table.customer-list")).to_contain_text("Alice Example")
+    await page.click("table.customer-list a >> text=Alice Example")
+    await expect(page.locator("h1")).to_contain_text("Alice Example")
+    await page.fill('#edit-customer input[name="city"]', "Springfield")
+    await page.click("#edit-customer button")
+    await expect(page.locator("#customer-message")).to_contain_text("Saved")
+    async with center.runtime.sessions() as session:
+        city = await session.scalar(select(Customer.city).where(Customer.id == center.customers["Alice Example"]))
+    assert city == "Springfield"
+    before = len(center.pbx.actions_received)
+    await page.click('a[data-dial="+15551230001"]')
+    await expect(page.locator("#dial-status")).to_have_text("Your phone rings; then +15551230001.")
+    originates = [a for a in center.pbx.actions_received[before:] if a.get("Action") == "Originate"]
+    assert len(originates) == 1 and originates[0]["Exten"] == "15551230001"
+    assert originates[0]["Channel"] == "Local/1001@agents"
+
+
+async def test_a_pooled_customer_returns_after_its_protection_period(
+    browser: Browser,  # noqa: F811
+    center: LiveCenter,  # noqa: F811
+) -> None:
+    bob = center.customers["Bob Example"]
+    first = await sign_in(browser, center, "agent1001", f"/customers/{bob}")
+    await expect(first.locator("#owner")).to_contain_text("none (in the pool)")
+    await first.click("#owner button")
+    await expect(first.locator("#owner")).to_contain_text("Owner: Agent1001")
+    second = await sign_in(browser, center, "agent1002", f"/customers/{bob}")
+    await expect(second.locator("#owner")).to_contain_text("Owner: Agent1001")
+    assert await second.locator("#owner button").count() == 0
+    later = utcnow() + timedelta(days=31)  # the protection period (30 days) ran out without contact
+    assert await PoolReturner(center.runtime.sessions, protection_days=30, clock=lambda: later).run_once() == [bob]
+    await second.reload()
+    await expect(second.locator("#owner")).to_contain_text("none (in the pool)")
+    await second.click("#owner button")
+    await expect(second.locator("#owner")).to_contain_text("Owner: Agent1002")
