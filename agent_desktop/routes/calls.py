@@ -6,13 +6,11 @@ import asyncio
 import io
 from typing import Any
 
-from quart import Blueprint, current_app, request, send_file
-from sqlalchemy import select
+from quart import Blueprint, current_app, send_file
 
 from agent_desktop.auth import roles_allowed
 from agent_desktop.routes.common import STAFF, actor, json_body, runtime
-from crm_core.calls.models import CallLog
-from crm_core.calls.service import open_recording
+from crm_core.calls.service import get_call, open_recording
 from crm_core.errors import NotFound
 from crm_core.tickets.service import create_ticket
 from recordings.store import RecordingStore
@@ -25,15 +23,16 @@ blueprint = Blueprint("calls", __name__)
 async def api_ticket_from_call(linkedid: str) -> Any:
     data = await json_body()
     async with runtime().unit_of_work() as db:
-        call = await db.scalar(select(CallLog).where(CallLog.linkedid == linkedid))
+        me = actor()
+        call = await get_call(session=db, actor=me, linkedid=linkedid)  # only a call this agent answered
         ticket = await create_ticket(
             session=db,
-            actor=actor(),
+            actor=me,
             subject=str(data.get("subject", "")).strip(),
             description=str(data.get("description", "")),
-            customer_id=(call.customer_id if call else None) or data.get("customer_id") or None,
+            customer_id=call.customer_id or data.get("customer_id") or None,
             priority=str(data.get("priority", "normal")),
-            call_id=call.id if call else None,
+            call_id=call.id,
         )
     return {"id": ticket.id, "number": ticket.number}, 201
 
@@ -41,12 +40,12 @@ async def api_ticket_from_call(linkedid: str) -> Any:
 @blueprint.get("/api/calls/<linkedid>/recording")
 @roles_allowed(*STAFF, api=True)
 async def api_call_recording(linkedid: str) -> Any:
-    """The call's recording, for the player on the customer page; each listen is audited (not each byte range
-    the player asks for as it seeks)."""
+    """The call's recording, for the player on the customer page. Whatever byte range is asked for, nothing is
+    served before the listen is audited: open_recording audits the first request of a listen (any range) and knows
+    the further ranges of that listen by its audit entry, not by what the request says."""
     recordings: RecordingStore = current_app.extensions["recordings"]
-    first_request = request.range is None or all(start == 0 for start, _ in request.range.ranges)
     async with runtime().unit_of_work() as db:
-        call = await open_recording(session=db, actor=actor(), linkedid=linkedid, audit=first_request)
+        call = await open_recording(session=db, actor=actor(), linkedid=linkedid)
         path = recordings.path_of(call.recording_ref or "")
         if path is None:  # raised inside the transaction: no file to hear, no listen audited
             raise NotFound("The recording has not reached the recordings store yet.", linkedid=linkedid)
