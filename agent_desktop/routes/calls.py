@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import io
 from typing import Any
 
-from quart import Blueprint, current_app, send_file
+from quart import Blueprint, Response, current_app, request
+from werkzeug.datastructures import ContentRange
 
 from agent_desktop.auth import roles_allowed
 from agent_desktop.routes.common import STAFF, actor, json_body, runtime
@@ -52,6 +52,25 @@ async def api_call_recording(linkedid: str) -> Any:
     # read off the event loop and served from memory (a recording is ~1 MB a minute): Quart's file body can
     # leave its file open when a player drops a range request half-way
     audio = await asyncio.to_thread(path.read_bytes)
-    response = await send_file(io.BytesIO(audio), mimetype=recordings.media_type(path), conditional=True)
+    response = _byte_range_of(audio, recordings.media_type(path))
     response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _byte_range_of(audio: bytes, media_type: str) -> Response:
+    """The whole recording, or the one byte range asked for (206), or 416 when it cannot be satisfied. Done here:
+    Quart's conditional file response answers a suffix range (`bytes=-500`, the last 500 bytes) with a 500."""
+    asked = request.range
+    if asked is None:
+        response = Response(audio, mimetype=media_type)
+    else:
+        span = asked.range_for_length(len(audio)) if asked.units == "bytes" else None
+        if span is None:  # another unit, several ranges, or beyond the end
+            response = Response(b"", status=416)
+            response.headers["Content-Range"] = f"bytes */{len(audio)}"
+            return response
+        start, stop = span
+        response = Response(audio[start:stop], status=206, mimetype=media_type)
+        response.content_range = ContentRange("bytes", start, stop, len(audio))
+    response.headers["Accept-Ranges"] = "bytes"
     return response
