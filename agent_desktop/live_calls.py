@@ -1,5 +1,8 @@
-"""Who may act on a live call: the PBX adapter's view of it (who talks, who is being rung) put to the calls
-domain's one rule (crm_core.calls.service.check_agent_on_call)."""
+"""Who may act on a live call: the PBX adapter's view of it, put to the calls domain's one rule.
+
+The adapter's snapshot says who talks on the call and who is being rung now; crm_core.calls.service's
+check_agent_on_call decides (the same rule the call log's answered legs are put to once the call has ended).
+"""
 
 from __future__ import annotations
 
