@@ -11,6 +11,7 @@ import socketio
 from quart import Quart
 
 from agent_desktop.auth import actor_from, session_from_cookie
+from agent_desktop.live_calls import check_on_live_call
 from agent_desktop.notifier import Notifier
 from agent_desktop.rooms import AGENT_NAMESPACE, SUPERVISOR_NAMESPACE, agent_room, supervisors_room
 from agent_desktop.runtime import Runtime
@@ -123,13 +124,16 @@ class Sockets:
 
     async def agent_hangup(self, actor: Actor, data: dict[str, Any]) -> Ack:
         require_role(actor, *AGENT_ROLES)
-        await self._require_pbx().hangup(_text(data, "linkedid", 64), agent=actor.extension)
+        pbx, linkedid = self._require_pbx(), _text(data, "linkedid", 64)
+        check_on_live_call(pbx, actor, linkedid, rung_may=True)  # a ringing agent may decline
+        await pbx.hangup(linkedid, agent=actor.extension)
         return {"ok": True}
 
     async def agent_transfer(self, actor: Actor, data: dict[str, Any]) -> Ack:
         require_role(actor, *AGENT_ROLES)
         pbx = self._require_pbx()
         linkedid, target = _text(data, "linkedid", 64), _text(data, "target", 40)
+        check_on_live_call(pbx, actor, linkedid)
         if data.get("kind") == "attended":
             await pbx.attended_transfer(linkedid, actor.extension or "", target)
         else:
@@ -138,12 +142,16 @@ class Sockets:
 
     async def agent_hold(self, actor: Actor, data: dict[str, Any]) -> Ack:
         require_role(actor, *AGENT_ROLES)
-        await self._require_pbx().hold(_text(data, "linkedid", 64), actor.extension or "")
+        pbx, linkedid = self._require_pbx(), _text(data, "linkedid", 64)
+        check_on_live_call(pbx, actor, linkedid)
+        await pbx.hold(linkedid, actor.extension or "")
         return {"ok": True}
 
     async def agent_resume(self, actor: Actor, data: dict[str, Any]) -> Ack:
         require_role(actor, *AGENT_ROLES)
-        await self._require_pbx().resume(_text(data, "linkedid", 64), actor.extension or "")
+        pbx, linkedid = self._require_pbx(), _text(data, "linkedid", 64)
+        check_on_live_call(pbx, actor, linkedid)
+        await pbx.resume(linkedid, actor.extension or "")
         return {"ok": True}
 
     async def agent_pause(self, actor: Actor, data: dict[str, Any]) -> Ack:
@@ -167,6 +175,7 @@ class Sockets:
         return {"ok": True}
 
     async def agent_wrap_up(self, actor: Actor, data: dict[str, Any]) -> Ack:
+        # the call has ended: the call log's answered legs decide (wrap_up checks, in crm_core.calls.service)
         notes = data.get("notes") if isinstance(data.get("notes"), str) else None
         async with self.runtime.unit_of_work() as session:
             call = await wrap_up(

@@ -9,7 +9,7 @@ from quart import Blueprint, current_app, render_template, request, url_for
 from agent_desktop.auth import roles_allowed
 from agent_desktop.pop import customer_context
 from agent_desktop.routes.common import STAFF, actor, json_body, runtime
-from crm_core.calls.service import link_customer
+from crm_core.calls.service import get_call, link_customer
 from crm_core.customers.errors import DuplicateCustomer
 from crm_core.customers.schemas import CustomerIn, PhoneIn
 from crm_core.customers.search import CustomerQuery, search_customers
@@ -53,8 +53,12 @@ async def api_create_customer() -> Any:
         phones=[PhoneIn(number=phone)] if phone else [],
         emails=[str(data["email"]).strip()] if data.get("email") else [],
     )
+    linkedid = data.get("linkedid")
     try:
         async with runtime().unit_of_work() as db:
+            if isinstance(linkedid, str) and linkedid:
+                # validate, then act: a call this agent did not answer refuses the whole request (403)
+                await get_call(session=db, actor=actor(), linkedid=linkedid)
             customer = await create_customer(
                 session=db,
                 actor=actor(),
@@ -62,7 +66,6 @@ async def api_create_customer() -> Any:
                 region=settings.default_region,
                 allow_duplicate=bool(data.get("allow_duplicate")),
             )
-            linkedid = data.get("linkedid")
             if isinstance(linkedid, str) and linkedid:
                 await link_customer(session=db, actor=actor(), linkedid=linkedid, customer_id=customer.id)
     except DuplicateCustomer as exc:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Collection
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Float, String, Table, bindparam, case, func, or_, select, update
+from sqlalchemy import Float, String, Table, bindparam, case, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from crm_core.audit.models import AuditEntry
 from crm_core.audit.service import record_audit
+from crm_core.calls.errors import NotYourCall
 from crm_core.calls.events import (
     CallAnswered,
     CallDirection,
@@ -25,7 +28,7 @@ from crm_core.calls.models import CallLeg, CallLog, Disposition
 from crm_core.customers.lookup import find_customer_id_by_phone
 from crm_core.customers.service import touch_interaction
 from crm_core.db import new_id, record_event, utcnow
-from crm_core.errors import NotFound, PermissionDenied, ValidationFailed
+from crm_core.errors import NotFound, ValidationFailed
 from crm_core.users.models import Role
 from crm_core.users.service import Actor, require_role
 
@@ -261,28 +264,75 @@ async def close_calls_missed_while_blind(
 
 # --- what agents do with a call --------------------------------------------------------------------------------
 
+# A listen to a recording is one audit entry however many byte ranges the player asks for: a request from someone
+# with no audited listen of that recording in this window opens a new listen (and is audited before it is served).
+LISTEN_WINDOW = timedelta(minutes=10)
+_LISTEN_LOCK = 0x6C697374  # 'list': with the user and call, the PostgreSQL advisory lock of one listener's check
+
+
+async def agents_who_answered(*, session: AsyncSession, call: CallLog) -> set[str]:
+    """Extensions that answered a leg of the call. A leg only rung has no `answered_at`; `call.agent` is the
+    extension that took the call, written when it is answered (before its legs, written when it ends)."""
+    answered = await session.scalars(
+        select(CallLeg.agent).where(CallLeg.call_id == call.id, CallLeg.answered_at.is_not(None))
+    )
+    return {*answered, *([call.agent] if call.agent else [])}
+
+
+def check_agent_on_call(*, actor: Actor, linkedid: str, agents: Collection[str]) -> None:
+    """The one rule of who may act on a call: supervisors and admins, and the agents in `agents` (those who
+    answered it; for a live call, those on it now). Everyone else is refused with NotYourCall."""
+    require_role(actor, Role.AGENT, Role.SUPERVISOR)
+    if actor.role is not Role.AGENT:
+        return
+    if not actor.extension or actor.extension not in agents:
+        raise NotYourCall(
+            "This call is not yours: only the agents who answered it, or a supervisor, may.", linkedid=linkedid
+        )
+
+
+async def check_call_access(*, session: AsyncSession, actor: Actor, call: CallLog) -> None:
+    """May `actor` act on this (logged) call — hear its recording, wrap it up, link it, open a ticket from it?"""
+    require_role(actor, Role.AGENT, Role.SUPERVISOR)
+    agents = await agents_who_answered(session=session, call=call) if actor.role is Role.AGENT else set()
+    check_agent_on_call(actor=actor, linkedid=call.linkedid, agents=agents)
+
 
 async def get_call(*, session: AsyncSession, actor: Actor, linkedid: str) -> CallLog:
+    """The call log of `linkedid`, if `actor` may act on it (check_call_access)."""
+    require_role(actor, Role.AGENT, Role.SUPERVISOR)
     call = await session.scalar(select(CallLog).where(CallLog.linkedid == linkedid))
     if call is None:
         raise NotFound("No such call.", linkedid=linkedid)
-    if (
-        actor.role is Role.AGENT
-        and call.agent != actor.extension
-        and not any(leg.agent == actor.extension for leg in call.legs)
-    ):
-        raise PermissionDenied("This call was not yours.")
+    await check_call_access(session=session, actor=actor, call=call)
     return call
 
 
-async def open_recording(*, session: AsyncSession, actor: Actor, linkedid: str, audit: bool = True) -> CallLog:
-    """The call whose recording `actor` is about to hear: an agent who had the call, or a supervisor. Every listen is
-    audited (who, which call, when); `audit=False` for the further byte ranges of a listen already audited."""
-    require_role(actor, Role.AGENT, Role.SUPERVISOR)
+async def open_recording(*, session: AsyncSession, actor: Actor, linkedid: str) -> CallLog:
+    """The call whose recording `actor` is about to hear (check_call_access). Each listen is audited once, whatever
+    the byte ranges it takes: a request from someone with no audited listen of this recording in the last
+    LISTEN_WINDOW is a new listen, audited here, in the transaction that lets it be served."""
     call = await get_call(session=session, actor=actor, linkedid=linkedid)
     if not call.recording_ref:
         raise NotFound("This call has no recording.", linkedid=linkedid)
-    if audit:
+    if session.get_bind().dialect.name == "postgresql":
+        # two ranges of one listen arriving together: the second waits, then finds the first's entry
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(:key, hashtext(:listener))"),
+            {"key": _LISTEN_LOCK, "listener": f"{actor.user_id}:{call.id}"},
+        )
+    listening = await session.scalar(
+        select(AuditEntry.id)
+        .where(
+            AuditEntry.entity_type == "recording",
+            AuditEntry.entity_id == call.id,
+            AuditEntry.action == "read",
+            AuditEntry.actor_id == actor.user_id,
+            AuditEntry.at >= utcnow() - LISTEN_WINDOW,
+        )
+        .limit(1)
+    )
+    if listening is None:
         await record_audit(
             session=session,
             actor=actor.user_id,
@@ -291,6 +341,7 @@ async def open_recording(*, session: AsyncSession, actor: Actor, linkedid: str, 
             entity_id=call.id,
             after={"linkedid": linkedid, "recording": call.recording_ref},
         )
+        await session.flush()  # the next range of this listen, in its own transaction, finds it
     return call
 
 
@@ -304,8 +355,7 @@ async def check_disposition(*, session: AsyncSession, code: str) -> Disposition:
 async def wrap_up(
     *, session: AsyncSession, actor: Actor, linkedid: str, disposition_code: str, notes: str | None = None
 ) -> CallLog:
-    """Save the disposition and notes of a call. Only an agent who had the call, or a supervisor, may."""
-    require_role(actor, Role.AGENT, Role.SUPERVISOR)
+    """Save the disposition and notes of a call. Only an agent who answered it, or a supervisor, may."""
     call = await get_call(session=session, actor=actor, linkedid=linkedid)
     await check_disposition(session=session, code=disposition_code)
     if notes is not None and len(notes) > 10_000:
@@ -348,7 +398,19 @@ async def last_calls_of(*, session: AsyncSession, customer_id: str, limit: int =
     return list(await session.scalars(query))
 
 
-async def link_customer(*, session: AsyncSession, actor: Actor, linkedid: str, customer_id: str) -> None:
-    """Attach a call to the customer the agent just created or found (an unknown caller)."""
-    require_role(actor, Role.AGENT, Role.SUPERVISOR)
-    await session.execute(update(CallLog).where(CallLog.linkedid == linkedid).values(customer_id=customer_id))
+async def link_customer(*, session: AsyncSession, actor: Actor, linkedid: str, customer_id: str) -> CallLog:
+    """Attach a call to the customer the agent just created or found (an unknown caller): only a call the agent
+    answered (check_call_access). The change is audited."""
+    call = await get_call(session=session, actor=actor, linkedid=linkedid)
+    before = call.customer_id
+    call.customer_id = customer_id
+    await record_audit(
+        session=session,
+        actor=actor.user_id,
+        action="update",
+        entity_type="call",
+        entity_id=call.id,
+        before={"customer_id": before},
+        after={"customer_id": customer_id},
+    )
+    return call

@@ -10,6 +10,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core.audit.service import record_audit
+from crm_core.calls.models import CallLog
+from crm_core.calls.service import check_call_access
 from crm_core.db import utcnow
 from crm_core.errors import NotFound, ValidationFailed
 from crm_core.tickets.errors import InvalidTicketChange
@@ -46,6 +48,14 @@ def check_ticket_fields(*, subject: str | None = None, status: str | None = None
         raise InvalidTicketChange(f"Priority must be one of {', '.join(PRIORITIES)}.", priority=priority)
 
 
+async def _check_call_of_ticket(*, session: AsyncSession, actor: Actor, call_id: str) -> None:
+    """A ticket tied to a call only by someone who may act on that call (the calls domain's one rule)."""
+    call = await session.get(CallLog, call_id)
+    if call is None:
+        raise NotFound("No such call.", call_id=call_id)
+    await check_call_access(session=session, actor=actor, call=call)
+
+
 async def create_ticket(
     *,
     session: AsyncSession,
@@ -62,6 +72,8 @@ async def create_ticket(
 ) -> Ticket:
     require_role(actor, *STAFF)
     check_ticket_fields(subject=subject, priority=priority)
+    if call_id:
+        await _check_call_of_ticket(session=session, actor=actor, call_id=call_id)
     # The next number is max+1. On PostgreSQL a transaction-scoped advisory lock makes concurrent creators take
     # turns (the lock is held until commit, so the next one sees the committed max); SQLite serialises writers
     # itself, and the savepoint retry covers a collision on the unique index anyway.
@@ -174,6 +186,8 @@ async def link_ticket(
     if not call_id and not sms_id:
         raise ValidationFailed("Link a ticket to a call or an SMS.")
     await get_ticket(session=session, actor=actor, ticket_id=ticket_id)
+    if call_id:
+        await _check_call_of_ticket(session=session, actor=actor, call_id=call_id)
     link = TicketLink(ticket_id=ticket_id, call_id=call_id, sms_id=sms_id)
     session.add(link)
     await session.flush()

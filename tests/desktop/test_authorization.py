@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import socketio
+from sqlalchemy import select, update
 
 from agent_desktop.sockets import AGENT_EVENTS, SUPERVISOR_EVENTS
-from tests.desktop.live import PASSWORD, LiveCenter
+from crm_core.audit.models import AuditEntry
+from crm_core.calls.models import CallLog
+from crm_core.calls.wrapups import WrapUpDraft
+from crm_core.customers.models import Customer, Note
+from crm_core.customers.schemas import CustomerIn
+from crm_core.customers.service import create_customer
+from crm_core.tickets.models import Ticket, TicketLink
+from crm_core.users.service import SYSTEM
+from tests.desktop.live import PASSWORD, LiveCenter, wait_event
 
 ROLES = ("anonymous", "agent", "supervisor", "marketer", "admin")
 USER_OF = {"agent": "agent1001", "supervisor": "boss", "marketer": "mkt", "admin": "root"}
@@ -32,6 +44,7 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/account"): SIGNED_IN,
     ("GET", "/desktop"): STAFF,
     ("GET", "/customers/<customer_id>"): STAFF,
+    ("POST", "/calls/<linkedid>/wrap-up-draft"): STAFF,
     ("GET", "/customers"): STAFF,
     ("GET", "/api/customers"): STAFF,
     ("POST", "/api/customers/<customer_id>/claim"): STAFF,
@@ -78,15 +91,20 @@ SOCKET_TABLE: dict[tuple[str, str], set[str]] = {
 
 
 async def signed_in(center: LiveCenter, role: str) -> tuple[aiohttp.ClientSession, str]:
+    return await signed_in_as(center, USER_OF.get(role))
+
+
+async def signed_in_as(center: LiveCenter, username: str | None) -> tuple[aiohttp.ClientSession, str]:
+    """An HTTP client signed in as `username` (None: signed out) and its CSRF token, as a browser gets them."""
     http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
     async with http.get(f"{center.base_url}/login") as page:
         token = re.search(r'name="csrf_token" value="([^"]+)"', await page.text())
     assert token is not None
-    if role != "anonymous":
+    if username is not None:
         async with http.post(
             f"{center.base_url}/login",
             allow_redirects=False,
-            data={"csrf_token": token.group(1), "username": USER_OF[role], "password": PASSWORD},
+            data={"csrf_token": token.group(1), "username": username, "password": PASSWORD},
         ) as r:
             assert r.status == 302
         async with http.get(f"{center.base_url}/account") as page:
@@ -191,3 +209,259 @@ def center_app(center: LiveCenter) -> Any:
 
     app: Quart = create_app(center.runtime)
     return app
+
+
+# --- the second dimension: whose call, customer or recording it is ---------------------------------------------
+#
+# One call played by the demo PBX through its life: it rings agent 1002 (who never answers) and agent 1001 (who
+# answers); agent 2001 is in another queue and has no leg. While it is up, the live call controls are tried by
+# every party; agent 1001 hangs up last. The call log the bridge writes then (a leg answered by 1001, a leg only
+# rung at 1002, the demo PBX's recording in the recordings folder) is what the HTTP routes and the wrap-up act on.
+
+PARTIES: dict[str, str | None] = {
+    "signed_out": None,
+    "marketer": "mkt",
+    "no_leg": "agent2001",
+    "rang": "agent1002",
+    "admin": "root",
+    "supervisor": "boss",
+    "answered": "agent1001",  # last: its hang-up ends the live call
+}
+CALL_OWNERS = {"answered", "supervisor", "admin"}
+STAFF_PARTIES = {"answered", "rang", "no_leg", "supervisor", "admin"}
+# The rule for customers (decided, not an accident): staff-wide. Any agent may open and edit any customer and add a
+# note: a caller reaches whichever agent is free, and the record is needed before the call is anyone's. crm_core has
+# no ownership rule for reading or editing customers (owner_id decides only who may re-assign the owner); merging is
+# for supervisors. A *call* is the agents' who answered it: linking it to a customer is a call action.
+OWNERSHIP_HTTP_TABLE: dict[tuple[str, str], set[str]] = {
+    ("GET", "/api/calls/<linkedid>/recording"): CALL_OWNERS,
+    ("POST", "/api/calls/<linkedid>/ticket"): CALL_OWNERS,
+    ("POST", "/api/customers"): CALL_OWNERS,  # with the call's linkedid: the new customer is linked to the call
+    ("GET", "/customers/<customer_id>"): STAFF_PARTIES,
+    ("POST", "/api/customers/<customer_id>"): STAFF_PARTIES,
+    ("POST", "/api/customers/<customer_id>/notes"): STAFF_PARTIES,
+    ("POST", "/api/customers/<customer_id>/merge"): {"supervisor", "admin"},
+    ("GET", "/api/customers"): STAFF_PARTIES,  # the search
+    ("POST", "/api/customers/<customer_id>/claim"): STAFF_PARTIES,  # from the pool (released before each row)
+    ("POST", "/api/customers/<customer_id>/owner"): {"supervisor", "admin"},
+    ("POST", "/calls/<linkedid>/wrap-up-draft"): CALL_OWNERS,  # what the wrap-up form keeps as the agent types
+}
+# Live: the PBX's snapshot decides (the agent talking on the call); the supervisor passes the rule and the PBX then
+# answers for its own extension (9001 has no channel on the call: channel_gone; hold: not_supported). Admin "root"
+# has no extension, so /agent refuses it at the handshake, as it does the marketer and the signed-out browser.
+ON_THE_AGENT_DESK = {"answered", "supervisor"}
+OWNERSHIP_SOCKET_TABLE: dict[tuple[str, str], set[str]] = {
+    ("/agent", "hold"): ON_THE_AGENT_DESK,
+    ("/agent", "resume"): ON_THE_AGENT_DESK,
+    ("/agent", "transfer"): ON_THE_AGENT_DESK,
+    ("/agent", "hangup"): ON_THE_AGENT_DESK,  # last of the live events
+    ("/agent", "wrap_up"): ON_THE_AGENT_DESK,  # the ended call, from its call log
+}
+CALL_ACTIONS = {"Hangup", "BlindTransfer", "Atxfer", "Redirect"}
+
+
+def acts_on_a_record(rule: str) -> bool:
+    return "<linkedid>" in rule or "<customer_id>" in rule or rule == "/api/customers"
+
+
+def handler_takes_a_linkedid(namespace: str, event: str) -> bool:
+    from agent_desktop.sockets import Sockets
+
+    prefix = "agent_" if namespace == "/agent" else "sup_"
+    return '"linkedid"' in inspect.getsource(getattr(Sockets, prefix + event))
+
+
+async def ownership_state(center: LiveCenter, linkedid: str) -> dict[str, Any]:
+    """Everything a refused request must leave as it was (audit entries of sign-ins aside)."""
+    async with center.runtime.sessions() as db:
+        call = await db.scalar(select(CallLog).where(CallLog.linkedid == linkedid))
+        assert call is not None
+        customers = (await db.execute(select(Customer.id, Customer.name, Customer.city, Customer.merged_into_id))).all()
+        return {
+            "wrap_up": (call.disposition_code, call.notes, call.wrapped_up_by),
+            "call_customer": call.customer_id,
+            "tickets": sorted(await db.scalars(select(Ticket.subject))),
+            "call_tickets": len(list(await db.scalars(select(TicketLink.id).where(TicketLink.call_id == call.id)))),
+            "customers": sorted(tuple(row) for row in customers),
+            "notes": sorted(await db.scalars(select(Note.body))),
+            "owners": sorted(tuple(row) for row in await db.execute(select(Customer.id, Customer.owner_id))),
+            "drafts": sorted(tuple(row) for row in await db.execute(select(WrapUpDraft.call_id, WrapUpDraft.notes))),
+            "audit": sorted(
+                (entry.id, entry.action, entry.entity_type, entry.entity_id)
+                for entry in await db.scalars(select(AuditEntry).where(AuditEntry.action != "login"))
+            ),
+        }
+
+
+def new_audit(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, str]]:
+    """(action, entity type) of the audit entries written between two states."""
+    seen = set(before["audit"])
+    return sorted((entry[1], entry[2]) for entry in after["audit"] if entry not in seen)
+
+
+async def test_every_call_customer_and_recording_action_by_whose_it_is(center: LiveCenter, tmp_path: Path) -> None:
+    assert {key for key in HTTP_TABLE if acts_on_a_record(key[1])} == set(OWNERSHIP_HTTP_TABLE)
+    call_events = {(ns, e) for ns, e in SOCKET_TABLE if e != "connect" and handler_takes_a_linkedid(ns, e)}
+    assert call_events == set(OWNERSHIP_SOCKET_TABLE), call_events ^ set(OWNERSHIP_SOCKET_TABLE)
+    center.pbx.recordings_dir = tmp_path / "recordings"  # the app's recordings folder (CRM_DATA_DIR/recordings)
+    got: dict[tuple[str, str, str], str] = {}
+    want: dict[tuple[str, str, str], str] = {}
+
+    sockets: dict[str, socketio.AsyncClient] = {}
+    for party, username in PARTIES.items():
+        try:
+            sockets[party] = await center.socket(username, "/agent")
+        except socketio.exceptions.ConnectionError:
+            pass
+    assert set(sockets) == ON_THE_AGENT_DESK | {"rang", "no_leg"}
+    try:
+        linkedid = await center.pbx.place_inbound_call(
+            "+15551230002", "Bob Example", "support", agent="1001", answer_after_s=2, talk_s=4000
+        )
+        await wait_event(sockets["answered"], "call_state", lambda s: s["linkedid"] == linkedid and s["state"] == "up")
+        [live] = [call for call in center.bridge.snapshot().calls if call.linkedid == linkedid]
+        assert live.agent == "1001" and live.ringing_agents == ()  # 1002 was rung, and is not any more
+
+        # live call controls, the hang-up last
+        for (namespace, event), allowed in OWNERSHIP_SOCKET_TABLE.items():
+            if event == "wrap_up":
+                continue
+            payload: dict[str, Any] = {"linkedid": linkedid}
+            if event == "transfer":
+                payload |= {"target": "sales", "kind": "blind"}
+            for party in PARTIES:
+                want[(namespace, event, party)] = "allowed" if party in allowed else "refused"
+                client = sockets.get(party)
+                if client is None:
+                    got[(namespace, event, party)] = "refused"  # the handshake already was
+                    continue
+                sent = len(center.pbx.actions_received)
+                ack = await client.call(event, payload, namespace=namespace, timeout=5)
+                actions = {a.get("Action") for a in center.pbx.actions_received[sent:]} & CALL_ACTIONS
+                if ack.get("code") == "permission_denied":
+                    got[(namespace, event, party)] = "refused"
+                    assert not actions, (event, party, actions)  # nothing reached the PBX
+                    continue
+                got[(namespace, event, party)] = "allowed"
+                if party == "answered" and event in ("transfer", "hangup"):
+                    assert ack == {"ok": True}, (event, ack)
+                    assert actions == {"BlindTransfer" if event == "transfer" else "Hangup"}
+                else:  # past the rule; the PBX then says what it can do for this extension
+                    assert ack["code"] in ("channel_gone", "not_supported"), (event, party, ack)
+        await wait_event(
+            sockets["answered"], "call_state", lambda s: s["linkedid"] == linkedid and s["state"] == "ended"
+        )
+        assert center.writer is not None
+        await center.writer.drain()
+        await center.pbx.recordings_written()
+        async with center.runtime.sessions() as db:
+            call = await db.scalar(select(CallLog).where(CallLog.linkedid == linkedid))
+            assert call is not None and call.recording_ref and call.customer_id == center.customers["Bob Example"]
+            legs = {leg.agent: leg.answered_at is not None for leg in call.legs}
+            assert legs == {"1001": True, "1002": False}  # what the rule reads: 2001 has no leg at all
+        recording = (tmp_path / "recordings" / call.recording_ref.rsplit("/", 1)[-1]).read_bytes()
+
+        # the ended call's wrap-up, from its call log
+        for party in PARTIES:
+            want[("/agent", "wrap_up", party)] = "allowed" if party in ON_THE_AGENT_DESK else "refused"
+            client = sockets.get(party)
+            if client is None:
+                got[("/agent", "wrap_up", party)] = "refused"
+                continue
+            before = await ownership_state(center, linkedid)
+            code = "resolved" if party == "answered" else "callback"
+            ack = await client.call(
+                "wrap_up", {"linkedid": linkedid, "disposition": code, "notes": f"by {party}"}, namespace="/agent"
+            )
+            after = await ownership_state(center, linkedid)
+            if ack.get("code") == "permission_denied":
+                got[("/agent", "wrap_up", party)] = "refused"
+                assert after == before, party  # the disposition of the agent who took it stays
+                continue
+            got[("/agent", "wrap_up", party)] = "allowed"
+            assert ack["ok"] is True and after["wrap_up"][:2] == (code, f"by {party}")
+            assert new_audit(before, after) == [("update", "call")]
+    finally:
+        for client in sockets.values():
+            await client.disconnect()
+
+    # HTTP: a client per party, each request with what the page would send
+    clients = {party: await signed_in_as(center, username) for party, username in PARTIES.items()}
+    bob = center.customers["Bob Example"]
+    async with center.runtime.sessions() as db:
+        call_id = await db.scalar(select(CallLog.id).where(CallLog.linkedid == linkedid))
+    try:
+        for (method, rule), allowed in OWNERSHIP_HTTP_TABLE.items():
+            for number, party in enumerate(PARTIES):
+                http, token = clients[party]
+                want[(method, rule, party)] = "allowed" if party in allowed else "refused"
+                url = center.base_url + rule.replace("<linkedid>", linkedid).replace("<customer_id>", bob)
+                headers = {"X-CSRF-Token": token}
+                body: dict[str, Any] | None = None
+                form: dict[str, str] | None = None
+                if rule.endswith("/claim"):
+                    async with center.runtime.unit_of_work() as db:
+                        await db.execute(update(Customer).where(Customer.id == bob).values(owner_id=None))
+                if rule.endswith("/recording"):
+                    headers["Range"] = "bytes=1-"  # a listen that does not start at byte 0 is a listen too
+                elif rule.endswith("/ticket"):
+                    body = {"subject": f"Ticket from the call by {party}", "priority": "high"}
+                elif rule == "/api/customers" and method == "POST":
+                    body = {"name": f"Caller of {party}", "phone": f"+1555123{9000 + number}", "linkedid": linkedid}
+                elif rule.endswith("/notes"):
+                    body = {"body": f"Note by {party}"}
+                elif rule.endswith("/merge"):
+                    async with center.runtime.unit_of_work() as db:
+                        twin = await create_customer(
+                            session=db, actor=SYSTEM, region="US", data=CustomerIn(name=f"Bob twin {party}")
+                        )
+                    body = {"merge_id": twin.id}
+                elif rule.endswith("/owner"):
+                    body = {"owner_id": None}
+                elif rule.endswith("/wrap-up-draft"):
+                    form = {"disposition": "callback", "notes": f"draft by {party}"}
+                elif method == "POST" and not rule.endswith("/claim"):
+                    body = {"city": f"Springfield {party}"}
+                before = await ownership_state(center, linkedid)
+                sent: dict[str, Any] = {"data": form} if form is not None else {"json": body}
+                async with http.request(method, url, **sent, headers=headers, allow_redirects=False) as response:
+                    content = await response.read()
+                    status = response.status
+                    location = response.headers.get("Location", "")
+                after = await ownership_state(center, linkedid)
+                if status in (401, 403) or (status == 302 and "/login" in location):
+                    got[(method, rule, party)] = "refused"
+                    assert after == before, (method, rule, party)  # no success audited, nothing changed
+                    continue
+                assert status < 300, (method, rule, party, status, content[:200])
+                got[(method, rule, party)] = "allowed"
+                audited = new_audit(before, after)
+                if rule.endswith("/recording"):
+                    assert status == 206 and content == recording[1:]
+                    assert audited == [("read", "recording")]
+                elif rule.endswith("/ticket"):
+                    assert f"Ticket from the call by {party}" in after["tickets"]
+                    assert after["call_tickets"] == before["call_tickets"] + 1 and audited == [("create", "ticket")]
+                elif rule == "/api/customers" and method == "POST":
+                    created = json.loads(content)["id"]
+                    assert after["call_customer"] == created != before["call_customer"]
+                    assert audited == [("create", "customer"), ("update", "call")]
+                elif rule.endswith("/notes"):
+                    assert f"Note by {party}" in after["notes"]
+                elif rule.endswith("/merge"):
+                    assert (body or {})["merge_id"] in {c[0] for c in after["customers"] if c[3] == bob}
+                elif rule == "/api/customers" and method == "GET":
+                    assert audited == []
+                elif rule.endswith("/claim"):
+                    assert dict(after["owners"])[bob] is not None and audited == [("update", "customer")]
+                elif rule.endswith("/owner"):
+                    assert dict(after["owners"])[bob] is None and audited == [("update", "customer")]
+                elif rule.endswith("/wrap-up-draft"):
+                    assert status == 204 and (call_id, f"draft by {party}") in after["drafts"]
+                elif method == "POST":
+                    assert (bob, "Bob Example", f"Springfield {party}", None) in after["customers"]
+    finally:
+        for http, _ in clients.values():
+            await http.close()
+    mismatches = {key: (got.get(key), want[key]) for key in want if got.get(key) != want[key]}
+    assert not mismatches, mismatches
