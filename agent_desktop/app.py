@@ -7,6 +7,7 @@ import contextlib
 import mimetypes
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import socketio
@@ -33,6 +34,18 @@ from cti_bridge.adapter import PbxAdapter
 from ivr.engine import CrmContext
 from ivr.flow import Flow
 from recordings.store import RecordingStore
+
+_TITLES = {400: "Bad request", 403: "Not allowed", 404: "Not found", 409: "Conflict", 422: "Check what you entered"}
+
+
+def _wants_page() -> bool:
+    """A page load by a person (not the API, not an htmx swap, not a script asking for JSON)."""
+    return (
+        request.method == "GET"
+        and not request.path.startswith("/api/")
+        and request.headers.get("HX-Request") != "true"
+        and request.accept_mimetypes.best != "application/json"
+    )
 
 
 class CrmQuart(Quart):
@@ -85,7 +98,12 @@ def create_app(
         )
 
     @app.errorhandler(CrmError)
-    async def _domain_error(error: CrmError) -> tuple[dict[str, Any], int]:
+    async def _domain_error(error: CrmError) -> Any:
+        if _wants_page():  # a person's browser on a page: the error page, not raw JSON
+            page = SimpleNamespace(
+                code=error.http_status, name=_TITLES.get(error.http_status, "Not done"), description=error.message
+            )
+            return await render_template("error.html", error=page), error.http_status
         return error.to_dict(), error.http_status
 
     @app.errorhandler(PydanticValidationError)

@@ -10,7 +10,6 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from agent_desktop.runtime import Runtime
-from crm_core.calls.models import Disposition
 from crm_core.customers.models import Customer, CustomerPhone, Payment
 from crm_core.customers.schemas import CustomerIn, PhoneIn
 from crm_core.customers.service import create_customer
@@ -24,15 +23,9 @@ DEMO_USERS = [
     ("agent1002", "Ben Agent", Role.AGENT, "1002", ["support"]),
     ("agent2001", "Cleo Agent", Role.AGENT, "2001", ["sales"]),
     ("agent2002", "Dan Agent", Role.AGENT, "2002", ["sales"]),
-    ("supervisor", "Sue Supervisor", Role.SUPERVISOR, None, ["support", "sales"]),
+    # the supervisor's own phone: listen, whisper and barge ring it first (ChanSpy from Local/9001@agents)
+    ("supervisor", "Sue Supervisor", Role.SUPERVISOR, "9001", ["support", "sales"]),
     ("marketer", "Mark Marketer", Role.MARKETER, None, []),
-]
-DISPOSITIONS = [
-    ("SOLVED", "Solved on the call"),
-    ("FOLLOWUP", "Needs follow-up"),
-    ("SALE", "Sale made"),
-    ("NOSALE", "No sale"),
-    ("WRONG", "Wrong number"),
 ]
 FIRST = ["Alice", "Bruno", "Chloe", "Dmitri", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemal", "Lea"]
 LAST = ["Example", "Martin", "Novak", "Okafor", "Petrov", "Quinn", "Rossi", "Silva", "Tanaka", "Ueda", "Weber"]
@@ -60,10 +53,6 @@ async def create_demo_data(
                 queues=queues,
             )
             created_users += 1
-        known_codes = set(await session.scalars(select(Disposition.code)))
-        for code, label in DISPOSITIONS:
-            if code not in known_codes:
-                session.add(Disposition(code=code, label=label))
     async with runtime.unit_of_work() as session:
         already = await session.scalar(select(CustomerPhone.id).where(CustomerPhone.e164 == KNOWN_CALLERS[0][1]))
     if already:

@@ -63,7 +63,7 @@ async def answered_by_1001_rung_at_1002(session: AsyncSession, linkedid: str) ->
             ),
         ]
     )
-    session.add(Disposition(code="callback", label="Call back"))
+    await session.merge(Disposition(code="callback", label="Call back"))
     await session.flush()
     return call
 

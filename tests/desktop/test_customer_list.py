@@ -37,3 +37,25 @@ async def test_top_bar_search_on_every_staff_page(center: LiveCenter) -> None:
         async with http.get(f"{center.base_url}/desktop", headers={"Cookie": cookie}) as page:
             html = await page.text()
         assert 'role="search"' in html and 'name="q"' in html
+
+
+async def test_a_browser_gets_the_error_page_and_a_script_gets_json(center: LiveCenter) -> None:
+    agent, _ = await signed_in(center, "agent")
+    boss, _ = await signed_in(center, "supervisor")
+    page = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    try:
+        async with agent.get(f"{center.base_url}/customers/no-such-customer", headers=page) as answer:
+            html = await answer.text()
+            assert answer.status == 404 and answer.content_type == "text/html"
+        assert "<h1>Not found</h1>" in html and "Back</a>" in html
+        async with boss.get(f"{center.base_url}/reports", params={"start": "bad"}, headers=page) as answer:
+            html = await answer.text()
+            assert answer.status == 422 and answer.content_type == "text/html"
+        assert "is not a date" in html and "&#39;bad&#39;" in html  # escaped
+        async with agent.get(f"{center.base_url}/customers/no-such-customer", headers={"HX-Request": "true"}) as answer:
+            assert answer.status == 404 and (await answer.json())["code"] == "not_found"
+        async with agent.get(f"{center.base_url}/api/customers", params={"page": "0"}, headers=page) as answer:
+            assert answer.status == 422 and (await answer.json())["details"]["field"] == "page"
+    finally:
+        await agent.close()
+        await boss.close()
