@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_core.calls.models import CallLog
+from crm_core.calls.models import CallLog, Disposition
 from crm_core.customers.models import Note
 from crm_core.sms.models import SmsMessage
 from crm_core.tickets.models import Ticket
@@ -48,6 +48,7 @@ async def customer_timeline(
         .order_by(CallLog.offered_at.desc())
         .limit(limit)
     )
+    labels = {code: label for code, label in await session.execute(select(Disposition.code, Disposition.label))}
     items += [
         TimelineItem(
             "call",
@@ -60,6 +61,8 @@ async def customer_timeline(
                 "agent": c.agent,
                 "talk_seconds": c.talk_seconds,
                 "disposition": c.disposition_code,
+                "disposition_label": labels.get(c.disposition_code or "", c.disposition_code),
+                "wrapup_notes": c.notes,
                 "recording": c.recording_ref,
                 "linkedid": c.linkedid,
             },

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, current_app, render_template, request, url_for
+from quart import Blueprint, current_app, redirect, render_template, request, url_for
+from sqlalchemy import select
 
 from agent_desktop.auth import roles_allowed
 from agent_desktop.pop import customer_context
 from agent_desktop.routes.common import STAFF, actor, json_body, runtime
 from crm_core.calls.service import get_call, link_customer
 from crm_core.customers.errors import DuplicateCustomer
+from crm_core.customers.models import Customer
 from crm_core.customers.schemas import CustomerIn, PhoneIn
 from crm_core.customers.search import CustomerQuery, search_customers
 from crm_core.customers.service import (
@@ -36,10 +38,35 @@ async def customer_page(customer_id: str) -> Any:
     me = actor()
     async with runtime().sessions() as db:
         customer = await get_customer(session=db, actor=me, customer_id=customer_id)
+        survivor = customer
+        for _ in range(20):  # a record merged away leads to the one it was merged into (chains are short)
+            if not survivor.merged_into_id:
+                break
+            survivor = await get_customer(session=db, actor=me, customer_id=survivor.merged_into_id)
+        if survivor.id != customer.id:
+            return redirect(url_for("customers.customer_page", customer_id=survivor.id, merged_from=customer.name))
         context = await customer_context(db, customer.id)
         timeline = await customer_timeline(session=db, actor=me, customer_id=customer.id, limit=100)
         owner = await db.get(User, customer.owner_id) if customer.owner_id else None
-    return await render_template("customer.html", customer=customer, context=context, timeline=timeline, owner=owner)
+        company = await db.get(Customer, customer.parent_id) if customer.parent_id else None
+        contacts = list(
+            await db.scalars(
+                select(Customer)
+                .where(Customer.parent_id == customer.id, Customer.merged_into_id.is_(None))
+                .order_by(Customer.name)
+                .limit(100)
+            )
+        )
+    return await render_template(
+        "customer.html",
+        customer=customer,
+        context=context,
+        timeline=timeline,
+        owner=owner,
+        company=company,
+        contacts=contacts,
+        merged_from=request.args.get("merged_from", "")[:200],
+    )
 
 
 @blueprint.post("/api/customers")
@@ -124,12 +151,13 @@ async def api_add_note(customer_id: str) -> Any:
 @blueprint.post("/api/customers/<customer_id>/merge")
 @roles_allowed(Role.SUPERVISOR, api=True)
 async def api_merge(customer_id: str) -> Any:
-    data = await json_body()
+    # JSON from scripts, a form from the 360 page's merge box (htmx)
+    data = await json_body() if request.is_json else dict(await request.form)
     async with runtime().unit_of_work() as db:
         kept = await merge_customers(
             session=db, actor=actor(), keep_id=customer_id, merge_id=str(data.get("merge_id", ""))
         )
-    return {"id": kept.id}
+    return {"id": kept.id}, 200, {"HX-Refresh": "true"}
 
 
 def _search_query() -> CustomerQuery:
@@ -203,3 +231,90 @@ async def api_reassign(customer_id: str) -> Any:
             await get_user(session=db, user_id=owner_id)
         customer = await assign_owner(session=db, actor=actor(), customer_id=customer_id, owner_id=owner_id)
     return {"id": customer.id, "owner_id": customer.owner_id}
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.replace("\r", "\n").split("\n") if line.strip()]
+
+
+def _custom_fields(text: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for line in _lines(text):
+        key, sep, value = line.partition(":")
+        if not sep or not key.strip():
+            raise ValidationFailed(f"Write each custom field as 'name: value' ({line[:40]!r} is not).", field="custom")
+        fields[key.strip()[:64]] = value.strip()
+    return fields
+
+
+@blueprint.post("/customers/<customer_id>/edit")
+@roles_allowed(*STAFF, api=True)
+async def edit_customer(customer_id: str) -> Any:
+    """The 360 page's labelled edit form (htmx): every field of the record; the page reloads with what was saved."""
+    form = await request.form
+    region = runtime().settings.default_region
+    async with runtime().unit_of_work() as db:
+        me = actor()
+        current = await get_customer(session=db, actor=me, customer_id=customer_id)
+        parent_id = None
+        company = form.get("company", "").strip()
+        if company:
+            found = await search_customers(session=db, actor=me, query=CustomerQuery(text=company), region=region)
+            exact = [c for c in found.customers if c.kind == "company" and c.name.lower() == company.lower()]
+            if not exact or exact[0].id == current.id:
+                raise ValidationFailed(f"There is no company named {company[:80]!r}; create it first.", field="company")
+            parent_id = exact[0].id
+        phones = []
+        for line in _lines(form.get("phones", "")):
+            number, _, label = line.partition(",")
+            phones.append(PhoneIn(number=number.strip(), label=label.strip() or "mobile"))
+        data = CustomerIn(
+            name=form.get("name", ""),
+            kind=form.get("kind", "person"),  # type: ignore[arg-type]
+            parent_id=parent_id,
+            title=form.get("title") or None,
+            phones=phones,
+            emails=_lines(form.get("emails", "")),
+            street=form.get("street") or None,
+            city=form.get("city") or None,
+            postal_code=form.get("postal_code") or None,
+            country=form.get("country") or None,
+            timezone=form.get("timezone") or None,
+            language=form.get("language") or None,
+            tags=[t.strip() for t in form.get("tags", "").split(",") if t.strip()],
+            owner_id=current.owner_id,
+            custom_fields=_custom_fields(form.get("custom", "")),
+            vip_tier=form.get("vip_tier") or None,
+        )
+        await update_customer(session=db, actor=me, customer_id=customer_id, data=data, region=region)
+    return "", 204, {"HX-Refresh": "true"}
+
+
+@blueprint.get("/customers/<customer_id>/merge-candidates")
+@roles_allowed(Role.SUPERVISOR)
+async def merge_candidates(customer_id: str) -> Any:
+    """Search for the duplicate to fold into this customer (the 360 page's merge box, htmx)."""
+    async with runtime().sessions() as db:
+        found = await search_customers(
+            session=db,
+            actor=actor(),
+            query=CustomerQuery(text=request.args.get("q", "")),
+            region=runtime().settings.default_region,
+        )
+    others = [c for c in found.customers if c.id != customer_id] if request.args.get("q", "").strip() else []
+    return await render_template("customer_merge_candidates.html", customer_id=customer_id, others=others)
+
+
+@blueprint.get("/customers/companies")
+@roles_allowed(*STAFF)
+async def company_options() -> Any:
+    """Companies whose name starts like the text: the options of the company field (htmx)."""
+    async with runtime().sessions() as db:
+        found = await search_customers(
+            session=db,
+            actor=actor(),
+            query=CustomerQuery(text=request.args.get("company", "")),
+            region=runtime().settings.default_region,
+        )
+    names = [c.name for c in found.customers if c.kind == "company"]
+    return await render_template("company_options.html", names=names)

@@ -1,4 +1,4 @@
-// Customer 360: edit, merge, notes (click-to-dial is dial.js).
+// Customer 360: notes (editing and merging are htmx forms; click-to-dial is dial.js).
 "use strict";
 (() => {
   const root = document.getElementById("customer");
@@ -13,7 +13,5 @@
       say(result.ok ? "Saved. Reload to see it in the timeline." : `Not saved: ${result.data.message}`);
     });
   };
-  submit("edit-customer", `/api/customers/${encodeURIComponent(id)}`, (f) => ({name: f.name.value, city: f.city.value, language: f.language.value}));
-  submit("merge-customer", `/api/customers/${encodeURIComponent(id)}/merge`, (f) => ({merge_id: f.merge_id.value}));
   submit("add-note", `/api/customers/${encodeURIComponent(id)}/notes`, (f) => ({body: f.body.value}));
 })();

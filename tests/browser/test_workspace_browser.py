@@ -4,6 +4,8 @@ the 360 page, and a pooled customer returns to the pool after its protection per
 
 from __future__ import annotations
 
+import asyncio
+import re
 from datetime import timedelta
 
 import pytest
@@ -13,7 +15,10 @@ from sqlalchemy import select
 from crm_core.calls.models import CallLog
 from crm_core.customers.models import Customer
 from crm_core.customers.scheduled import PoolReturner
+from crm_core.customers.schemas import CustomerIn, PhoneIn
+from crm_core.customers.service import create_customer
 from crm_core.db import utcnow
+from crm_core.users.service import SYSTEM
 from tests.browser.test_desktop_browser import browser, center, sign_in  # noqa: F401  (fixtures)
 from tests.desktop.live import LiveCenter
 
@@ -74,12 +79,23 @@ async def test_search_edit_and_dial_from_the_360_page(browser: Browser, center: 
     await expect(page.locator("table.customer-list")).to_contain_text("Alice Example")
     await page.click("table.customer-list a >> text=Alice Example")
     await expect(page.locator("h1")).to_contain_text("Alice Example")
+    await page.click("details.edit summary")
     await page.fill('#edit-customer input[name="city"]', "Springfield")
+    await page.fill('#edit-customer textarea[name="emails"]', "alice@example.org\nalice.work@example.org")
+    await page.fill('#edit-customer input[name="tags"]', "vip, router")
+    await page.fill('#edit-customer textarea[name="custom"]', "contract: C-1001")
     await page.click("#edit-customer button")
-    await expect(page.locator("#customer-message")).to_contain_text("Saved")
+    await expect(page.locator("dl.facts")).to_contain_text("Springfield")  # the page reloaded with what was saved
+    await expect(page.locator("dl.facts")).to_contain_text("C-1001")
+    await page.click("details.edit summary")
+    await page.fill('#edit-customer textarea[name="phones"]', "12, mobile")
+    await page.click("#edit-customer button")
+    await expect(page.locator('#edit-customer [role="alert"]')).to_contain_text("'12'")
     async with center.runtime.sessions() as session:
-        city = await session.scalar(select(Customer.city).where(Customer.id == center.customers["Alice Example"]))
-    assert city == "Springfield"
+        alice = await session.get(Customer, center.customers["Alice Example"])
+        assert alice is not None and alice.city == "Springfield" and alice.custom_fields == {"contract": "C-1001"}
+        assert sorted(e.email for e in alice.emails) == ["alice.work@example.org", "alice@example.org"]
+        assert sorted(t.name for t in alice.tags) == ["router", "vip"]
     before = len(center.pbx.actions_received)
     await page.click('a[data-dial="+15551230001"]')
     await expect(page.locator("#dial-status")).to_have_text("Your phone rings; then +15551230001.")
@@ -106,3 +122,27 @@ async def test_a_pooled_customer_returns_after_its_protection_period(
     await expect(second.locator("#owner")).to_contain_text("none (in the pool)")
     await second.click("#owner button")
     await expect(second.locator("#owner")).to_contain_text("Owner: Agent1002")
+
+
+async def test_merge_a_duplicate_found_by_search(browser: Browser, center: LiveCenter) -> None:  # noqa: F811
+    async with center.runtime.unit_of_work() as session:
+        twin = await create_customer(
+            session=session,
+            actor=SYSTEM,
+            region="US",
+            data=CustomerIn(name="Alice Exampel", phones=[PhoneIn(number="+15551239977")]),
+        )
+        twin_id = twin.id
+    alice = center.customers["Alice Example"]
+    page = await sign_in(browser, center, "boss", f"/customers/{alice}")
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await page.click("details.merge summary")
+    await page.fill('details.merge input[name="q"]', "555 123 9977")
+    candidate = page.locator("#merge-candidates li", has_text="Alice Exampel")
+    await expect(candidate).to_be_visible()
+    await candidate.locator("button").click()
+    await expect(page.locator('a[data-dial="+15551239977"]')).to_be_visible()  # reloaded: its phone moved here
+    await page.goto(f"{center.base_url}/customers/{twin_id}")  # the merged-away record leads to the survivor
+    await expect(page).to_have_url(re.compile(rf"/customers/{alice}\?merged_from="))
+    await expect(page.locator(".notice")).to_contain_text("“Alice Exampel” was merged into this customer.")
+    assert page.dialogs == ["Merge Alice Exampel into this customer? Its calls, tickets, SMS and notes move here."]  # type: ignore[attr-defined]

@@ -46,6 +46,9 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/customers/<customer_id>"): STAFF,
     ("POST", "/calls/<linkedid>/wrap-up-draft"): STAFF,
     ("GET", "/customers"): STAFF,
+    ("GET", "/customers/companies"): STAFF,
+    ("POST", "/customers/<customer_id>/edit"): STAFF,
+    ("GET", "/customers/<customer_id>/merge-candidates"): SUPERVISION,
     ("GET", "/api/customers"): STAFF,
     ("POST", "/api/customers/<customer_id>/claim"): STAFF,
     ("POST", "/api/customers/<customer_id>/owner"): SUPERVISION,
@@ -245,6 +248,8 @@ OWNERSHIP_HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/customers/<customer_id>/claim"): STAFF_PARTIES,  # from the pool (released before each row)
     ("POST", "/api/customers/<customer_id>/owner"): {"supervisor", "admin"},
     ("POST", "/calls/<linkedid>/wrap-up-draft"): CALL_OWNERS,  # what the wrap-up form keeps as the agent types
+    ("POST", "/customers/<customer_id>/edit"): STAFF_PARTIES,  # the 360 page's labelled form
+    ("GET", "/customers/<customer_id>/merge-candidates"): {"supervisor", "admin"},
 }
 # Live: the PBX's snapshot decides (the agent talking on the call); the supervisor passes the rule and the PBX then
 # answers for its own extension (9001 has no channel on the call: channel_gone; hold: not_supported). Admin "root"
@@ -420,6 +425,10 @@ async def test_every_call_customer_and_recording_action_by_whose_it_is(center: L
                     body = {"owner_id": None}
                 elif rule.endswith("/wrap-up-draft"):
                     form = {"disposition": "callback", "notes": f"draft by {party}"}
+                elif rule.endswith("/edit"):
+                    form = {"name": "Bob Example", "city": f"Springfield {party}", "phones": "+15551230002, mobile"}
+                elif rule.endswith("/merge-candidates"):
+                    url += "?q=Example"
                 elif method == "POST" and not rule.endswith("/claim"):
                     body = {"city": f"Springfield {party}"}
                 before = await ownership_state(center, linkedid)
