@@ -87,6 +87,7 @@ def create_app(
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
     )
     app.extensions["runtime"] = runtime
+    app.extensions["pbx"] = pbx
     app.extensions["import_worker"] = import_worker  # woken when an admin uploads a file
     app.jinja_env.globals["csrf_token"] = csrf_token
     settings = runtime.settings

@@ -37,7 +37,7 @@ AGENT_EVENTS = (
     "queue_logout",
     "wrap_up",
 )
-SUPERVISOR_EVENTS = ("spy", "force_pause", "force_logout", "move_agent")
+SUPERVISOR_EVENTS = ("spy", "force_pause", "force_login", "force_logout", "move_agent")
 
 
 def _text(data: Any, key: str, limit: int = 200) -> str:
@@ -203,6 +203,12 @@ class Sockets:
         require_role(actor, Role.SUPERVISOR)
         reason = data.get("reason") if isinstance(data.get("reason"), str) else "Supervisor"
         await self._require_pbx().pause(_text(data, "agent", 20), (reason or "Supervisor")[:80])
+        return {"ok": True}
+
+    async def sup_force_login(self, actor: Actor, data: dict[str, Any]) -> Ack:
+        """Log an agent (back) into a queue, e.g. after they were logged out by mistake."""
+        require_role(actor, Role.SUPERVISOR)
+        await self._require_pbx().queue_login(_text(data, "agent", 20), _text(data, "queue", 40))
         return {"ok": True}
 
     async def sup_force_logout(self, actor: Actor, data: dict[str, Any]) -> Ack:

@@ -7,11 +7,12 @@ import io
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from quart import Blueprint, Response, render_template, request, session
+from quart import Blueprint, Response, current_app, render_template, request, session
 
 from agent_desktop.auth import roles_allowed
 from agent_desktop.routes.common import actor, day_argument, runtime
 from crm_core.calls.reports import CSV_COLUMNS, CallReport, call_report, calls_per_interval
+from crm_core.calls.wallboard import agents_today, missed_today
 from crm_core.users.models import Role
 
 blueprint = Blueprint("reports", __name__)
@@ -33,6 +34,31 @@ async def api_intervals() -> Any:
     async with runtime().sessions() as db:
         rows = await calls_per_interval(session=db, actor=actor(), since=since, until=now, minutes=30)
     return {"intervals": rows}
+
+
+@blueprint.get("/api/wallboard/today")
+@roles_allowed(Role.SUPERVISOR, api=True)
+async def api_today() -> Any:
+    """From the database (it survives restarts): each agent's calls today, their queues, missed calls per queue;
+    and from the PBX, who is on each live call (the caller, not the PBX's call id)."""
+    now = datetime.now(UTC)
+    since = datetime.combine(now.date(), time(), UTC)
+    async with runtime().sessions() as db:
+        agents = await agents_today(session=db, actor=actor(), since=since)
+        missed = await missed_today(session=db, actor=actor(), since=since)
+    pbx = current_app.extensions.get("pbx")
+    snapshot = pbx.snapshot() if pbx is not None else None
+    calls = {
+        call.linkedid: {"caller": call.caller_name or call.caller_number or "withheld", "number": call.caller_number}
+        for call in (snapshot.calls if snapshot else ())
+    }
+    return {
+        "agents": {
+            a.extension: {"name": a.name, "queues": list(a.queues), "calls_today": a.calls_today} for a in agents
+        },
+        "missed": missed,
+        "calls": calls,
+    }
 
 
 async def _report() -> CallReport:

@@ -4,6 +4,7 @@
   const root = document.getElementById("wallboard");
   const queues = new Map();
   const agents = new Map();
+  let today = {agents: {}, missed: {}, calls: {}}; // from the database and the PBX: survives restarts
   const socket = io("/supervisor", {transports: ["websocket", "polling"]});
   const say = (text) => { document.getElementById("wallboard-message").textContent = text; };
   const ack = (result) => say(result && result.ok ? "Done." : `Not done: ${(result && result.error) || "no answer"}`);
@@ -26,6 +27,8 @@
         figure("avg talk", `${stats.average_talk_seconds}s`),
       ),
       crm.el("p", {class: "muted"}, `agents: ${stats.logged_in} logged in · ${stats.available} available · ${stats.on_call} on call · ${stats.paused} paused · ${stats.wrap_up} wrap-up`),
+      crm.el("p", {class: "missed"}, crm.el("a", {href: `/missed-calls?queue=${encodeURIComponent(stats.queue)}`},
+        `${today.missed[stats.queue] || 0} missed to call back`)),
     );
   }
 
@@ -47,16 +50,20 @@
         button("Pause", () => socket.emit("force_pause", {agent: a.agent, reason: "Supervisor"}, ack)),
       );
       for (const q of a.queues || []) actions.append(button(`Log out of ${q}`, () => socket.emit("force_logout", {agent: a.agent, queue: q}, ack)));
+      const known = today.agents[a.agent] || {};
+      for (const q of known.queues || []) {
+        if (!(a.queues || []).includes(q)) actions.append(button(`Log in to ${q}`, () => socket.emit("force_login", {agent: a.agent, queue: q}, ack)));
+      }
       const move = crm.el("select", {"aria-label": "Move to queue"}, crm.el("option", {value: ""}, "Move to…"), ...[...queues.keys()].map((q) => crm.el("option", {value: q}, q)));
       move.addEventListener("change", () => { if (move.value && (a.queues || [])[0]) socket.emit("move_agent", {agent: a.agent, from_queue: a.queues[0], to_queue: move.value}, ack); });
       actions.append(move);
       body.append(crm.el("tr", {class: `state-${a.state}`, "data-agent": a.agent},
-        crm.el("td", {}, a.agent),
+        crm.el("td", {}, a.agent, known.name ? crm.el("span", {class: "muted"}, ` ${known.name}`) : null),
         crm.el("td", {}, crm.el("span", {class: "badge", "data-state": a.state}, a.state.replace("_", " ") + (a.reason || a.paused_reason ? ` (${a.reason || a.paused_reason})` : ""))),
         crm.el("td", {class: "since", "data-since": since || ""}, since ? crm.clock((Date.now() - new Date(since)) / 1000) : ""),
         crm.el("td", {}, (a.queues || []).join(", ")),
-        crm.el("td", {}, a.linkedid || ""),
-        crm.el("td", {}, a.calls_today ?? ""),
+        crm.el("td", {class: "caller"}, a.linkedid ? (today.calls[a.linkedid] || {}).caller || "…" : ""),
+        crm.el("td", {class: "calls-today"}, known.calls_today ?? 0),
         actions,
       ));
     }
@@ -92,8 +99,20 @@
     });
   }
 
-  socket.on("connect", () => { document.getElementById("pbx-status").textContent = "Live."; });
-  socket.on("connect_error", () => { document.getElementById("pbx-status").textContent = "Not connected: sign in again if this lasts."; });
+  let fetching = null;
+  async function refreshToday() {
+    if (fetching) return fetching;
+    fetching = (async () => {
+      const result = await crm.api("GET", "/api/wallboard/today");
+      if (result.ok) { today = result.data; drawQueues(); drawAgents(); }
+    })().finally(() => { fetching = null; });
+    return fetching;
+  }
+  socket.on("connect", () => { document.getElementById("pbx-status").textContent = "Live."; refreshToday(); });
+  socket.on("connect_error", (error) => {
+    document.getElementById("pbx-status").textContent = error && /rejected/i.test(error.message || "")
+      ? "Signed out: sign in again." : "The server is not reachable; reconnecting…";
+  });
   socket.on("snapshot", (snapshot) => {
     document.getElementById("pbx-status").textContent = snapshot.connected ? "Live." : "The PBX is not connected: figures are frozen.";
     queues.clear(); agents.clear();
@@ -102,8 +121,12 @@
     drawQueues(); drawAgents();
   });
   socket.on("queue_stats", (stats) => { queues.set(stats.queue, stats); drawQueues(); });
-  socket.on("agent_state", (state) => { agents.set(state.agent, {...(agents.get(state.agent) || {}), ...state}); drawAgents(); });
-  socket.on("call_ended", () => drawChart());
+  socket.on("agent_state", (state) => {
+    agents.set(state.agent, {...(agents.get(state.agent) || {}), ...state});
+    drawAgents();
+    if (state.linkedid && !today.calls[state.linkedid]) refreshToday(); // who is on that call
+  });
+  socket.on("call_ended", () => { drawChart(); refreshToday(); });
   setInterval(() => {
     for (const cell of document.querySelectorAll("td.since")) {
       if (cell.dataset.since) cell.textContent = crm.clock((Date.now() - new Date(cell.dataset.since)) / 1000);
@@ -112,5 +135,5 @@
     if ([...queues.values()].some((q) => q.waiting)) drawQueues();
   }, 1000);
   drawChart();
-  setInterval(drawChart, 60000);
+  setInterval(() => { drawChart(); refreshToday(); }, 60000);
 })();

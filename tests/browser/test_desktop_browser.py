@@ -128,3 +128,37 @@ async def test_supervisor_sees_queue_counters_change(browser: Browser, center: L
         await page.screenshot(path=f"{SHOTS}/wallboard.png")
     await expect(sales.locator(".figure.answered .value")).to_have_text("1", timeout=15_000)
     await expect(sales.locator(".figure.waiting .value")).to_have_text("0")
+
+
+async def test_wallboard_today_from_the_database_callers_and_log_in_again(browser: Browser, center: LiveCenter) -> None:
+    from datetime import UTC, datetime
+
+    from crm_core.calls.models import CallLeg
+
+    async with center.runtime.unit_of_work() as session:
+        for i in range(3):  # before a restart: the bridge has forgotten them, the database has not
+            call = CallLog(
+                linkedid=f"earlier.{i}",
+                direction="inbound",
+                queue="support",
+                agent="1002",
+                outcome="answered" if i else "abandoned",
+                offered_at=datetime.now(UTC),
+            )
+            call.legs = [
+                CallLeg(agent="1002", channel=f"Local/1002@agents-e{i};1", answered_at=datetime.now(UTC) if i else None)
+            ]
+            session.add(call)
+    page = await sign_in(browser, center, "boss", "/wallboard")
+    row = page.locator('tr[data-agent="1002"]')
+    await expect(row.locator(".calls-today")).to_have_text("2")
+    await expect(page.locator('article.tile[data-queue="support"] .missed')).to_have_text("1 missed to call back")
+    await expect(row).to_contain_text("Agent1002")
+    linkedid = await center.pbx.place_inbound_call(
+        "+15551230002", "Bob Example", "support", agent="1002", answer_after_s=10, talk_s=400
+    )
+    await expect(row.locator(".caller")).to_have_text("Bob Example", timeout=10_000)
+    assert linkedid not in await row.inner_text()
+    await row.locator("button", has_text="Log out of support").click()
+    await expect(row.locator("button", has_text="Log in to support")).to_be_visible(timeout=10_000)
+    await expect(page.locator("#wallboard-message")).to_have_text("Done.")

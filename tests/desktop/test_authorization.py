@@ -80,6 +80,7 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/calls/<linkedid>/recording"): STAFF,
     ("GET", "/wallboard"): SUPERVISION,
     ("GET", "/api/wallboard/intervals"): SUPERVISION,
+    ("GET", "/api/wallboard/today"): SUPERVISION,
     ("GET", "/reports"): SUPERVISION,
     ("GET", "/reports.csv"): SUPERVISION,
 }

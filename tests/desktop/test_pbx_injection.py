@@ -73,6 +73,13 @@ EVENTS = [
     ),
     Event(
         "/supervisor",
+        "force_login",
+        {"agent": "1001", "queue": "support"},
+        ("QueueAdd",),
+        {"agent": 0, "queue": 0},
+    ),
+    Event(
+        "/supervisor",
         "force_logout",
         {"agent": "1001", "queue": "support"},
         ("QueueRemove",),
