@@ -7,7 +7,7 @@ from crm_core.db import Base
 from crm_core.segments.models import Segment
 from crm_core.sms.models import SmsMessage
 from crm_core.tickets.models import Ticket, TicketLink
-from crm_core.users.models import Role, User
+from crm_core.users.models import LoginThrottle, Role, User
 
 __all__ = [
     "AuditEntry",
@@ -19,6 +19,7 @@ __all__ = [
     "CustomerEmail",
     "CustomerPhone",
     "Disposition",
+    "LoginThrottle",
     "Note",
     "Payment",
     "Role",
