@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -354,3 +355,36 @@ async def test_the_default_namespace_lets_no_one_in(center: LiveCenter, browsers
                 )
             await client.disconnect()
     assert not await refused(center, agent.cookie, "/agent")  # the namespaces of the product still open
+
+
+@pytest.mark.redis
+async def test_another_web_worker_hears_of_the_revocation_through_redis(center: LiveCenter) -> None:
+    """Scaled out, the admin's change happens in one worker; another worker's cache lets go at once."""
+    from crm_core.bus import RedisEventBus
+    from crm_core.db import unit_of_work
+    from crm_core.users.events import UserSessionsRevoked
+    from tests.conftest import REDIS_URL
+
+    channel = f"crm:test:{uuid.uuid4().hex}"
+    here, there = RedisEventBus(REDIS_URL, channel), RedisEventBus(REDIS_URL, channel)
+    await here.start()
+    await there.start()
+    try:
+        never = [0.0]  # a clock that never moves: only the event can make this cache read again
+        theirs = SignedInUsers(center.runtime.sessions, ttl=5.0, clock=lambda: never[0])
+        theirs.attach(there)
+        heard: asyncio.Queue[object] = asyncio.Queue()
+        there.subscribe(UserSessionsRevoked, heard.put_nowait)
+        uid = await user_id(center, "agent1002")
+        before = await theirs.standing(uid)
+        assert before is not None and before.active
+        root = await admin_actor(center)
+        async with unit_of_work(center.runtime.sessions, here) as db:  # this worker's unit of work, its bus
+            await deactivate_user(session=db, actor=root, user_id=uid)
+        received = await asyncio.wait_for(heard.get(), 5)
+        assert isinstance(received, UserSessionsRevoked) and received.user_id == uid
+        after = await theirs.standing(uid)
+        assert after is not None and not after.active and after.version == before.version + 1
+    finally:
+        await here.close()
+        await there.close()
