@@ -63,8 +63,10 @@ def _private_dir(path: Path) -> None:
 def ensure_data_dir(settings: Settings) -> Path:
     """The data directory (database, secret key, recordings) exists and only this user may enter it."""
     _private_dir(settings.data_dir)
-    if settings.recordings_dir is None:  # our own folder; a configured one belongs to whatever fills it
-        _private_dir(settings.recordings_folder)
+    # Our own recordings folder (a configured one belongs to whatever fills it) is made by whoever writes the first
+    # recording; inside a 0700 data directory no one else can reach it anyway, but an older one is tightened too.
+    if settings.recordings_dir is None and settings.recordings_folder.is_dir():
+        _restrict(settings.recordings_folder, 0o700)
     return settings.data_dir
 
 
