@@ -166,11 +166,7 @@ async def finish_sign_in(
     details = {"username": tried[:64], "address": address}
     if user is not None and right and user.is_active:
         refresh_hash(user, password)
-        await session.execute(
-            delete(LoginThrottle).where(
-                LoginThrottle.scope == ThrottleScope.ACCOUNT.value, LoginThrottle.key == account_key(username)
-            )
-        )
+        await forget_failures(session=session, username=username)
         await record_audit(
             session=session,
             actor=user.id,
@@ -198,6 +194,15 @@ async def finish_sign_in(
         after={**details, "outcome": "failed", "reason": reason},
     )
     return None
+
+
+async def forget_failures(*, session: AsyncSession, username: str) -> None:
+    """The account's password was given right (a sign-in, or the current password when changing it)."""
+    await session.execute(
+        delete(LoginThrottle).where(
+            LoginThrottle.scope == ThrottleScope.ACCOUNT.value, LoginThrottle.key == account_key(username)
+        )
+    )
 
 
 async def _forget_old(session: AsyncSession, now: datetime, window: timedelta) -> None:

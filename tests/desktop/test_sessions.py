@@ -22,7 +22,7 @@ from agent_desktop.auth import SignedInUsers
 from crm_core.audit.models import AuditEntry
 from crm_core.db import utcnow
 from crm_core.users.logins import ACCOUNT_POLICY, begin_sign_in
-from crm_core.users.models import Role, User
+from crm_core.users.models import LoginThrottle, Role, ThrottleScope, User
 from crm_core.users.service import Actor, change_role, deactivate_user
 from tests.desktop.live import PASSWORD, LiveCenter
 
@@ -210,6 +210,7 @@ async def test_a_new_password_keeps_this_browser_and_ends_the_others(
     async with here.http.post(f"{center.base_url}/password", data=form, allow_redirects=False) as response:
         assert response.status == 400
         assert "Your current password is wrong." in await response.text()
+    assert await account_failures(center, "agent1002") == 1  # counted like a failed sign-in
     async with here.http.post(
         f"{center.base_url}/password", data=form | {"current": PASSWORD}, allow_redirects=False
     ) as response:
@@ -218,7 +219,33 @@ async def test_a_new_password_keeps_this_browser_and_ends_the_others(
     assert await replay(center, elsewhere.cookie, elsewhere.token) == SHUT
     assert await replay(center, here.cookie, here.token) == OPEN  # this browser got a cookie of the new version
     assert not await refused(center, here.cookie, "/agent")
+    assert await account_failures(center, "agent1002") == 0  # the right current password forgot the failure
     browsers.append(await sign_in(center, "agent1002", new))
+
+
+async def account_failures(center: LiveCenter, username: str) -> int:
+    async with center.runtime.sessions() as db:
+        row = await db.get(LoginThrottle, (ThrottleScope.ACCOUNT.value, username))
+    return row.failures if row is not None else 0
+
+
+async def test_the_current_password_is_guessed_no_faster_than_at_sign_in(
+    center: LiveCenter, browsers: list[Browser]
+) -> None:
+    browser = await sign_in(center, "agent1001")  # someone who holds the agent's cookie, not the password
+    browsers.append(browser)
+    start = utcnow() - timedelta(seconds=32 * (ACCOUNT_POLICY.lock_after - 1))
+    async with center.runtime.unit_of_work() as db:  # ten guesses, each after its delay, by our own clock
+        for i in range(ACCOUNT_POLICY.lock_after):
+            await begin_sign_in(
+                session=db, username="agent1001", address="127.0.0.1", now=start + i * timedelta(seconds=32)
+            )
+    new = "another long password"
+    form = {"csrf_token": browser.token, "current": PASSWORD, "password": new, "again": new}
+    async with browser.http.post(f"{center.base_url}/password", data=form, allow_redirects=False) as response:
+        assert response.status == 429  # even the right one, until the lock ends or an admin lifts it
+        seconds = int(response.headers["Retry-After"])
+        assert f"Too many failed sign-ins; try again in {seconds} seconds." in await response.text()
 
 
 async def test_a_one_time_password_must_be_changed_first(center: LiveCenter, browsers: list[Browser]) -> None:
