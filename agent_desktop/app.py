@@ -15,7 +15,7 @@ from pydantic import ValidationError as PydanticValidationError
 from quart import Quart, Response, abort, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from agent_desktop.auth import SESSION_COOKIE, csrf_token
+from agent_desktop.auth import SESSION_COOKIE, SignedInUsers, csrf_token, install_session_check
 from agent_desktop.notifier import Notifier
 from agent_desktop.pop import PopBuilder
 from agent_desktop.routes import admin as admin_routes
@@ -80,6 +80,7 @@ def create_app(
     app = CrmQuart(__name__)
     app.secret_key = runtime.secret_key
     app.config.update(
+        SESSION_COOKIE_SECURE=runtime.settings.secure_cookies,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_NAME=SESSION_COOKIE,
@@ -89,6 +90,9 @@ def create_app(
     app.extensions["runtime"] = runtime
     app.extensions["pbx"] = pbx
     app.extensions["import_worker"] = import_worker  # woken when an admin uploads a file
+    signed_in = SignedInUsers(runtime.sessions)
+    signed_in.attach(runtime.bus)
+    install_session_check(app, signed_in)
     app.jinja_env.globals["csrf_token"] = csrf_token
     settings = runtime.settings
     app.extensions["recordings"] = RecordingStore(settings.recordings_folder)

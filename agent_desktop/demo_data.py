@@ -51,12 +51,13 @@ async def create_demo_data(
                 display_name=name,
                 extension=extension,
                 queues=queues,
+                must_change_password=True,  # a password printed on a screen and in the README is one-time
             )
             created_users += 1
     async with runtime.unit_of_work() as session:
         already = await session.scalar(select(CustomerPhone.id).where(CustomerPhone.e164 == KNOWN_CALLERS[0][1]))
     if already:
-        return f"Demo data present already; {created_users} user(s) added. Demo users' password: {password}"
+        return f"Demo data present already; {created_users} user(s) added. Demo users' one-time password: {password}"
     rng = random.Random(7)  # the same demo every time
     region = runtime.settings.default_region
     now = utcnow()
@@ -117,5 +118,6 @@ async def create_demo_data(
             progress(min(customers, made + start + 100))
     return (
         f"Demo data ready: {created_users} user(s), {customers} customers. Demo users (agent1001, agent1002, "
-        f"agent2001, agent2002, supervisor, marketer) sign in with the password: {password}"
+        f"agent2001, agent2002, supervisor, marketer) sign in once with the password {password} and then choose "
+        "their own"
     )

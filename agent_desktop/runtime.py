@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm_core import migrate
@@ -45,9 +46,44 @@ class Runtime:
         await self.engine.dispose()
 
 
+def _restrict(path: Path, mode: int) -> None:
+    """Make an existing file or folder ours alone (older versions left them world-readable)."""
+    try:
+        if stat.S_IMODE(path.stat().st_mode) != mode:
+            path.chmod(mode)
+    except OSError as exc:  # not ours to change (a mount, another owner): say so, do not stop
+        log.warning("could not set mode %o on %s: %s", mode, path, exc)
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _restrict(path, 0o700)
+
+
 def ensure_data_dir(settings: Settings) -> Path:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    """The data directory (database, secret key, recordings) exists and only this user may enter it."""
+    _private_dir(settings.data_dir)
+    # Our own recordings folder (a configured one belongs to whatever fills it) is made by whoever writes the first
+    # recording; inside a 0700 data directory no one else can reach it anyway, but an older one is tightened too.
+    if settings.recordings_dir is None and settings.recordings_folder.is_dir():
+        _restrict(settings.recordings_folder, 0o700)
     return settings.data_dir
+
+
+def secure_sqlite_file(settings: Settings) -> Path | None:
+    """Create the SQLite file readable by this user only before SQLite opens it (SQLite gives its -wal and -shm
+    files the database file's mode), and tighten the mode of one that exists."""
+    database = make_url(settings.database_url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = Path(database)
+    if not path.parent.is_dir():
+        return None  # SQLite will say what is wrong with the path
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # an empty file is an empty SQLite database
+    for companion in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+        if companion.exists():
+            _restrict(companion, 0o600)
+    return path
 
 
 def load_secret_key(settings: Settings) -> str:
@@ -56,10 +92,12 @@ def load_secret_key(settings: Settings) -> str:
         return settings.secret_key.get_secret_value()
     path = ensure_data_dir(settings) / "secret_key"
     if path.exists():
+        _restrict(path, 0o600)
         return path.read_text().strip()
     key = secrets.token_urlsafe(48)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a left-over .tmp keeps its old mode otherwise
     with os.fdopen(fd, "w") as fh:
         fh.write(key)
     tmp.replace(path)
@@ -76,8 +114,9 @@ async def check_database(engine: AsyncEngine, url_for_humans: str) -> None:
 
 
 async def build_runtime(settings: Settings, *, check: bool = True) -> Runtime:
+    ensure_data_dir(settings)
     if settings.is_sqlite:
-        ensure_data_dir(settings)
+        secure_sqlite_file(settings)
     engine = make_engine(settings.database_url)
     safe_url = engine.url.render_as_string(hide_password=True)
     if check:

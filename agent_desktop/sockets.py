@@ -1,5 +1,6 @@
-"""Socket.IO namespaces /agent and /supervisor: connections authenticated by the session cookie, commands with
-an acknowledgement that is either {"ok": true} or {"ok": false, "error": one sentence, "code": a stable code}."""
+"""Socket.IO namespaces /agent and /supervisor: connections authenticated by the session cookie (checked against the
+user's standing at connect, closed when the user's sessions end), commands with an acknowledgement that is either
+{"ok": true} or {"ok": false, "error": one sentence, "code": a stable code}. The default namespace "/" is closed."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from typing import Any
 import socketio
 from quart import Quart
 
-from agent_desktop.auth import actor_from, session_from_cookie
+from agent_desktop.auth import Standing, session_from_cookie, signed_in_users
 from agent_desktop.live_calls import check_on_live_call
 from agent_desktop.notifier import Notifier
-from agent_desktop.rooms import AGENT_NAMESPACE, SUPERVISOR_NAMESPACE, agent_room, supervisors_room
+from agent_desktop.rooms import AGENT_NAMESPACE, SUPERVISOR_NAMESPACE, agent_room, supervisors_room, user_room
 from agent_desktop.runtime import Runtime
 from crm_core.calls.service import wrap_up
 from crm_core.errors import CrmError, ValidationFailed
+from crm_core.users.events import UserSessionsRevoked
 from crm_core.users.models import Role
 from crm_core.users.service import Actor, require_role
 from cti_bridge.adapter import CommandError, PbxAdapter, SpyMode
@@ -56,8 +58,13 @@ class Sockets:
         self.runtime = runtime
         self.notifier = notifier
         self.pbx = pbx
+        # Nothing is sent or heard on "/": refusing every connection there leaves no door that skips the checks
+        # of /agent and /supervisor (a browser of ours never opens it; the Socket.IO v4 client joins only the
+        # namespaces it names).
+        sio.on("connect", self.default_connect, namespace="/")
         sio.on("connect", self.agent_connect, namespace=AGENT_NAMESPACE)
         sio.on("connect", self.supervisor_connect, namespace=SUPERVISOR_NAMESPACE)
+        runtime.bus.subscribe(UserSessionsRevoked, self.sessions_revoked)
         for name in AGENT_EVENTS:
             sio.on(name, self._guarded(getattr(self, f"agent_{name}"), AGENT_NAMESPACE), namespace=AGENT_NAMESPACE)
         for name in SUPERVISOR_EVENTS:
@@ -67,29 +74,47 @@ class Sockets:
 
     # --- connection -------------------------------------------------------------------------------------------
 
-    def _actor_of_handshake(self, environ: dict[str, Any]) -> Actor | None:
+    async def _standing_of_handshake(self, environ: dict[str, Any]) -> Standing | None:
         data = session_from_cookie(self.app, environ.get("HTTP_COOKIE", ""))
-        if data is None or data.get("must_change_password"):
+        if data is None:
             return None
-        return actor_from(data)
+        standing = await signed_in_users(self.app).check(data)
+        if standing is None or standing.must_change_password:
+            return None
+        return standing
+
+    async def default_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        return False
 
     async def agent_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
-        actor = self._actor_of_handshake(environ)
-        if actor is None or not actor.extension or actor.role not in (Role.AGENT, Role.SUPERVISOR, Role.ADMIN):
+        standing = await self._standing_of_handshake(environ)
+        if standing is None or not standing.extension or standing.role not in (Role.AGENT, Role.SUPERVISOR, Role.ADMIN):
             return False  # refused: the browser sees connect_error
+        actor = standing.actor
         await self.sio.save_session(sid, {"actor": actor}, namespace=AGENT_NAMESPACE)
-        await self.sio.enter_room(sid, agent_room(actor.extension), namespace=AGENT_NAMESPACE)
-        await self.notifier.resend_to_agent(sid, actor.extension)
+        await self.sio.enter_room(sid, user_room(standing.user_id), namespace=AGENT_NAMESPACE)
+        await self.sio.enter_room(sid, agent_room(standing.extension), namespace=AGENT_NAMESPACE)
+        await self.notifier.resend_to_agent(sid, standing.extension)
         return True
 
     async def supervisor_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
-        actor = self._actor_of_handshake(environ)
-        if actor is None or actor.role not in (Role.SUPERVISOR, Role.ADMIN):
+        standing = await self._standing_of_handshake(environ)
+        if standing is None or standing.role not in (Role.SUPERVISOR, Role.ADMIN):
             return False
-        await self.sio.save_session(sid, {"actor": actor}, namespace=SUPERVISOR_NAMESPACE)
+        await self.sio.save_session(sid, {"actor": standing.actor}, namespace=SUPERVISOR_NAMESPACE)
+        await self.sio.enter_room(sid, user_room(standing.user_id), namespace=SUPERVISOR_NAMESPACE)
         await self.sio.enter_room(sid, supervisors_room(), namespace=SUPERVISOR_NAMESPACE)
         await self.notifier.resend_to_supervisor(sid)
         return True
+
+    async def sessions_revoked(self, event: UserSessionsRevoked) -> None:
+        """The user signed out, was deactivated, changed password or role: close their sockets in this process
+        (every process hears the event when the bus is Redis); reconnecting with the old cookie is refused."""
+        for namespace in (AGENT_NAMESPACE, SUPERVISOR_NAMESPACE):
+            sids = [sid for sid, _eio in self.sio.manager.get_participants(namespace, user_room(event.user_id))]
+            for sid in sids:
+                log.info("closing socket %s of user %s (%s)", sid, event.user_id, event.reason.value)
+                await self.sio.disconnect(sid, namespace=namespace)
 
     def _guarded(self, handler: Callable[[Actor, Any], Awaitable[Ack | None]], namespace: str) -> Callable[..., Any]:
         async def run(sid: str, data: Any = None) -> Ack:

@@ -238,7 +238,7 @@ def cookie_for(extension: str) -> str:
         "role": "agent",
         "extension": extension,
         "name": extension,
-        "must_change_password": False,
+        "sv": 1,  # the session version of the bench user (see add_agents)
     }
     return f"crm_session={serializer.dumps(session)}"
 
@@ -297,6 +297,24 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
+def add_agents(path: Path, count: int) -> None:
+    """The agents the clients sign in as: a socket connect checks that its cookie's user exists and is active."""
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    rows = [
+        (f"bench-{agent_extension(i)}", f"bench{i}", agent_extension(i), "agent", "!", agent_extension(i), "[]")
+        for i in range(count)
+    ]
+    db.executemany(
+        "INSERT OR IGNORE INTO users (id, username, display_name, role, password_hash, extension, queues, is_active,"
+        " must_change_password, session_version, created_at) VALUES (?,?,?,?,?,?,?,1,0,1,'2026-01-01 00:00:00')",
+        rows,
+    )
+    db.commit()
+    db.close()
+
+
 def prepare_database(path: Path, customers: int) -> None:
     from caller_lookup import fill_sqlite
 
@@ -338,6 +356,7 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     db_path = args.workdir / f"pop-{args.customers}.db"
     prepare_database(db_path, args.customers)
+    add_agents(db_path, max(args.agents, args.idle))
 
     agents_total = max(args.agents, args.idle)
     pbx_commands: Any = mp.Queue()

@@ -11,7 +11,7 @@ from crm_core.db import Base
 from crm_core.segments.models import Segment
 from crm_core.sms.models import SmsMessage
 from crm_core.tickets.models import Ticket, TicketLink
-from crm_core.users.models import Role, User
+from crm_core.users.models import LoginThrottle, Role, User
 
 __all__ = [
     "AuditEntry",
@@ -24,6 +24,7 @@ __all__ = [
     "CustomerPhone",
     "Disposition",
     "ImportJob",
+    "LoginThrottle",
     "MissedCallFollowUp",
     "Note",
     "PauseReason",

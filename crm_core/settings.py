@@ -63,10 +63,19 @@ class Settings(BaseModel):
     twilio_auth_token: SecretStr | None = None
     twilio_api_base: str | None = None
     public_base_url: str = "http://127.0.0.1:8080"
+    cookie_secure: bool | None = Field(
+        default=None, description="send the session cookie over HTTPS only; unset = when public_base_url is https"
+    )
     log_level: str = "INFO"
     gc_freeze_every_s: float = Field(
         default=2.0, gt=0, description="how often long-lived objects are frozen out of the collector's scans"
     )
+
+    @property
+    def secure_cookies(self) -> bool:
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return urlsplit(self.public_base_url).scheme.lower() == "https"
 
     @property
     def recordings_folder(self) -> Path:

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core.audit.models import AuditEntry
 
-ACTIONS = {"create", "update", "delete", "merge", "read", "login"}
+ACTIONS = {"create", "update", "delete", "merge", "read", "login", "logout"}
 
 
 async def record_audit(

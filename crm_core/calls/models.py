@@ -17,6 +17,8 @@ class CallLog(Base):
         Index("ix_call_logs_customer_offered", "customer_id", "offered_at"),
         Index("ix_call_logs_queue_offered", "queue", "offered_at"),
         Index("ix_call_logs_agent_offered", "agent", "offered_at"),
+        Index("ix_call_logs_outcome_offered", "outcome", "offered_at"),  # missed calls to follow up
+        Index("ix_call_logs_ended_at", "ended_at"),  # wrap-ups still to save
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)

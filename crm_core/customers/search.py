@@ -24,6 +24,21 @@ from crm_core.errors import ValidationFailed
 from crm_core.users.models import Role
 from crm_core.users.service import Actor, require_role
 
+# Kept by migration 0006 outside the ORM (dialect-specific: FTS5 tables and their key on SQLite, expression and
+# trigram indexes on PostgreSQL); a schema comparison with the models leaves these out.
+SEARCH_SCHEMA_OBJECTS = frozenset(
+    {
+        "customers_name_fts",
+        "customers_trigram_fts",
+        "customers_trigram_vocab",
+        "name_search_key",
+        "ix_customers_name_search_key",
+        "ix_customers_lower_name",
+        "ix_customers_name_words",
+        "ix_customers_name_trigrams",
+        "ix_customer_emails_email_prefix",
+    }
+)
 PAGE_SIZE = 25
 MAX_PAGE = 400  # 10,000 results deep is far past what a person pages through
 RARE_TRIGRAMS = 4  # a typo breaks at most three trigrams in a row: the rarest four leave one that holds

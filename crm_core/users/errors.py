@@ -18,3 +18,15 @@ class ExtensionTaken(Conflict):
 
 class WeakPassword(ValidationFailed):
     code = "weak_password"
+
+
+class SignInThrottled(CrmError):
+    """Too many failed sign-ins for this account or from this address: wait `retry_after` seconds."""
+
+    code = "too_many_sign_ins"
+    http_status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        unit = "second" if retry_after == 1 else "seconds"
+        super().__init__(f"Too many failed sign-ins; try again in {retry_after} {unit}.", retry_after=retry_after)
+        self.retry_after = retry_after

@@ -1,4 +1,4 @@
-"""Users of the product (agents, supervisors, marketers, admins) and their roles."""
+"""Users of the product (agents, supervisors, marketers, admins), their roles, and failed sign-ins counted."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, String
+from sqlalchemy import JSON, Boolean, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm_core.db import Base, new_id, utcnow
@@ -32,4 +32,24 @@ class User(Base):
     queues: Mapped[list[Any]] = mapped_column(JSON, default=list)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Carried in every session cookie; bumping it (sign-out, password, role, deactivation) ends every session.
+    session_version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ThrottleScope(StrEnum):
+    ACCOUNT = "account"  # keyed by the username tried, known or not (so both answer alike)
+    ADDRESS = "address"  # keyed by the client's address
+
+
+class LoginThrottle(Base):
+    """Recent failed sign-ins of one account or one client address, shared by every web worker."""
+
+    __tablename__ = "login_throttles"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    retry_at: Mapped[datetime | None] = mapped_column(default=None)
+    locked_until: Mapped[datetime | None] = mapped_column(default=None)

@@ -1,9 +1,11 @@
-"""Users: creation, password checks (argon2), and the role checks every service calls."""
+"""Users: creation, password checks (argon2), role and standing changes that end sessions, and the role checks
+every service calls."""
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -11,8 +13,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core.audit.service import record_audit
+from crm_core.db import record_event, utcnow
 from crm_core.errors import NotFound, PermissionDenied, ValidationFailed
 from crm_core.users.errors import ExtensionTaken, InvalidCredentials, UsernameTaken, WeakPassword
+from crm_core.users.events import RevokeReason, UserSessionsRevoked
 from crm_core.users.models import Role, User
 
 _hasher = PasswordHasher()
@@ -101,34 +105,157 @@ async def create_user(
     return user
 
 
-async def authenticate(*, session: AsyncSession, username: str, password: str) -> User:
-    user = await session.scalar(select(User).where(User.username == username.strip().lower()))
+def password_matches(user: User | None, password: str) -> bool:
+    """Whether `password` is the user's; an unknown user costs the same time as a wrong password."""
     try:
         _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
-        raise InvalidCredentials("Wrong username or password.") from None
-    if user is None or not user.is_active:
+        return False
+    return user is not None
+
+
+async def authenticate(*, session: AsyncSession, username: str, password: str) -> User:
+    user = await session.scalar(select(User).where(User.username == username.strip().lower()))
+    if not password_matches(user, password) or user is None or not user.is_active:
         raise InvalidCredentials("Wrong username or password.")
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
+    refresh_hash(user, password)
     return user
 
 
-async def set_password(*, session: AsyncSession, actor: Actor, user_id: str, password: str) -> None:
-    if actor.user_id != user_id:
-        require_role(actor, Role.ADMIN)
-    check_password_strength(password)
+def refresh_hash(user: User, password: str) -> None:
+    """After a right password: re-hash it when the hasher's parameters have grown since it was stored."""
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+
+
+def _end_sessions(session: AsyncSession, user: User, reason: RevokeReason) -> None:
+    """Every cookie the user holds carries the old version and stops opening anything; live sockets are closed
+    when the event goes out after commit."""
+    user.session_version = (user.session_version or 0) + 1
+    record_event(session, UserSessionsRevoked(user_id=user.id, reason=reason, revoked_at=utcnow()))
+
+
+def _own_or_admin(actor: Actor, user_id: str) -> bool:
+    """True when the actor acts on their own account; anyone else's needs an admin."""
+    if actor.user_id == user_id:
+        return True
+    require_role(actor, Role.ADMIN)
+    return False
+
+
+async def set_password(
+    *, session: AsyncSession, actor: Actor, user_id: str, password: str, current_password: str | None = None
+) -> User:
+    """Change one's own password (the current one is asked, the one-time one included) or, as an admin, set
+    someone else's: that one is one-time, to be changed at the next sign-in. Either way every session ends."""
+    own = _own_or_admin(actor, user_id)
     user = await get_user(session=session, user_id=user_id)
+    if own:
+        if not current_password or not password_matches(user, current_password):
+            raise InvalidCredentials("Your current password is wrong.", field="current_password")
+        if password == current_password:
+            raise WeakPassword("Choose a password other than the current one.", field="password")
+    check_password_strength(password)
     user.password_hash = hash_password(password)
-    user.must_change_password = False
+    user.must_change_password = not own
+    _end_sessions(session, user, RevokeReason.PASSWORD_CHANGED)
     await record_audit(
         session=session,
         actor=actor.user_id,
         action="update",
         entity_type="user",
         entity_id=user_id,
-        after={"password": "changed"},
+        after={"password": "changed" if own else "reset"},
     )
+    return user
+
+
+async def sign_out(*, session: AsyncSession, actor: Actor, user_id: str) -> None:
+    """End every session of the user (signing out ends them on every device, not only this browser)."""
+    _own_or_admin(actor, user_id)
+    user = await get_user(session=session, user_id=user_id)
+    _end_sessions(session, user, RevokeReason.SIGNED_OUT)
+    await record_audit(session=session, actor=actor.user_id, action="logout", entity_type="user", entity_id=user_id)
+
+
+async def deactivate_user(*, session: AsyncSession, actor: Actor, user_id: str) -> User:
+    require_role(actor, Role.ADMIN)
+    if actor.user_id == user_id:
+        raise PermissionDenied("Another admin must deactivate your account.", user_id=user_id)
+    user = await get_user(session=session, user_id=user_id)
+    if user.is_active:
+        user.is_active = False
+        _end_sessions(session, user, RevokeReason.DEACTIVATED)
+        await record_audit(
+            session=session,
+            actor=actor.user_id,
+            action="update",
+            entity_type="user",
+            entity_id=user_id,
+            before={"is_active": True},
+            after={"is_active": False},
+        )
+    return user
+
+
+async def activate_user(*, session: AsyncSession, actor: Actor, user_id: str) -> User:
+    require_role(actor, Role.ADMIN)
+    user = await get_user(session=session, user_id=user_id)
+    if not user.is_active:
+        user.is_active = True
+        await record_audit(
+            session=session,
+            actor=actor.user_id,
+            action="update",
+            entity_type="user",
+            entity_id=user_id,
+            before={"is_active": False},
+            after={"is_active": True},
+        )
+    return user
+
+
+async def change_role(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    user_id: str,
+    role: Role,
+    extension: str | None,
+    queues: list[str] | None = None,
+) -> User:
+    """Give a user another role, extension or queues; their sessions end, so they sign in as what they now are."""
+    require_role(actor, Role.ADMIN)
+    if actor.user_id == user_id:
+        raise PermissionDenied("Another admin must change your role.", user_id=user_id)
+    user = await get_user(session=session, user_id=user_id)
+    extension = extension or None
+    if (
+        extension
+        and extension != user.extension
+        and await session.scalar(select(User.id).where(User.extension == extension))
+    ):
+        raise ExtensionTaken(f"Extension {extension} already belongs to another user.", extension=extension)
+    before: dict[str, Any] = {"role": user.role, "extension": user.extension, "queues": list(user.queues or [])}
+    after: dict[str, Any] = {
+        "role": role.value,
+        "extension": extension,
+        "queues": list(queues) if queues is not None else before["queues"],
+    }
+    if after == before:
+        return user
+    user.role, user.extension, user.queues = role.value, extension, list(after["queues"])
+    _end_sessions(session, user, RevokeReason.ROLE_CHANGED)
+    await record_audit(
+        session=session,
+        actor=actor.user_id,
+        action="update",
+        entity_type="user",
+        entity_id=user_id,
+        before=before,
+        after=after,
+    )
+    return user
 
 
 async def get_user(*, session: AsyncSession, user_id: str) -> User:

@@ -83,6 +83,7 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/wallboard/today"): SUPERVISION,
     ("GET", "/reports"): SUPERVISION,
     ("GET", "/reports.csv"): SUPERVISION,
+    ("POST", "/api/admin/users/<user_id>/unlock"): {"admin"},
 }
 # (namespace, event) -> roles allowed; "connect" is the handshake itself. Admin "root" has no extension, so no
 # agent device to work from: it may supervise but not take calls.

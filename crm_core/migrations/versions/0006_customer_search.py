@@ -1,7 +1,7 @@
 """customer search: indexed name prefix, word prefix and typo-tolerant (trigram) name search
 
 Revision ID: 0006
-Revises: 0001
+Revises: 0002_user_sessions
 Create Date: 2026-12-03 10:05:00
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002_user_sessions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -20,7 +20,6 @@ _SQLITE_UP = [
     "ALTER TABLE customers ADD COLUMN name_search_key INTEGER",
     "CREATE UNIQUE INDEX ix_customers_name_search_key ON customers (name_search_key)",
     "CREATE INDEX ix_customers_lower_name ON customers (lower(name))",
-    "CREATE INDEX ix_customer_emails_email_prefix ON customer_emails (email)",
     "CREATE VIRTUAL TABLE customers_name_fts USING fts5(name, tokenize = 'unicode61 remove_diacritics 2')",
     "CREATE VIRTUAL TABLE customers_trigram_fts USING fts5(name, tokenize = 'trigram')",
     # how many names hold each trigram: a typo search probes the rarest trigrams of the text only
@@ -55,7 +54,6 @@ _SQLITE_DOWN = [
     "DROP TABLE customers_trigram_vocab",
     "DROP TABLE customers_trigram_fts",
     "DROP TABLE customers_name_fts",
-    "DROP INDEX ix_customer_emails_email_prefix",
     "DROP INDEX ix_customers_lower_name",
     "DROP INDEX ix_customers_name_search_key",
     "ALTER TABLE customers DROP COLUMN name_search_key",
