@@ -21,7 +21,16 @@ from crm_core.calls.codes import all_dispositions, all_pause_reasons, save_dispo
 from crm_core.customers.import_jobs import get_import, queue_import
 from crm_core.customers.importer import export_customers_csv
 from crm_core.errors import ValidationFailed
-from crm_core.users.models import User
+from crm_core.users.logins import unlock_user
+from crm_core.users.models import Role, User
+from crm_core.users.service import (
+    activate_user,
+    change_role,
+    create_user,
+    deactivate_user,
+    generate_password,
+    set_password,
+)
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
 AUDIT_PAGE = 100
@@ -36,7 +45,7 @@ def _formula_safe(value: str) -> str:
 @blueprint.get("")
 @roles_allowed()
 async def index() -> Any:
-    return redirect(url_for("admin.dispositions"))
+    return redirect(url_for("admin.users"))
 
 
 # --- dispositions and pause reasons -------------------------------------------------------------------------
@@ -232,4 +241,130 @@ async def export_customers() -> Any:
         out.getvalue(),
         mimetype="text/csv",
         headers={"Content-Disposition": 'attachment; filename="customers.csv"'},
+    )
+
+
+# --- users and queues ---------------------------------------------------------------------------------------
+
+
+async def _users_page(message: str = "", status: int = 200) -> Any:
+    async with runtime().sessions() as db:
+        users = list(await db.scalars(select(User).order_by(User.is_active.desc(), User.username)))
+    return await render_template("admin/users_table.html", users=users, roles=list(Role), message=message), status
+
+
+def _queues_field(text: str) -> list[str]:
+    return [q.strip() for q in text.split(",") if q.strip()]
+
+
+@blueprint.get("/users")
+@roles_allowed()
+async def users() -> Any:
+    async with runtime().sessions() as db:
+        rows = list(await db.scalars(select(User).order_by(User.is_active.desc(), User.username)))
+    return await render_template("admin/users.html", users=rows, roles=list(Role), message="")
+
+
+@blueprint.post("/users")
+@roles_allowed(api=True)
+async def create_user_row() -> Any:
+    """Create a user with a one-time password (shown once, to be changed at the first sign-in)."""
+    form = await request.form
+    password = generate_password()
+    async with runtime().unit_of_work() as db:
+        user = await create_user(
+            session=db,
+            actor=actor(),
+            username=form.get("username", ""),
+            password=password,
+            role=_role(form.get("role", "")),
+            display_name=form.get("display_name", "").strip()[:128] or None,
+            extension=form.get("extension", "").strip() or None,
+            queues=_queues_field(form.get("queues", "")),
+            must_change_password=True,
+        )
+        name = user.username
+    return await _users_page(f"{name} created. One-time password (shown once): {password}")
+
+
+def _role(value: str) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise ValidationFailed(f"{value[:20]!r} is not a role.", field="role") from None
+
+
+@blueprint.post("/users/<user_id>")
+@roles_allowed(api=True)
+async def change_user(user_id: str) -> Any:
+    form = await request.form
+    async with runtime().unit_of_work() as db:
+        user = await change_role(
+            session=db,
+            actor=actor(),
+            user_id=user_id,
+            role=_role(form.get("role", "")),
+            extension=form.get("extension", "").strip() or None,
+            queues=_queues_field(form.get("queues", "")),
+        )
+        name = user.username
+    return await _users_page(f"{name} saved; their sessions ended, so they sign in as what they are now.")
+
+
+@blueprint.post("/users/<user_id>/active")
+@roles_allowed(api=True)
+async def set_user_active(user_id: str) -> Any:
+    form = await request.form
+    async with runtime().unit_of_work() as db:
+        if form.get("active") == "1":
+            user = await activate_user(session=db, actor=actor(), user_id=user_id)
+        else:
+            user = await deactivate_user(session=db, actor=actor(), user_id=user_id)
+        name, active = user.username, user.is_active
+    return await _users_page(f"{name} {'can sign in again' if active else 'is deactivated and signed out'}.")
+
+
+@blueprint.post("/users/<user_id>/password")
+@roles_allowed(api=True)
+async def reset_user_password(user_id: str) -> Any:
+    password = generate_password()
+    async with runtime().unit_of_work() as db:
+        user = await set_password(session=db, actor=actor(), user_id=user_id, password=password)
+        name = user.username
+    return await _users_page(f"New one-time password for {name} (shown once): {password}")
+
+
+@blueprint.post("/users/<user_id>/unlock")
+@roles_allowed(api=True)
+async def unlock_user_row(user_id: str) -> Any:
+    async with runtime().unit_of_work() as db:
+        lifted = await unlock_user(session=db, actor=actor(), user_id=user_id)
+    return await _users_page("Sign-in lock lifted." if lifted else "That account was not locked.")
+
+
+@blueprint.get("/queues")
+@roles_allowed()
+async def queues() -> Any:
+    """Queues as the PBX has them now (live members, paused or not) beside the users configured for each."""
+    pbx = current_app.extensions.get("pbx")
+    snapshot = pbx.snapshot() if pbx is not None else None
+    async with runtime().sessions() as db:
+        people = list(await db.scalars(select(User).where(User.is_active.is_(True)).order_by(User.username)))
+    configured: dict[str, list[User]] = {}
+    for user in people:
+        for queue in user.queues or []:
+            configured.setdefault(str(queue), []).append(user)
+    live: dict[str, list[Any]] = {}
+    for agent in snapshot.agents if snapshot else ():
+        for queue in agent.queues:
+            live.setdefault(queue, []).append(agent)
+    names = sorted({*configured, *live, *(q.queue for q in (snapshot.queues if snapshot else ()))})
+    by_extension = {u.extension: u for u in people if u.extension}
+    return await render_template(
+        "admin/queues.html",
+        names=names,
+        configured=configured,
+        live=live,
+        by_extension=by_extension,
+        connected=bool(snapshot and snapshot.connected),
     )

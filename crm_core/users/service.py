@@ -3,6 +3,7 @@ every service calls."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,25 @@ def generate_password() -> str:
     return secrets.token_urlsafe(12)
 
 
+_EXTENSION = re.compile(r"^[0-9A-Za-z_]{1,20}$")
+_QUEUE = re.compile(r"^[0-9A-Za-z_-]{1,40}$")
+
+
+def check_extension(extension: str | None) -> str | None:
+    """An extension and queue names travel to the PBX: the characters Asterisk dialplans name devices with."""
+    if extension and not _EXTENSION.match(extension):
+        raise ValidationFailed("An extension is 1 to 20 letters, digits or _.", field="extension")
+    return extension or None
+
+
+def check_queues(queues: list[str] | None) -> list[str]:
+    names = [q.strip() for q in queues or [] if q.strip()]
+    for name in names:
+        if not _QUEUE.match(name):
+            raise ValidationFailed(f"{name[:40]!r} is not a queue name (letters, digits, _ and -).", field="queues")
+    return list(dict.fromkeys(names))
+
+
 async def create_user(
     *,
     session: AsyncSession,
@@ -79,6 +99,7 @@ async def create_user(
     if not username or not username.replace(".", "").replace("_", "").replace("-", "").isalnum():
         raise ValidationFailed("A username is letters, digits, '.', '_' or '-'.", username=username)
     check_password_strength(password)
+    extension, queues = check_extension(extension), check_queues(queues)
     if await session.scalar(select(User.id).where(User.username == username)):
         raise UsernameTaken(f"The username {username!r} is taken.", username=username)
     if extension and await session.scalar(select(User.id).where(User.extension == extension)):
@@ -229,7 +250,8 @@ async def change_role(
     if actor.user_id == user_id:
         raise PermissionDenied("Another admin must change your role.", user_id=user_id)
     user = await get_user(session=session, user_id=user_id)
-    extension = extension or None
+    extension = check_extension(extension)
+    queues = check_queues(queues) if queues is not None else None
     if (
         extension
         and extension != user.extension

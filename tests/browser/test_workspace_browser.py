@@ -146,3 +146,43 @@ async def test_merge_a_duplicate_found_by_search(browser: Browser, center: LiveC
     await expect(page).to_have_url(re.compile(rf"/customers/{alice}\?merged_from="))
     await expect(page.locator(".notice")).to_contain_text("“Alice Exampel” was merged into this customer.")
     assert page.dialogs == ["Merge Alice Exampel into this customer? Its calls, tickets, SMS and notes move here."]  # type: ignore[attr-defined]
+
+
+async def test_an_admin_creates_a_user_who_then_takes_a_call(browser: Browser, center: LiveCenter) -> None:  # noqa: F811
+    admin = await sign_in(browser, center, "root", "/admin/users")
+    admin.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await admin.fill('input[name="username"]', "dana")
+    await admin.fill('input[name="display_name"]', "Dana Newcomer")
+    await admin.select_option('form[hx-post$="/admin/users"] select[name="role"]', "agent")
+    await admin.fill('form[hx-post$="/admin/users"] input[name="extension"]', "2002")
+    await admin.fill('form[hx-post$="/admin/users"] input[name="queues"]', "sales")
+    await admin.click('form[hx-post$="/admin/users"] button')
+    notice = admin.locator("#users .notice")
+    await expect(notice).to_contain_text("dana created. One-time password (shown once): ")
+    one_time = (await notice.inner_text()).rsplit(": ", 1)[1].strip()
+    await expect(admin.locator('tr[data-user="dana"]')).to_contain_text("one-time password")
+
+    context = await browser.new_context(viewport={"width": 1366, "height": 768})
+    dana = await context.new_page()
+    await dana.goto(f"{center.base_url}/login")
+    await dana.fill('input[name="username"]', "dana")
+    await dana.fill('input[name="password"]', one_time)
+    await dana.click('button[type="submit"]')
+    await expect(dana.locator("h1")).to_have_text("Choose your password")
+    await dana.fill('input[name="current"]', one_time)
+    await dana.fill('input[name="password"]', "dana's own long password")
+    await dana.fill('input[name="again"]', "dana's own long password")
+    await dana.click('button[type="submit"]')
+    await expect(dana.locator("#desktop-message")).to_have_text("Connected.")
+    await expect(dana.locator(".topbar")).to_contain_text("sales")
+    linkedid = await center.pbx.place_inbound_call(
+        "+15551230002", "Bob Example", "sales", agent="2002", answer_after_s=10, talk_s=20
+    )
+    card = dana.locator(f'article.pop[data-linkedid="{linkedid}"]')
+    await expect(card.locator(".pop-title")).to_contain_text("Bob Example")
+    await expect(card.locator(".call-state")).to_have_text("up", timeout=10_000)
+
+    # deactivated: signed out at once, the workspace says so
+    await admin.locator('tr[data-user="dana"] button', has_text="Deactivate").click()
+    await expect(admin.locator("#users .notice")).to_contain_text("dana is deactivated and signed out")
+    await expect(dana.locator("#desktop-message")).to_contain_text("sign in again", timeout=10_000)
