@@ -92,6 +92,8 @@ def describe(error: ErrorDetails) -> str:
         return f"{field} is shorter than {ctx.get('min_length')} characters."
     if kind == "string_type":
         return f"{field} must be text."
+    if kind == "string_unicode":  # a lone surrogate from a JSON "\ud800"
+        return f"{field} is not valid Unicode text."
     if kind in ("bool_type", "bool_parsing"):
         return f"{field} must be true or false."
     if kind in ("list_type", "tuple_type"):

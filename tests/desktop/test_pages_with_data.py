@@ -199,7 +199,7 @@ async def check_customer_page(client: object, facts: Facts) -> None:
 
 @pytest.mark.parametrize("kind", DATABASES)
 async def test_every_page_shows_its_figures_to_a_supervisor(kind: str, tmp_path: Path) -> None:
-    async with database_of_its_own(kind, tmp_path) as url, serve_app(url, tmp_path) as center:
+    async with database_of_its_own(kind, tmp_path) as url, serve_app(url, tmp_path, users=("boss",)) as center:
         facts = await fill(center.runtime)
         client, _ = await center.client("boss")
         await check_reports(center, facts, client)
@@ -219,7 +219,7 @@ async def test_every_page_shows_its_figures_to_a_supervisor(kind: str, tmp_path:
 
 @pytest.mark.parametrize("kind", DATABASES)
 async def test_every_page_an_agent_may_open_shows_its_figures(kind: str, tmp_path: Path) -> None:
-    async with database_of_its_own(kind, tmp_path) as url, serve_app(url, tmp_path) as center:
+    async with database_of_its_own(kind, tmp_path) as url, serve_app(url, tmp_path, users=("agent1001",)) as center:
         facts = await fill(center.runtime)
         client, _ = await center.client("agent1001")
         await check_customer_page(client, facts)
