@@ -49,10 +49,13 @@ class CrmQuart(Quart):
 
     def _static_bytes(self, filename: str) -> bytes | None:
         folder = Path(self.static_folder or "").resolve()
-        path = (folder / filename).resolve()
-        if folder not in path.parents or not path.is_file():
-            return None  # outside the folder (../) or missing
-        return path.read_bytes()
+        try:
+            path = (folder / filename).resolve()
+            if folder not in path.parents or not path.is_file():
+                return None  # outside the folder (../) or missing
+            return path.read_bytes()
+        except (OSError, ValueError):  # a name too long for the file system, or with a NUL: no such file either
+            return None
 
 
 def create_app(

@@ -67,10 +67,10 @@ def check_text(value: object, *, field: str, max_length: int, multiline: bool = 
 
 
 def _label(loc: tuple[int | str, ...]) -> str:
-    label = ".".join(str(part) for part in loc)
-    if not label:
+    if not loc:
         return "The request"
-    if len(label) > 40 or _CONTROL.search(label):
+    label = ".".join(str(part) for part in loc)
+    if not label or len(label) > 40 or _CONTROL.search(label):
         return repr(label[:40] + ("…" if len(label) > 40 else "")).encode("ascii", "backslashreplace").decode()
     return label
 

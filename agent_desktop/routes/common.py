@@ -50,8 +50,15 @@ def json_depth_exceeds(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
 
 
 async def json_body() -> dict[str, Any]:
-    if json_depth_exceeds(await request.get_data(cache=True)):
+    """The request's JSON object, or ValidationFailed: checked for nesting and UTF-8 before the parser sees it (Quart
+    decodes outside its `silent` guard, so a stray byte would otherwise be a 500)."""
+    raw = await request.get_data(cache=True)
+    if json_depth_exceeds(raw):
         raise ValidationFailed(f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels.", field="body")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationFailed("The JSON body is not UTF-8 text.", field="body") from None
     data = await request.get_json(silent=True)
     if not isinstance(data, dict):
         raise ValidationFailed("Send a JSON object.", field="body")

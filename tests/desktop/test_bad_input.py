@@ -37,6 +37,7 @@ CASES: list[tuple[str, str, Any, int, str, str]] = [
     ("POST", "/api/customers", {"name": "\ud800"}, 400, "name", "name is not valid Unicode text."),
     ("POST", "/api/customers", DEEP, 422, "body", "The JSON body nests deeper than 32 levels."),
     ("POST", "/api/customers", "[1, 2]", 422, "body", "Send a JSON object."),
+    ("POST", "/api/customers", b'{"name": "\x80"}', 422, "body", "The JSON body is not UTF-8 text."),
     ("POST", "/api/customers/{id}", {"vip_tier": "platinum-plus-plus"}, 400, "vip_tier", "vip_tier is longer than 16"),
     ("POST", "/api/customers/{id}", {"city": "C" * 101}, 400, "city", "city is longer than 100 characters."),
     ("POST", "/api/customers/{id}", {"name": "Bo\x00b"}, 400, "name", "name must not contain control characters"),
@@ -92,9 +93,10 @@ async def test_bad_input_answers_one_sentence_naming_the_field_and_writes_nothin
             target = path.replace("{id}", bob.id)
             if body is None:
                 response = await client.open(target, method=method, headers=headers)
-            elif isinstance(body, str):
+            elif isinstance(body, str | bytes):
                 raw = {**headers, "Content-Type": "application/json"}
-                response = await client.open(target, method=method, headers=raw, data=body.encode())
+                data = body.encode() if isinstance(body, str) else body
+                response = await client.open(target, method=method, headers=raw, data=data)
             else:
                 response = await client.open(target, method=method, headers=headers, json=body)
             answer = await response.get_json()
@@ -110,6 +112,8 @@ async def test_bad_input_answers_one_sentence_naming_the_field_and_writes_nothin
             response = await client.open(path, method=method, headers={"Accept": "application/json"})
             assert response.status_code == 400, (path, await response.get_data(as_text=True))
             assert (await response.get_json())["message"] == sentence
+        # a static file name too long for the file system is a file that is not there (it was an OSError, a 500)
+        assert (await client.get("/static/" + "é" * 300)).status_code == 404
         assert await counts(center) == before  # nothing of any refused request was written
         # and what is fine still goes through: line breaks and tabs in a note, a cleared city
         note = await client.post(
@@ -137,3 +141,10 @@ async def test_a_form_field_with_a_nul_is_refused_before_sign_in(kind: str, tmp_
         assert "The form field username contains a control character (U+0000)." in await response.get_data(as_text=True)
         wrong = await client.post("/login", form={"csrf_token": csrf, "username": "boss", "password": "not it"})
         assert wrong.status_code == 401  # an ordinary wrong password is still just that
+        # a forged CSRF token with non-ASCII characters is a forged token (it was a TypeError, a 500)
+        forged = await client.post("/login", form={"csrf_token": "é", "username": "boss", "password": "x"})
+        assert forged.status_code == 400
+        boss, _ = await center.client("boss")
+        api = await boss.post("/api/customers", json={"name": "X"}, headers={"X-CSRF-Token": "\u00e9"})
+        assert api.status_code == 400
+        assert (await api.get_json())["message"] == "The form expired; reload the page and try again."
