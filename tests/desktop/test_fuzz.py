@@ -5,7 +5,7 @@ input models, so a new route or field is fuzzed without being listed here. Value
 characters and lone surrogates, huge strings and numbers, wrong types, extra keys, nesting 100,000 deep. Signed in
 as an admin (every role check passes, so the handlers really run); the routes that sign in or out, or change the
 password, get clients of their own. Examples per database are bounded (profile `crm-fuzz`; CRM_FUZZ_PROFILE=
-crm-fuzz-long for a long run) and their number is printed."""
+crm-fuzz-long for a long run) and their number is printed (with CRM_FUZZ_VERBOSE=1, the answers per route too)."""
 
 from __future__ import annotations
 
