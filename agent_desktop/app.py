@@ -24,12 +24,14 @@ from agent_desktop.routes import calls as calls_routes
 from agent_desktop.routes import customers as customers_routes
 from agent_desktop.routes import desktop as desktop_routes
 from agent_desktop.routes import reports as reports_routes
+from agent_desktop.routes.common import refuse_control_characters
 from agent_desktop.runtime import Runtime
 from agent_desktop.sockets import Sockets
 from agent_desktop.voice_webhooks import voice_blueprint
 from crm_core.customers.import_jobs import ImportWorker
 from crm_core.customers.lookup import CallerIdLookup
 from crm_core.errors import CrmError
+from crm_core.inputs import first_problem
 from cti_bridge.adapter import PbxAdapter
 from ivr.engine import CrmContext
 from ivr.flow import Flow
@@ -62,10 +64,13 @@ class CrmQuart(Quart):
 
     def _static_bytes(self, filename: str) -> bytes | None:
         folder = Path(self.static_folder or "").resolve()
-        path = (folder / filename).resolve()
-        if folder not in path.parents or not path.is_file():
-            return None  # outside the folder (../) or missing
-        return path.read_bytes()
+        try:
+            path = (folder / filename).resolve()
+            if folder not in path.parents or not path.is_file():
+                return None  # outside the folder (../) or missing
+            return path.read_bytes()
+        except (OSError, ValueError):  # a name too long for the file system, or with a NUL: no such file either
+            return None
 
 
 def create_app(
@@ -113,8 +118,10 @@ def create_app(
 
     @app.errorhandler(PydanticValidationError)
     async def _bad_fields(error: PydanticValidationError) -> tuple[dict[str, Any], int]:
-        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in error.errors()]
-        return {"code": "validation_failed", "message": "; ".join(problems)}, 400
+        field, sentence = first_problem(error)  # one sentence naming the field, never the input echoed back
+        return {"code": "validation_failed", "message": sentence, "details": {"field": field}}, 400
+
+    app.before_request(refuse_control_characters)
 
     @app.errorhandler(HTTPException)
     async def _http_error(error: HTTPException) -> Any:

@@ -151,7 +151,8 @@ def csrf_token() -> str:
 
 def check_csrf(form_token: str | None) -> None:
     expected = session.get(CSRF_KEY)
-    if not expected or not form_token or not secrets.compare_digest(str(expected), form_token):
+    # compared as bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500, for a forged token)
+    if not expected or not form_token or not secrets.compare_digest(str(expected).encode(), form_token.encode()):
         abort(400, "The form expired; reload the page and try again.")
 
 

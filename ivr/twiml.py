@@ -208,7 +208,8 @@ class TwimlFlow:
         if node.type == "survey":
             if digits in {"1", "2", "3", "4", "5"} and call_sid:
                 async with unit_of_work(self.crm.sessions) as session:
-                    await record_survey(session=session, linkedid=call_sid, score=int(digits))
+                    # a Twilio call: no PBX will report it, so its log is closed with the survey
+                    await record_survey(session=session, linkedid=call_sid, score=int(digits), outside_pbx=True)
                 response.say("Thank you.", language=state.language)
             return node.target("next")
         return node.target("next")

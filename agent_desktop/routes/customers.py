@@ -13,7 +13,14 @@ from agent_desktop.routes.common import STAFF, actor, json_body, runtime
 from crm_core.calls.service import get_call, link_customer
 from crm_core.customers.errors import DuplicateCustomer
 from crm_core.customers.models import Customer
-from crm_core.customers.schemas import CustomerIn, PhoneIn
+from crm_core.customers.schemas import (
+    CustomerChange,
+    CustomerIn,
+    MergeRequest,
+    NewCustomerRequest,
+    NoteIn,
+    PhoneIn,
+)
 from crm_core.customers.search import CustomerQuery, search_customers
 from crm_core.customers.service import (
     add_note,
@@ -74,11 +81,11 @@ async def customer_page(customer_id: str) -> Any:
 async def api_create_customer() -> Any:
     data = await json_body()
     settings = runtime().settings
-    phone = str(data.get("phone", "")).strip()
+    request_in = NewCustomerRequest.model_validate(data)  # every field checked, linkedid included
     customer_in = CustomerIn(
-        name=str(data.get("name", "")).strip(),
-        phones=[PhoneIn(number=phone)] if phone else [],
-        emails=[str(data["email"]).strip()] if data.get("email") else [],
+        name=request_in.name,
+        phones=[PhoneIn(number=request_in.phone)] if request_in.phone else [],
+        emails=[request_in.email] if request_in.email else [],
     )
     linkedid = data.get("linkedid")
     try:
@@ -91,7 +98,7 @@ async def api_create_customer() -> Any:
                 actor=actor(),
                 data=customer_in,
                 region=settings.default_region,
-                allow_duplicate=bool(data.get("allow_duplicate")),
+                allow_duplicate=request_in.allow_duplicate,
             )
             if isinstance(linkedid, str) and linkedid:
                 await link_customer(session=db, actor=actor(), linkedid=linkedid, customer_id=customer.id)
@@ -109,7 +116,9 @@ async def api_create_customer() -> Any:
 @blueprint.post("/api/customers/<customer_id>")
 @roles_allowed(*STAFF, api=True)
 async def api_update_customer(customer_id: str) -> Any:
-    data = await json_body()
+    change = CustomerChange.model_validate(await json_body())
+    if change.name is None and "name" in change.model_fields_set:
+        raise ValidationFailed("name cannot be empty.", field="name")
     async with runtime().unit_of_work() as db:
         me = actor()
         current = await get_customer(session=db, actor=me, customer_id=customer_id)
@@ -124,11 +133,9 @@ async def api_update_customer(customer_id: str) -> Any:
             "custom_fields": dict(current.custom_fields or {}),
             **{k: getattr(current, k) for k in EDITABLE if k != "name"},
         }
-        fields.update(
-            {k: (str(v).strip() or None) if k != "name" else str(v) for k, v in data.items() if k in EDITABLE}
-        )
-        if isinstance(data.get("phones"), list):
-            fields["phones"] = [PhoneIn(number=str(n)) for n in data["phones"] if str(n).strip()]
+        fields.update({k: v or None for k, v in change.model_dump(exclude_unset=True).items() if k in EDITABLE})
+        if change.phones is not None:
+            fields["phones"] = [PhoneIn(number=n) for n in change.phones if n]
         customer = await update_customer(
             session=db,
             actor=me,
@@ -142,9 +149,9 @@ async def api_update_customer(customer_id: str) -> Any:
 @blueprint.post("/api/customers/<customer_id>/notes")
 @roles_allowed(*STAFF, api=True)
 async def api_add_note(customer_id: str) -> Any:
-    data = await json_body()
+    note_in = NoteIn.model_validate(await json_body())
     async with runtime().unit_of_work() as db:
-        note = await add_note(session=db, actor=actor(), customer_id=customer_id, body=str(data.get("body", "")))
+        note = await add_note(session=db, actor=actor(), customer_id=customer_id, body=note_in.body)
     return {"id": note.id}, 201
 
 
@@ -152,11 +159,9 @@ async def api_add_note(customer_id: str) -> Any:
 @roles_allowed(Role.SUPERVISOR, api=True)
 async def api_merge(customer_id: str) -> Any:
     # JSON from scripts, a form from the 360 page's merge box (htmx)
-    data = await json_body() if request.is_json else dict(await request.form)
+    merge = MergeRequest.model_validate(await json_body() if request.is_json else dict(await request.form))
     async with runtime().unit_of_work() as db:
-        kept = await merge_customers(
-            session=db, actor=actor(), keep_id=customer_id, merge_id=str(data.get("merge_id", ""))
-        )
+        kept = await merge_customers(session=db, actor=actor(), keep_id=customer_id, merge_id=merge.merge_id)
     return {"id": kept.id}, 200, {"HX-Refresh": "true"}
 
 

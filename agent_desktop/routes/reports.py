@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from quart import Blueprint, Response, current_app, render_template, request, session
@@ -13,6 +13,8 @@ from agent_desktop.auth import roles_allowed
 from agent_desktop.routes.common import actor, day_argument, runtime
 from crm_core.calls.reports import CSV_COLUMNS, CallReport, call_report, calls_per_interval
 from crm_core.calls.wallboard import agents_today, missed_today
+from crm_core.csv_safety import safe_row
+from crm_core.errors import ValidationFailed
 from crm_core.users.models import Role
 
 blueprint = Blueprint("reports", __name__)
@@ -63,8 +65,10 @@ async def api_today() -> Any:
 
 async def _report() -> CallReport:
     today = datetime.now(UTC).date()
-    start = day_argument(request.args.get("start"), today - timedelta(days=6))
-    end = day_argument(request.args.get("end"), today)
+    start = day_argument(request.args.get("start"), today - timedelta(days=6), name="start")
+    end = day_argument(request.args.get("end"), today, name="end")
+    if end >= date.max:  # the report runs to the end of its last day, which must itself be a day
+        raise ValidationFailed(f"end must be before {date.max.isoformat()}.", field="end")
     async with runtime().sessions() as db:
         return await call_report(
             session=db,
@@ -93,8 +97,7 @@ async def reports_csv() -> Any:
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
     writer.writeheader()
     for row in report.csv_rows():
-        # a cell starting with = + - @ would be a formula in a spreadsheet
-        writer.writerow({k: ("'" + v if v[:1] in "=+-@" and k == "key" else v) for k, v in row.items()})
+        writer.writerow(safe_row(row))  # a queue or disposition named =… must stay text in a spreadsheet
     name = f"calls-{report.start.date()}-{(report.end - timedelta(days=1)).date()}.csv"
     return Response(
         out.getvalue(),

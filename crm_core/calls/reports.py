@@ -7,15 +7,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core.calls.models import CallLog
+from crm_core.calls.service import SURVEY_ONLY
 from crm_core.errors import ValidationFailed
 from crm_core.users.models import Role
 from crm_core.users.service import Actor, require_role
 
 MAX_DAYS = 366
+# A survey-only row (a Twilio Voice caller's score, no PBX call) is not a call offered to the center.
+_OFFERED_TO_THE_CENTER = or_(CallLog.outcome.is_(None), CallLog.outcome != SURVEY_ONLY)
 
 
 @dataclass
@@ -76,6 +79,13 @@ class CallReport:
     by_hour: list[Figures] = field(default_factory=list)
     by_disposition: list[Figures] = field(default_factory=list)
 
+    @staticmethod
+    def busiest(rows: list[Figures]) -> int:
+        """The most calls offered in one row of `rows` (at least 1): the scale of that dimension's bar chart.
+        Computed here because Quart renders templates asynchronously, where `map` yields an async generator that
+        Jinja's `max` filter cannot read."""
+        return max((figures.offered for figures in rows), default=0) or 1
+
     def csv_rows(self) -> Iterator[dict[str, str]]:
         yield self.total.as_row("total")
         for dimension, rows in (
@@ -120,7 +130,7 @@ async def call_report(
     """Calls offered in [start, end) (UTC), grouped four ways. Supervisors and admins only."""
     require_role(actor, Role.SUPERVISOR)
     check_range(start, end)
-    query = select(CallLog).where(CallLog.offered_at >= start, CallLog.offered_at < end)
+    query = select(CallLog).where(CallLog.offered_at >= start, CallLog.offered_at < end, _OFFERED_TO_THE_CENTER)
     if queue:
         query = query.where(CallLog.queue == queue)
     if agent:
@@ -157,7 +167,9 @@ async def calls_per_interval(
     check_range(since, until)
     buckets: dict[int, dict[str, int]] = defaultdict(lambda: {"offered": 0, "answered": 0, "abandoned": 0})
     rows = await session.execute(
-        select(CallLog.offered_at, CallLog.outcome).where(CallLog.offered_at >= since, CallLog.offered_at < until)
+        select(CallLog.offered_at, CallLog.outcome).where(
+            CallLog.offered_at >= since, CallLog.offered_at < until, _OFFERED_TO_THE_CENTER
+        )
     )
     width = minutes * 60
     for offered_at, outcome in rows:

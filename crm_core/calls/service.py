@@ -33,6 +33,8 @@ from crm_core.users.models import Role
 from crm_core.users.service import Actor, require_role
 
 TelephonyEvent = CallOffered | CallAnswered | CallTransferred | CallEnded | CallsResynced
+# The outcome of a call log that is only a survey score (a Twilio Voice call no PBX saw): no call to a queue.
+SURVEY_ONLY = "survey_only"
 
 
 async def _ensure_row(session: AsyncSession, linkedid: str, values: dict[str, Any]) -> CallLog:
@@ -254,6 +256,11 @@ async def close_calls_missed_while_blind(
         if call.linkedid in live:
             continue
         call.ended_at = at
+        if _only_a_survey(call):  # written before surveys outside the PBX were closed at once: not a lost caller
+            call.outcome = SURVEY_ONLY
+            call.closed_at_resync = True
+            closed += 1
+            continue
         call.outcome = (CallOutcome.ANSWERED if call.answered_at else CallOutcome.ABANDONED).value
         if call.answered_at is not None:
             call.talk_seconds = max(0.0, (at - call.answered_at).total_seconds() - call.hold_seconds)
@@ -382,15 +389,38 @@ async def wrap_up(
     return call
 
 
-async def record_survey(*, session: AsyncSession, linkedid: str, score: int) -> CallLog:
-    """The caller's post-call satisfaction score, 1 (bad) to 5 (good)."""
+async def record_survey(
+    *, session: AsyncSession, linkedid: str, score: int, outside_pbx: bool = False, at: datetime | None = None
+) -> CallLog:
+    """The caller's post-call satisfaction score, 1 (bad) to 5 (good), on the call log of `linkedid`.
+
+    Over AGI the call is the PBX's: a survey heard before the PBX's events arrive makes the row they then fill.
+    Over Twilio Voice (`outside_pbx`, `linkedid` a CallSid) no PBX will ever report the call, so its row is written
+    closed, as `survey_only`: a resync must not take it for a call abandoned while the bridge was blind, and the
+    reports do not count it as a call offered to a queue."""
     if not 1 <= score <= 5:
         raise ValidationFailed("A survey score is 1 to 5.", field="score")
     call = await session.scalar(select(CallLog).where(CallLog.linkedid == linkedid))
     if call is None:
-        call = await _ensure_row(session, linkedid, {"direction": CallDirection.INBOUND.value})
+        values: dict[str, Any] = {"direction": CallDirection.INBOUND.value}
+        if outside_pbx:
+            when = at or utcnow()
+            values.update(offered_at=when, ended_at=when, outcome=SURVEY_ONLY)
+        call = await _ensure_row(session, linkedid, values)
     call.survey_score = score
     return call
+
+
+def _only_a_survey(call: CallLog) -> bool:
+    """A row that holds nothing but a survey score: no caller, queue, agent or leg ever reached it from a PBX."""
+    return (
+        call.survey_score is not None
+        and call.answered_at is None
+        and not call.caller_number
+        and call.queue is None
+        and call.agent is None
+        and not call.legs
+    )
 
 
 async def last_calls_of(*, session: AsyncSession, customer_id: str, limit: int = 5) -> list[CallLog]:

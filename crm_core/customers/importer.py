@@ -14,6 +14,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_core.audit.models import AuditEntry
+from crm_core.csv_safety import safe_row
 from crm_core.customers.models import Customer, CustomerEmail, CustomerPhone, Tag, customer_tags
 from crm_core.customers.schemas import CustomerIn, PhoneIn
 from crm_core.customers.service import check_customer
@@ -432,7 +433,7 @@ async def export_customers_csv(
     writer = csv.DictWriter(out, fieldnames=[*COLUMNS, *sorted(custom)], restval="")
     writer.writeheader()
     for count, row in enumerate(rows, 1):
-        writer.writerow(row)
+        writer.writerow(safe_row(row))  # a name like =HYPERLINK(…) must stay text in a spreadsheet
         if progress and count % 1000 == 0:
             progress(count)
     if progress:
@@ -444,5 +445,5 @@ def rows_to_csv(rows: Iterable[dict[str, str]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS), extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(safe_row(row) for row in rows)
     return buffer.getvalue()

@@ -12,11 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm_core.audit.service import record_audit
 from crm_core.calls.models import CallLog
 from crm_core.calls.service import check_call_access
+from crm_core.customers.models import Customer
 from crm_core.db import utcnow
 from crm_core.errors import NotFound, ValidationFailed
+from crm_core.inputs import LONG_TEXT, check_text, column_length
 from crm_core.tickets.errors import InvalidTicketChange
 from crm_core.tickets.models import Ticket, TicketLink
-from crm_core.users.models import Role
+from crm_core.users.models import Role, User
 from crm_core.users.service import Actor, require_role
 
 STATUSES = ("open", "pending", "resolved", "closed")
@@ -25,6 +27,9 @@ PRIORITIES = ("low", "normal", "high", "urgent")
 STAFF = (Role.AGENT, Role.SUPERVISOR)
 NUMBER_ATTEMPTS = 5
 TICKET_NUMBER_LOCK = 0x7469636B  # 'tick'
+SUBJECT_LENGTH = column_length(Ticket.subject)
+CATEGORY_LENGTH = column_length(Ticket.category)
+ID_LENGTH = column_length(Ticket.id)
 
 
 def _snapshot(ticket: Ticket) -> dict[str, Any]:
@@ -40,12 +45,29 @@ def _snapshot(ticket: Ticket) -> dict[str, Any]:
 
 
 def check_ticket_fields(*, subject: str | None = None, status: str | None = None, priority: str | None = None) -> None:
-    if subject is not None and not subject.strip():
-        raise ValidationFailed("A ticket needs a subject.")
+    if subject is not None:
+        check_text(subject, field="subject", max_length=SUBJECT_LENGTH, required=True)
     if status is not None and status not in STATUSES:
-        raise InvalidTicketChange(f"Status must be one of {', '.join(STATUSES)}.", status=status)
+        raise InvalidTicketChange(f"Status must be one of {', '.join(STATUSES)}.", field="status", status=status)
     if priority is not None and priority not in PRIORITIES:
-        raise InvalidTicketChange(f"Priority must be one of {', '.join(PRIORITIES)}.", priority=priority)
+        raise InvalidTicketChange(
+            f"Priority must be one of {', '.join(PRIORITIES)}.", field="priority", priority=priority
+        )
+
+
+async def check_ticket_people(
+    *, session: AsyncSession, customer_id: str | None = None, assignee_id: str | None = None
+) -> None:
+    """The customer and the assignee a ticket names exist: a missing one is the caller's mistake, said as such
+    (not a foreign-key failure that the numbering retry would report as "Could not number the ticket")."""
+    if customer_id is not None:
+        check_text(customer_id, field="customer_id", max_length=ID_LENGTH)
+        if await session.get(Customer, customer_id) is None:
+            raise NotFound(f"There is no customer {customer_id}.", field="customer_id", customer_id=customer_id)
+    if assignee_id:
+        check_text(assignee_id, field="assignee_id", max_length=ID_LENGTH)
+        if await session.get(User, assignee_id) is None:
+            raise NotFound(f"There is no user {assignee_id}.", field="assignee_id", assignee_id=assignee_id)
 
 
 async def _check_call_of_ticket(*, session: AsyncSession, actor: Actor, call_id: str) -> None:
@@ -72,6 +94,10 @@ async def create_ticket(
 ) -> Ticket:
     require_role(actor, *STAFF)
     check_ticket_fields(subject=subject, priority=priority)
+    description = check_text(description, field="description", max_length=LONG_TEXT, multiline=True)
+    if category is not None:
+        category = check_text(category, field="category", max_length=CATEGORY_LENGTH) or None
+    await check_ticket_people(session=session, customer_id=customer_id, assignee_id=assignee_id)
     if call_id:
         await _check_call_of_ticket(session=session, actor=actor, call_id=call_id)
     # The next number is max+1. On PostgreSQL a transaction-scoped advisory lock makes concurrent creators take
@@ -140,6 +166,7 @@ async def update_ticket(
 ) -> Ticket:
     check_ticket_fields(subject=subject, status=status, priority=priority)
     ticket = await get_ticket(session=session, actor=actor, ticket_id=ticket_id)
+    await check_ticket_people(session=session, assignee_id=assignee_id)
     before = _snapshot(ticket)
     when = now or utcnow()
     if status is not None and status != ticket.status:
