@@ -30,11 +30,12 @@ from cti_bridge.normalize import (
     normalize,
     tracked_events_filter,
 )
-from cti_bridge.tracker import CallTracker
+from cti_bridge.tracker import WRAP_UP_REASON, CallTracker
 
 log = logging.getLogger(__name__)
 
 _RESYNC = "resync"
+_TRACKER_CALL = "tracker call"  # a change the CRM makes to the live model (wrap-up over), in order with the frames
 
 
 def _now() -> datetime:
@@ -68,8 +69,12 @@ class AsteriskAdapter:
             service_level_seconds=service_level_seconds,
             wrapup_seconds=wrapup_seconds,
             clock=clock,
+            pause_pbx=self._wrap_up_pause,
         )
-        self._inbox: asyncio.Queue[Frames | tuple[str, asyncio.Future[None]]] = asyncio.Queue()
+        self._wrap_up_sends: asyncio.Task[None] | None = None  # the last wrap-up (un)pause, chained in order
+        self._inbox: asyncio.Queue[Frames | tuple[str, asyncio.Future[None]] | tuple[str, Callable[[], None]]] = (
+            asyncio.Queue()
+        )
         self.connection = AmiConnection(
             endpoint,
             on_frames=self._inbox.put_nowait,
@@ -96,6 +101,10 @@ class AsteriskAdapter:
         self.connection.start()
 
     async def stop(self) -> None:
+        if self._wrap_up_sends is not None:
+            self._wrap_up_sends.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._wrap_up_sends
         await self.connection.stop()
         if self._consumer is not None:
             self._consumer.cancel()
@@ -133,6 +142,16 @@ class AsteriskAdapter:
     async def _consume(self) -> None:
         while True:
             item = await self._inbox.get()
+            if item[0] == _TRACKER_CALL:
+                change = item[1]
+                assert callable(change)
+                try:
+                    change()
+                except Exception:
+                    log.exception("could not change the live model")
+                if self._pending:
+                    await self._flush()
+                continue
             if len(item) == 2 and item[0] == _RESYNC:
                 done = item[1]
                 assert isinstance(done, asyncio.Future)
@@ -281,12 +300,16 @@ class AsteriskAdapter:
     async def pause(self, agent: str, reason: str, *, queue: str | None = None) -> CommandResult:
         fields = commands.queue_pause(agent, True, reason, queue)
         self._require_logged_in(agent)
-        return await self._run("pause", fields)
+        result = await self._run("pause", fields)
+        self.tracker.pause_accepted(agent, True, fields.get("Reason", ""), queue)
+        return result
 
     async def unpause(self, agent: str, *, queue: str | None = None) -> CommandResult:
         fields = commands.queue_pause(agent, False, "", queue)
         self._require_logged_in(agent)
-        return await self._run("unpause", fields)
+        result = await self._run("unpause", fields)
+        self.tracker.pause_accepted(agent, False, "", queue)
+        return result
 
     async def spy(self, supervisor_extension: str, agent: str, mode: SpyMode) -> CommandResult:
         fields = commands.spy(supervisor_extension, agent, mode)
@@ -296,7 +319,27 @@ class AsteriskAdapter:
         return await self._run(f"{mode.value}", fields)
 
     def end_wrap_up(self, agent: str) -> None:
-        self.tracker.end_wrap_up(agent)
+        """The agent saved the disposition: wrap-up ends now (in the bridge's task, so its events are published)."""
+        self._inbox.put_nowait((_TRACKER_CALL, lambda: self.tracker.end_wrap_up(agent)))
+
+    def _wrap_up_pause(self, agent: str, queue: str, paused: bool) -> None:
+        """The tracker asks for the wrap-up pause (or its end): sent in the order asked, after what went before."""
+        previous = self._wrap_up_sends
+        self._wrap_up_sends = asyncio.get_running_loop().create_task(
+            self._send_wrap_up_pause(previous, agent, queue, paused), name=f"wrap-up-pause-{agent}"
+        )
+
+    async def _send_wrap_up_pause(
+        self, previous: asyncio.Task[None] | None, agent: str, queue: str, paused: bool
+    ) -> None:
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])
+        command = "wrap-up pause" if paused else "end of wrap-up"
+        try:
+            await self._run(command, commands.queue_pause(agent, paused, WRAP_UP_REASON, queue))
+        except CommandError as exc:
+            # the agent left the queue meanwhile, or the PBX is away (the resync lifts a stale wrap-up pause)
+            log.warning("%s of agent %s in queue %s not done: %s", command, agent, queue, exc.detail)
 
 
 def describe(adapter: Any) -> dict[str, Any]:

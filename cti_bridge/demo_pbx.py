@@ -39,6 +39,10 @@ _ID = re.compile(r"\b\d{10}\.\d+\b")
 _CHANNEL_SEQ = re.compile(r"-([0-9a-f]{8});([12])")
 
 FrameHook = Callable[[str, dict[str, str], int], None]
+_MEMBER_STATUS = "Event: QueueMemberStatus\r\n"
+_MEMBER_QUEUE = re.compile(r"^Queue: [^\r\n]*", re.MULTILINE)
+_MEMBER_PAUSED = re.compile(r"^Paused: [^\r\n]*", re.MULTILINE)
+_MEMBER_REASON = re.compile(r"^PausedReason:[^\r\n]*", re.MULTILINE)
 
 
 def _headers(frame: str) -> dict[str, str]:
@@ -108,6 +112,8 @@ class _Template:
     caller_name: str
     queue: str
     agents: tuple[str, ...]  # the first one answers
+    caller_uniqueid: str = ""  # the queue caller's channel (the `;2` half), as recorded
+    caller_seq: str = ""  # its Local channel's sequence number, as recorded
 
 
 _TEMPLATES: dict[str, _Template] = {}
@@ -122,10 +128,16 @@ def _template(name: str) -> _Template:
         if "Event" in f.headers and f.headers["Event"] not in ("FullyBooted", "SuccessfulAuth", "OriginateResponse")
     ]
     marks: dict[str, float] = {"start": frames[0].t, "end": frames[-1].t}
+    caller_uniqueid = caller_seq = ""
     for f in frames:
         event = f.headers["Event"]
-        if event == "QueueCallerJoin":
-            marks.setdefault("join", f.t)
+        if event == "QueueCallerJoin" and "join" not in marks:
+            marks["join"] = f.t
+            caller_uniqueid = f.headers.get("Uniqueid", "")
+            seq = _CHANNEL_SEQ.search(f.headers.get("Channel", ""))
+            caller_seq = seq.group(1) if seq else ""
+        elif event == "Newchannel" and "join" in marks and "ring" not in marks:
+            marks["ring"] = f.t  # the queue's first round of ringing agents starts here
         elif event == "AgentConnect":
             marks.setdefault("connect", f.t)
         elif event == "DialEnd" and f.headers.get("DialStatus") == "ANSWER" and f.headers.get("Channel"):
@@ -136,6 +148,7 @@ def _template(name: str) -> _Template:
         template = _Template(frames, marks, "+15551230002", "Bob Example", "support", ("1001", "1002"))
     else:
         template = _Template(frames, marks, "+15551230001", "Alice Example", "support", ("1001", "1002"))
+    template.caller_uniqueid, template.caller_seq = caller_uniqueid, caller_seq
     _TEMPLATES[name] = template
     return template
 
@@ -263,6 +276,8 @@ class DemoPbx:
         self.on_frame_sent: FrameHook | None = None
         self.actions_received: list[dict[str, str]] = []
         self.calls_placed = 0
+        self._answered_by: dict[str, str] = {}  # linkedid -> the agent a queue connected the caller to
+        self._pacing: dict[str, tuple[float, float]] = {}  # linkedid -> (ring, talk) seconds asked for
         # who calls when traffic runs; the product replaces it with numbers of real customers (set_callers)
         self.callers: list[tuple[str, str]] = [(f"+1555200{i:04d}", f"Demo Caller {i}") for i in range(1, 200)]
 
@@ -659,8 +674,104 @@ class DemoPbx:
             reply("Error", ("Message", "No such channel"))
             return True
         reply("Success", ("Message", "Channel Hungup"))
+        agent = _agent_of_channel(channel.name)
+        entry = self._queued(channel.linkedid)
+        if agent is not None and entry is not None and channel.linkedid not in self._answered_by:
+            self._reject(channel.linkedid, agent, entry)  # an agent's ringing leg: the caller stays queued
+            return True
         self._end_call(channel.linkedid, cause=fields.get("Cause", "16"))
         return True
+
+    def _queued(self, linkedid: str) -> _Entry | None:
+        for uniqueid, entry in self.entries.items():
+            channel = self.channels.get(uniqueid)
+            if channel is not None and channel.linkedid == linkedid:
+                return entry
+        return None
+
+    def _hangup_frame(self, channel: _Channel, cause: str, cause_text: str = "Normal Clearing") -> str:
+        return _frame(
+            [
+                ("Event", "Hangup"),
+                ("Privilege", "call,all"),
+                ("Channel", channel.name),
+                ("ChannelState", channel.state),
+                ("CallerIDNum", channel.caller_number),
+                ("CallerIDName", channel.caller_name),
+                ("Context", channel.context),
+                ("Exten", channel.exten),
+                ("Uniqueid", channel.uniqueid),
+                ("Linkedid", channel.linkedid),
+                ("Cause", cause),
+                ("Cause-txt", cause_text),
+            ]
+        )
+
+    def _reject(self, linkedid: str, agent: str, entry: _Entry) -> None:
+        """An agent hung up while rung: for the queue that member did not answer (AgentRingNoAnswer), the round of
+        ringing ends, and the caller, still queued, is offered to the next free member (the same one again after
+        the queue's retry when nobody else is free), as app_queue does."""
+        task = self._calls.pop(linkedid, None)
+        if task is not None:
+            task.cancel()
+        caller = self.channels.get(entry.uniqueid)
+        for channel in [c for c in self.channels.values() if c.linkedid == linkedid]:
+            rung = _agent_of_channel(channel.name)
+            if rung is None:
+                continue
+            if rung == agent and channel.name.endswith(";1") and caller is not None:
+                self._broadcast(
+                    _frame(
+                        [
+                            ("Event", "AgentRingNoAnswer"),
+                            ("Privilege", "agent,all"),
+                            ("Channel", caller.name),
+                            ("ChannelState", caller.state),
+                            ("CallerIDNum", caller.caller_number),
+                            ("CallerIDName", caller.caller_name),
+                            ("Context", caller.context),
+                            ("Exten", caller.exten),
+                            ("Uniqueid", caller.uniqueid),
+                            ("Linkedid", linkedid),
+                            ("DestChannel", channel.name),
+                            ("Queue", entry.queue),
+                            ("Interface", f"Local/{agent}@agents"),
+                            ("MemberName", f"Agent {agent}"),
+                            ("RingTime", "1000"),
+                        ]
+                    )
+                )
+            self._broadcast(self._hangup_frame(channel, "16" if rung == agent else "26"))
+        self._members_idle()
+        others = [a for a in self.available_agents(entry.queue) if a != agent]
+        template = _template("inbound_queue_answered")
+        seq = _CHANNEL_SEQ.search(entry.channel)
+        ring, talk = self._pacing.get(linkedid, (2.0, 6.0))
+        self._run_call(
+            linkedid,
+            self._play(
+                "inbound_queue_answered",
+                linkedid,
+                caller_number=entry.caller_number,
+                caller_name=entry.caller_name,
+                queue=entry.queue,
+                agents=tuple(others[:2]) or (agent,),
+                answer_after_s=ring,
+                talk_s=talk,
+                crm_vars={},
+                tail_from="ring",
+                known_ids={template.caller_uniqueid: entry.uniqueid},
+                known_seqs={template.caller_seq: seq.group(1)} if seq else {},
+            ),
+        )
+
+    def _members_idle(self) -> None:
+        """Members with no channel left are not in use any more (their device state says so)."""
+        for queue, members in self.members.items():
+            for agent, member in members.items():
+                if member.status != 1 and not self._busy(agent):
+                    member.status = 1
+                    self._member_event("QueueMemberStatus", queue, agent, member)
 
     def _do_blindtransfer(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
         channel = self._channel_named(fields.get("Channel", ""))
@@ -719,7 +830,8 @@ class DemoPbx:
         reply("Success", ("Message", "Originate successfully queued"))
         number = fields.get("Exten", "")
         linkedid = self._new_id()
-        self._calls[linkedid] = asyncio.create_task(
+        self._run_call(
+            linkedid,
             self._play(
                 "click_to_dial",
                 linkedid,
@@ -731,7 +843,7 @@ class DemoPbx:
                 talk_s=6.0,
                 crm_vars={},
                 originate=(fields.get("ActionID"), agent, number),
-            )
+            ),
         )
         return True
 
@@ -836,6 +948,9 @@ class DemoPbx:
             if recorded is not None:
                 self._write_recording(*recorded)
             gone = self.channels.pop(uniqueid, None)
+            if uniqueid == h.get("Linkedid"):
+                self._answered_by.pop(uniqueid, None)
+                self._pacing.pop(uniqueid, None)
             agent = _agent_of_channel(gone.name) if gone is not None else None
             if agent is not None and self._agent_channels.get(agent, 0) > 0:
                 self._agent_channels[agent] -= 1
@@ -850,6 +965,7 @@ class DemoPbx:
             self.abandoned[h.get("Queue", "")] = self.abandoned.get(h.get("Queue", ""), 0) + 1
         elif event == "AgentConnect":
             self.completed[h.get("Queue", "")] = self.completed.get(h.get("Queue", ""), 0) + 1
+            self._answered_by[h.get("Linkedid", "")] = self._agent_of_interface(h.get("Interface", "")) or ""
         elif event == "QueueMemberStatus":
             agent = self._agent_of_interface(h.get("Interface", ""))
             member = self.members.get(h.get("Queue", ""), {}).get(agent or "")
@@ -889,6 +1005,7 @@ class DemoPbx:
         free = [agent] if agent else self.available_agents(queue)
         linkedid = self._new_id()
         self.calls_placed += 1
+        self._pacing[linkedid] = (answer_after_s, talk_s)
         if abandon_after_s is not None or not free:
             wait = abandon_after_s if abandon_after_s is not None else 20.0
             ringing = tuple(a for a in self.members[queue] if not self.members[queue][a].paused)[:2] or ("1001",)
@@ -916,13 +1033,22 @@ class DemoPbx:
                 talk_s=talk_s,
                 crm_vars=crm_vars or {},
             )
-        self._calls[linkedid] = asyncio.create_task(task)
-
-        def forget(_: asyncio.Task[None]) -> None:
-            self._calls.pop(linkedid, None)
-
-        self._calls[linkedid].add_done_callback(forget)
+        self._run_call(linkedid, task)
         return linkedid
+
+    def _run_call(self, linkedid: str, script: Any) -> None:
+        """Play `script` as the call's events; it replaces what the call was playing (a transfer, a reject)."""
+        previous = self._calls.get(linkedid)
+        if previous is not None:
+            previous.cancel()
+        task = asyncio.create_task(script, name=f"demo-call-{linkedid}")
+        self._calls[linkedid] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._calls.get(linkedid) is done:
+                del self._calls[linkedid]
+
+        task.add_done_callback(forget)
 
     async def wait_call(self, linkedid: str) -> None:
         task = self._calls.get(linkedid)
@@ -1052,10 +1178,17 @@ class DemoPbx:
         talk_s: float,
         crm_vars: dict[str, str],
         originate: tuple[str | None, str, str] | None = None,
+        tail_from: str | None = None,
+        known_ids: dict[str, str] | None = None,
+        known_seqs: dict[str, str] | None = None,
+        extra: list[tuple[re.Pattern[str], Any]] | None = None,
     ) -> None:
+        """Play a recorded call template as a new call. With `tail_from` (a mark of the template) only what follows
+        it, for a call already under way: `known_ids`/`known_seqs` map the template's ids and channel numbers to
+        those the call has (its caller, say), so the rest continues the same channels."""
         template = _template(name)
-        ids: dict[str, str] = {}
-        seqs: dict[str, str] = {}
+        ids: dict[str, str] = dict(known_ids or {})
+        seqs: dict[str, str] = dict(known_seqs or {})
         first_id = _ID.search(template.frames[0].text)
         if first_id:
             ids[first_id.group(0)] = linkedid
@@ -1086,8 +1219,15 @@ class DemoPbx:
             replacements.append((re.compile(re.escape(template.caller_name)), caller_name or caller_number))
         if template.queue and queue and queue != template.queue:
             replacements.append((re.compile(rf"\b{re.escape(template.queue)}\b"), queue))
+        replacements.extend(extra or [])
         drop = re.compile("|".join(rf"Local/{a}@agents|Custom:{a}\b|Agent {a}\b" for a in dropped)) if dropped else None
-        when = self._timeline(template, answer_after_s, talk_s)
+        timeline = self._timeline(template, answer_after_s, talk_s)
+        origin = template.marks[tail_from] if tail_from else template.marks["start"]
+        offset = timeline(origin) if tail_from else 0.0
+
+        def when(t: float) -> float:
+            return timeline(t) - offset
+
         started = time.monotonic()
         crm_slots = sum(
             1
@@ -1102,7 +1242,8 @@ class DemoPbx:
         kept = [
             f
             for f in template.frames
-            if not (drop is not None and drop.search(f.text))
+            if f.t >= origin
+            and not (drop is not None and drop.search(f.text))
             and not (originate is not None and f.headers.get("Event") == "OriginateResponse")
         ]
         joined = "\x1e".join(f.text for f in kept)
@@ -1152,13 +1293,29 @@ class DemoPbx:
             at = script[index][0]
             await self._wait_until(started + at)
             while index < len(script) and script[index][0] <= at:
-                self._broadcast(script[index][1])
+                self._send_played(script[index][1])
                 index += 1
             await asyncio.sleep(0)
         for queue_name, members in self.members.items():
             for agent in agents:
                 if agent in members and queue_name == queue:
                     members[agent].calls_taken += 1
+
+    def _send_played(self, frame: str) -> None:
+        """A frame of a played template as the PBX would send it now: a member's status carries the pause it has
+        here (a recording's `Paused: 0` must not unpause a paused agent), once per queue the agent is logged in to,
+        and not at all for an agent logged out of every queue."""
+        if not frame.startswith(_MEMBER_STATUS):
+            self._broadcast(frame)
+            return
+        agent = self._agent_of_interface(_headers(frame).get("Interface", ""))
+        for queue, members in self.members.items():
+            member = members.get(agent or "")
+            if member is None:
+                continue
+            text = _MEMBER_QUEUE.sub(f"Queue: {queue}", frame, count=1)
+            text = _MEMBER_PAUSED.sub(f"Paused: {1 if member.paused else 0}", text, count=1)
+            self._broadcast(_MEMBER_REASON.sub(f"PausedReason: {member.reason}", text, count=1))
 
     @staticmethod
     async def _wait_until(deadline: float) -> None:

@@ -61,7 +61,11 @@ from cti_bridge.normalize import (
 log = logging.getLogger(__name__)
 
 Emit = Callable[[object], None]
+# asks the PBX to pause (True) or unpause (False) an agent in one queue, for wrap-up; the adapter sends it
+PausePbx = Callable[[str, str, bool], None]
 UNKNOWN = "<unknown>"
+# the reason of the pause the CRM sets for wrap-up: the only pause it ever lifts by itself
+WRAP_UP_REASON = "Wrap-up"
 
 
 def _now() -> datetime:
@@ -118,6 +122,7 @@ class _Agent:
     linkedid: str | None = None
     calls_today: int = 0
     wrap_up: asyncio.TimerHandle | None = None
+    wrap_up_paused: set[str] = field(default_factory=set)  # queues the CRM paused for this wrap-up
 
 
 @dataclass
@@ -142,10 +147,12 @@ class CallTracker:
         service_level_seconds: int = 20,
         wrapup_seconds: float = 0.0,
         clock: Callable[[], datetime] = _now,
+        pause_pbx: PausePbx | None = None,
     ) -> None:
         self._emit = emit
         self._sl = service_level_seconds
         self._wrapup = wrapup_seconds
+        self._pause_pbx = pause_pbx
         self._clock = clock
         self.calls: dict[str, _Call] = {}
         self.channels: dict[str, tuple[str, str]] = {}  # uniqueid -> (linkedid, channel name)
@@ -620,6 +627,7 @@ class CallTracker:
         agent.calls_today += 1
         if self._wrapup > 0:
             self._set_agent(extension, AgentState.WRAP_UP, linkedid=agent.linkedid)
+            self._pause_for_wrap_up(agent)
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
@@ -628,13 +636,46 @@ class CallTracker:
         else:
             self._set_agent(extension, self._idle_state(agent))
 
+    def _pause_for_wrap_up(self, agent: _Agent) -> None:
+        """Wrap-up is enforced at the PBX: a queue would otherwise ring the agent at once. Only queues the agent is
+        not paused in get the CRM's own pause; a pause the agent already has (lunch) is left as it is."""
+        if self._pause_pbx is None:
+            return
+        for queue, (paused, _reason) in sorted(agent.queues.items()):
+            if not paused and queue not in agent.wrap_up_paused:
+                agent.wrap_up_paused.add(queue)
+                self._pause_pbx(agent.extension, queue, True)
+
+    def _lift_wrap_up_pause(self, agent: _Agent) -> None:
+        """Unpause the queues the CRM paused for wrap-up, unless someone paused the agent there meanwhile for
+        another reason (the PBX keeps one pause per queue: the last reason set is the one in force)."""
+        queues, agent.wrap_up_paused = agent.wrap_up_paused, set()
+        if self._pause_pbx is None:
+            return
+        for queue in sorted(queues):
+            paused, reason = agent.queues.get(queue, (False, ""))
+            if queue in agent.queues and not (paused and reason != WRAP_UP_REASON):
+                self._pause_pbx(agent.extension, queue, False)
+                agent.queues[queue] = (False, "")  # as the PBX will confirm: no "paused (Wrap-up)" in between
+
     def _wrap_up_over(self, extension: str) -> None:
         agent = self._agent(extension)
         agent.wrap_up = None
         if agent.state is AgentState.WRAP_UP:
+            self._lift_wrap_up_pause(agent)
             self._set_agent(extension, self._idle_state(agent))
             for queue in agent.queues:
                 self._queue_stats(queue, self._clock())
+
+    def pause_accepted(self, extension: str, paused: bool, reason: str, queue: str | None) -> None:
+        """The PBX accepted a (un)pause the CRM sent: known now, before its QueueMemberPause event arrives, so that a
+        wrap-up ending meanwhile never lifts a pause an agent or supervisor has just set."""
+        agent = self.agents.get(extension)
+        if agent is None:
+            return
+        for name in [queue] if queue else list(agent.queues):
+            if name in agent.queues:
+                agent.queues[name] = (paused, reason if paused else "")
 
     def end_wrap_up(self, extension: str) -> None:
         """The agent finished wrap-up early (disposition saved)."""
@@ -648,8 +689,10 @@ class CallTracker:
     ) -> None:
         agent = self._agent(extension)
         if state is not AgentState.WRAP_UP and agent.wrap_up is not None:
+            # a new call (the agent dialled out) ends the wrap-up early
             agent.wrap_up.cancel()
             agent.wrap_up = None
+            self._lift_wrap_up_pause(agent)
         if agent.state is state and agent.linkedid == linkedid and not force:
             return
         agent.state = state
@@ -857,6 +900,12 @@ class CallTracker:
         for extension in set(self.agents) | set(reported):
             agent = self._agent(extension)
             agent.queues = reported.get(extension, {})
+            if agent.wrap_up is None and self._pause_pbx is not None:
+                # a wrap-up pause nobody will lift (the bridge restarted during a wrap-up): lift it now
+                agent.wrap_up_paused.clear()
+                for queue_name, (paused, reason) in sorted(agent.queues.items()):
+                    if paused and reason == WRAP_UP_REASON:
+                        self._pause_pbx(extension, queue_name, False)
             if extension in on_call:
                 self._set_agent(extension, AgentState.ON_CALL, linkedid=on_call[extension], force=True)
             else:

@@ -1,0 +1,137 @@
+"""Agent states true to the PBX, against the demo PBX over TCP: wrap-up enforced with a pause of its own, a pause
+the agent set surviving calls, a reject that keeps the caller queued."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from crm_core.calls.events import (
+    AgentRinging,
+    AgentState,
+    AgentStateChanged,
+    CallAnswered,
+    CallDirection,
+    CallEnded,
+    CallOffered,
+    CallOutcome,
+)
+from cti_bridge.normalize import QueueCallerAbandoned
+from cti_bridge.tracker import WRAP_UP_REASON
+from tests.cti.conftest import start_harness
+from tests.cti.helpers import Harness
+
+
+@pytest.fixture
+async def wrapping() -> AsyncIterator[Harness]:
+    """Agents in support and sales; wrap-up lasts 30 s, longer than any test (the agent ends it by saving)."""
+    harness = await start_harness(logged_in=True, wrapup_seconds=30.0)
+    try:
+        yield harness
+    finally:
+        await harness.bridge.stop()
+        await harness.pbx.stop()
+
+
+async def until(harness: Harness, condition: Callable[[], bool], rounds: int = 50) -> None:
+    """Round trips through the PBX (a marker event each) until `condition` holds: the bridge's commands and the
+    events they cause have then been processed."""
+    for _ in range(rounds):
+        if condition():
+            return
+        await harness.settle()
+    raise AssertionError("the PBX never got there")
+
+
+def pauses_sent(harness: Harness, agent: str) -> list[tuple[str, str, str]]:
+    return [
+        (a.get("Queue", ""), a["Paused"], a.get("Reason", ""))
+        for a in harness.pbx.actions_received
+        if a.get("Action") == "QueuePause" and a.get("Interface") == f"Local/{agent}@agents"
+    ]
+
+
+async def test_wrap_up_pauses_the_agent_at_the_pbx_and_lifts_only_its_own_pause(wrapping: Harness) -> None:
+    pbx, bus, bridge = wrapping.pbx, wrapping.bus, wrapping.bridge
+    linkedid = await pbx.place_inbound_call("+15551230001", "Alice", "support", agent="1001", talk_s=0.5)
+    await bus.wait_for(CallEnded, lambda e: e.linkedid == linkedid)
+    await bus.wait_for(AgentStateChanged, lambda e: e.agent == "1001" and e.state is AgentState.WRAP_UP)
+    member = pbx.members["support"]["1001"]
+    await until(wrapping, lambda: member.paused)
+    assert member.reason == WRAP_UP_REASON
+    assert "1001" not in pbx.available_agents("support")  # the next caller is not offered to 1001
+    assert bridge.snapshot().agents[0].state is AgentState.WRAP_UP
+
+    bridge.end_wrap_up("1001")  # disposition saved
+    await until(wrapping, lambda: not member.paused)
+    await wrapping.settle()
+    [*_, last] = bus.of(AgentStateChanged, agent="1001")
+    assert last.state is AgentState.AVAILABLE
+    assert pauses_sent(wrapping, "1001") == [("support", "true", WRAP_UP_REASON), ("support", "false", "")]
+
+
+async def test_a_pause_set_during_wrap_up_is_never_lifted_by_it(wrapping: Harness) -> None:
+    pbx, bus, bridge = wrapping.pbx, wrapping.bus, wrapping.bridge
+    linkedid = await pbx.place_inbound_call("+15551230001", "Alice", "support", agent="1001", talk_s=0.5)
+    await bus.wait_for(CallEnded, lambda e: e.linkedid == linkedid)
+    member = pbx.members["support"]["1001"]
+    await until(wrapping, lambda: member.paused)
+    await bridge.pause("1001", "Coaching")  # a supervisor takes the agent aside during the wrap-up
+    await until(wrapping, lambda: member.reason == "Coaching")
+    bridge.end_wrap_up("1001")
+    [paused] = await bus.wait_for(AgentStateChanged, lambda e: e.agent == "1001" and e.state is AgentState.PAUSED)
+    assert paused.reason == "Coaching"
+    await wrapping.settle()
+    assert member.paused and member.reason == "Coaching"
+    assert ("support", "false", "") not in pauses_sent(wrapping, "1001")
+
+
+async def test_a_lunch_pause_survives_an_outbound_call_and_its_wrap_up(wrapping: Harness) -> None:
+    pbx, bus, bridge = wrapping.pbx, wrapping.bus, wrapping.bridge
+    await bridge.pause("1001", "Lunch")
+    await bus.wait_for(AgentStateChanged, lambda e: e.agent == "1001" and e.state is AgentState.PAUSED)
+    await bridge.dial("1001", "+15559870000")
+    [offered] = await bus.wait_for(CallOffered, lambda e: e.direction is CallDirection.OUTBOUND)
+    [ended] = await bus.wait_for(CallEnded, lambda e: e.linkedid == offered.linkedid)
+    assert ended.outcome is CallOutcome.ANSWERED and ended.agent == "1001"
+    await bus.wait_for(AgentStateChanged, lambda e: e.agent == "1001" and e.state is AgentState.WRAP_UP)
+    bridge.end_wrap_up("1001")
+    await wrapping.settle()
+    states = [e.state for e in bus.of(AgentStateChanged, agent="1001")]
+    assert states[-1] is AgentState.PAUSED and AgentState.AVAILABLE not in states[states.index(AgentState.PAUSED) :]
+    assert bus.of(AgentStateChanged, agent="1001")[-1].reason == "Lunch"
+    member = pbx.members["support"]["1001"]
+    assert member.paused and member.reason == "Lunch"
+    # the recorded call's member status (Paused: 0) did not reach the bridge as an unpause; no wrap-up pause was set
+    assert pauses_sent(wrapping, "1001") == [("", "true", "Lunch")]
+    assert bridge.snapshot().agents[0].paused_reason == "Lunch"
+
+
+async def test_reject_while_ringing_keeps_the_caller_queued_and_another_agent_gets_it(harness: Harness) -> None:
+    pbx, bus, bridge = harness.pbx, harness.bus, harness.bridge
+    linkedid = await pbx.place_inbound_call("+15551230001", "Alice", "support", answer_after_s=40, talk_s=0.5)
+    await bus.wait_for(AgentRinging, lambda e: e.linkedid == linkedid, count=2)
+    await bridge.hangup(linkedid, agent="1001")  # the agent's Hang up while it rings: a reject
+    [answered] = await bus.wait_for(CallAnswered, lambda e: e.linkedid == linkedid)
+    assert answered.agent == "1002"
+    [ended] = await bus.wait_for(CallEnded, lambda e: e.linkedid == linkedid)
+    assert ended.outcome is CallOutcome.ANSWERED and ended.agent == "1002" and ended.queue == "support"
+    assert not [e for e in harness.pbx_events if isinstance(e, QueueCallerAbandoned)]
+    rejected = [leg for leg in ended.legs if leg.agent == "1001"]
+    assert rejected and all(leg.answered_at is None for leg in rejected)
+    await harness.settle()
+    assert bus.of(AgentStateChanged, agent="1001")[-1].state is AgentState.AVAILABLE
+
+
+async def test_the_only_free_agent_who_rejects_is_rung_again(harness: Harness) -> None:
+    pbx, bus, bridge = harness.pbx, harness.bus, harness.bridge
+    await bridge.pause("1002", "Break")
+    await bus.wait_for(AgentStateChanged, lambda e: e.agent == "1002" and e.state is AgentState.PAUSED)
+    linkedid = await pbx.place_inbound_call("+15551230001", "Alice", "support", answer_after_s=40, talk_s=0.5)
+    await bus.wait_for(AgentRinging, lambda e: e.linkedid == linkedid and e.agent == "1001")
+    await bridge.hangup(linkedid, agent="1001")
+    rings = await bus.wait_for(AgentRinging, lambda e: e.linkedid == linkedid and e.agent == "1001", count=2)
+    assert len(rings) == 2
+    [ended] = await bus.wait_for(CallEnded, lambda e: e.linkedid == linkedid)
+    assert ended.outcome is CallOutcome.ANSWERED and ended.agent == "1001"
