@@ -114,6 +114,8 @@ class _Template:
     agents: tuple[str, ...]  # the first one answers
     caller_uniqueid: str = ""  # the queue caller's channel (the `;2` half), as recorded
     caller_seq: str = ""  # its Local channel's sequence number, as recorded
+    agent_channel: str = ""  # the `;1` of the agent the queue connected first, as recorded
+    uniqueids: dict[str, str] = field(default_factory=dict)  # channel name -> Uniqueid, as recorded
 
 
 _TEMPLATES: dict[str, _Template] = {}
@@ -128,7 +130,8 @@ def _template(name: str) -> _Template:
         if "Event" in f.headers and f.headers["Event"] not in ("FullyBooted", "SuccessfulAuth", "OriginateResponse")
     ]
     marks: dict[str, float] = {"start": frames[0].t, "end": frames[-1].t}
-    caller_uniqueid = caller_seq = ""
+    caller_uniqueid = caller_seq = agent_channel = ""
+    uniqueids: dict[str, str] = {}
     for f in frames:
         event = f.headers["Event"]
         if event == "QueueCallerJoin" and "join" not in marks:
@@ -138,17 +141,33 @@ def _template(name: str) -> _Template:
             caller_seq = seq.group(1) if seq else ""
         elif event == "Newchannel" and "join" in marks and "ring" not in marks:
             marks["ring"] = f.t  # the queue's first round of ringing agents starts here
+        elif event in ("Unhold", "BlindTransfer", "DTMFEnd", "ParkedCall") and "connect" in marks:
+            marks.setdefault("transfer", f.t)  # what the CRM's action (BlindTransfer, Atxfer, Park) caused
+        elif event == "BridgeMerge":
+            marks.setdefault("complete", f.t)  # the transferring agent hung up: the attended transfer completes
+        elif event == "UnParkedCall":
+            marks.setdefault("pickup", f.t)
         elif event == "AgentConnect":
             marks.setdefault("connect", f.t)
+            agent_channel = agent_channel or f.headers.get("DestChannel", "")
         elif event == "DialEnd" and f.headers.get("DialStatus") == "ANSWER" and f.headers.get("Channel"):
             marks.setdefault("far_answer", f.t)
+        if event == "Newchannel":
+            uniqueids[f.headers.get("Channel", "")] = f.headers.get("Uniqueid", "")
     if name == "click_to_dial":
         template = _Template(frames, marks, "15559870000", "", "", ("1001",))
+    elif name == "transfer_blind":
+        template = _Template(frames, marks, "+15551230004", "Dave Example", "", ("1001", "2001"))
+    elif name == "transfer_attended":
+        template = _Template(frames, marks, "+15551230005", "Erin Example", "", ("1001", "2001"))
+    elif name == "hold_park":
+        template = _Template(frames, marks, "+15551230007", "Grace Example", "", ("1001", "1002"))
     elif name == "inbound_abandoned":
         template = _Template(frames, marks, "+15551230002", "Bob Example", "support", ("1001", "1002"))
     else:
         template = _Template(frames, marks, "+15551230001", "Alice Example", "support", ("1001", "1002"))
     template.caller_uniqueid, template.caller_seq = caller_uniqueid, caller_seq
+    template.agent_channel, template.uniqueids = agent_channel, uniqueids
     _TEMPLATES[name] = template
     return template
 
@@ -278,6 +297,8 @@ class DemoPbx:
         self.calls_placed = 0
         self._answered_by: dict[str, str] = {}  # linkedid -> the agent a queue connected the caller to
         self._pacing: dict[str, tuple[float, float]] = {}  # linkedid -> (ring, talk) seconds asked for
+        self._queue_by_call: dict[str, str] = {}  # linkedid -> the queue the caller was last in
+        self._consults: dict[str, tuple[str, dict[str, Any]]] = {}  # linkedid -> attended transfer under way
         # who calls when traffic runs; the product replaces it with numbers of real customers (set_callers)
         self.callers: list[tuple[str, str]] = [(f"+1555200{i:04d}", f"Demo Caller {i}") for i in range(1, 200)]
 
@@ -674,6 +695,10 @@ class DemoPbx:
             reply("Error", ("Message", "No such channel"))
             return True
         reply("Success", ("Message", "Channel Hungup"))
+        consult = self._consults.get(channel.linkedid)
+        if consult is not None and consult[0] == channel.name:
+            self._complete_attended(channel.linkedid)  # the transferring agent hangs up: the caller goes over
+            return True
         agent = _agent_of_channel(channel.name)
         entry = self._queued(channel.linkedid)
         if agent is not None and entry is not None and channel.linkedid not in self._answered_by:
@@ -778,21 +803,34 @@ class DemoPbx:
         if channel is None:
             reply("Error", ("Message", "Channel specified does not exist"))
             return True
+        target = fields.get("Exten", "")
+        transferer = _agent_of_channel(channel.name)
+        caller = self._live_caller(channel.linkedid)
+        free = self.available_agents(target)
+        if transferer is None or caller is None or target not in self.members or not free:
+            reply("Error", ("Message", self._not_playable("blind transfer", target, free)))
+            return True
         reply("Success", ("Message", "Transfer succeeded"))
-        self._broadcast(
-            _frame(
-                [
-                    ("Event", "BlindTransfer"),
-                    ("Privilege", "call,all"),
-                    ("Result", "Success"),
-                    ("TransfererChannel", channel.name),
-                    ("TransfererUniqueid", channel.uniqueid),
-                    ("TransfererLinkedid", channel.linkedid),
-                    ("IsExternal", "Yes"),
-                    ("Context", fields.get("Context", "internal")),
-                    ("Extension", fields.get("Exten", "")),
-                ]
-            )
+        # as recorded: the caller joins the target queue on the same channels, the member there is rung
+        template = _template("transfer_blind")
+        ids, seqs = self._continuing(template, channel, caller)
+        self._run_call(
+            channel.linkedid,
+            self._play(
+                "transfer_blind",
+                channel.linkedid,
+                caller_number=caller.caller_number,
+                caller_name=caller.caller_name,
+                queue="",
+                agents=(transferer, free[0]),
+                answer_after_s=0.0,
+                talk_s=0.0,
+                crm_vars={},
+                tail_from="transfer",
+                known_ids=ids,
+                known_seqs=seqs,
+                extra=[self._queues_as({"support": self._queue_of(channel.linkedid), "sales": target})],
+            ),
         )
         return True
 
@@ -801,8 +839,80 @@ class DemoPbx:
         if channel is None:
             reply("Error", ("Message", "No such channel"))
             return True
+        target = fields.get("Exten", "")
+        transferer = _agent_of_channel(channel.name)
+        caller = self._live_caller(channel.linkedid)
+        known = any(target in members for members in self.members.values())
+        if transferer is None or caller is None or not known or self._busy(target) or target == transferer:
+            free = [target] if known and not self._busy(target) else []
+            reply("Error", ("Message", self._not_playable("attended transfer", target, free)))
+            return True
         reply("Success", ("Message", "Atxfer successfully queued"))
+        # as recorded: the caller on hold, the target agent rung from the transferring agent; the transfer completes
+        # when the transferring agent hangs up (see _do_hangup)
+        template = _template("transfer_attended")
+        ids, seqs = self._continuing(template, channel, caller)
+        options: dict[str, Any] = {
+            "caller_number": caller.caller_number,
+            "caller_name": caller.caller_name,
+            "queue": "",
+            "agents": (transferer, target),
+            "answer_after_s": 0.0,
+            "talk_s": 0.0,
+            "crm_vars": {},
+            "known_ids": ids,
+            "known_seqs": seqs,
+            "extra": [self._queues_as({"support": self._queue_of(channel.linkedid)})],
+        }
+        self._consults[channel.linkedid] = (channel.name, options)
+        self._run_call(
+            channel.linkedid,
+            self._play("transfer_attended", channel.linkedid, tail_from="transfer", until="complete", **options),
+        )
         return True
+
+    def _complete_attended(self, linkedid: str) -> None:
+        _transferer, options = self._consults.pop(linkedid)
+        self._run_call(linkedid, self._play("transfer_attended", linkedid, tail_from="complete", **options))
+
+    @staticmethod
+    def _not_playable(what: str, target: str, free: list[str]) -> str:
+        if not free:
+            return f"Nobody is free at {target!r} to take the {what} (demo PBX)"
+        return f"The demo PBX plays a {what} of a queue call answered by an agent only"
+
+    @staticmethod
+    def _queues_as(names: dict[str, str]) -> tuple[re.Pattern[str], Any]:
+        """The recording's queue names as this call's, in one pass (support → sales and sales → support swap)."""
+        pattern = re.compile(r"\b(" + "|".join(re.escape(n) for n in names) + r")\b")
+        return pattern, lambda m: names[m.group(1)]
+
+    def _queue_of(self, linkedid: str) -> str:
+        return self._queue_by_call.get(linkedid, "support")
+
+    def _live_caller(self, linkedid: str) -> _Channel | None:
+        """The queue caller's channel of a call (the `;2` half of the PSTN Local channel)."""
+        for channel in self.channels.values():
+            if channel.linkedid == linkedid and "@from-pstn-" in channel.name and channel.name.endswith(";2"):
+                return channel
+        return None
+
+    def _continuing(
+        self, template: _Template, agent: _Channel, caller: _Channel
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Ids and channel numbers of the recording mapped to this call's: its caller and the agent talking to it."""
+        ids = {template.caller_uniqueid: caller.uniqueid}
+        seqs: dict[str, str] = {}
+        for recorded, live in ((template.agent_channel, agent.name), (f"-{template.caller_seq};2", caller.name)):
+            old, new = _CHANNEL_SEQ.search(recorded), _CHANNEL_SEQ.search(live)
+            if old and new:
+                seqs[old.group(1)] = new.group(1)
+        for half in (";1", ";2"):
+            recorded_uid = template.uniqueids.get(template.agent_channel[:-2] + half, "")
+            live_half = self._channel_named(agent.name[:-2] + half)
+            if recorded_uid and live_half is not None:
+                ids[recorded_uid] = live_half.uniqueid
+        return ids, seqs
 
     def _do_redirect(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
         name = fields.get("Channel", "")
@@ -951,11 +1061,14 @@ class DemoPbx:
             if uniqueid == h.get("Linkedid"):
                 self._answered_by.pop(uniqueid, None)
                 self._pacing.pop(uniqueid, None)
+                self._queue_by_call.pop(uniqueid, None)
+                self._consults.pop(uniqueid, None)
             agent = _agent_of_channel(gone.name) if gone is not None else None
             if agent is not None and self._agent_channels.get(agent, 0) > 0:
                 self._agent_channels[agent] -= 1
             self.entries.pop(uniqueid, None)
         elif event == "QueueCallerJoin":
+            self._queue_by_call[h.get("Linkedid", "")] = h.get("Queue", "")
             self.entries[uniqueid] = _Entry(
                 h.get("Queue", ""), uniqueid, h.get("Channel", ""), h.get("CallerIDNum", ""), h.get("CallerIDName", "")
             )
@@ -1179,6 +1292,7 @@ class DemoPbx:
         crm_vars: dict[str, str],
         originate: tuple[str | None, str, str] | None = None,
         tail_from: str | None = None,
+        until: str | None = None,
         known_ids: dict[str, str] | None = None,
         known_seqs: dict[str, str] | None = None,
         extra: list[tuple[re.Pattern[str], Any]] | None = None,
@@ -1187,8 +1301,9 @@ class DemoPbx:
         it, for a call already under way: `known_ids`/`known_seqs` map the template's ids and channel numbers to
         those the call has (its caller, say), so the rest continues the same channels."""
         template = _template(name)
-        ids: dict[str, str] = dict(known_ids or {})
-        seqs: dict[str, str] = dict(known_seqs or {})
+        # shared with the caller's dicts: the second part of a transfer goes on with the first part's channels
+        ids: dict[str, str] = known_ids if known_ids is not None else {}
+        seqs: dict[str, str] = known_seqs if known_seqs is not None else {}
         first_id = _ID.search(template.frames[0].text)
         if first_id:
             ids[first_id.group(0)] = linkedid
@@ -1221,9 +1336,15 @@ class DemoPbx:
             replacements.append((re.compile(rf"\b{re.escape(template.queue)}\b"), queue))
         replacements.extend(extra or [])
         drop = re.compile("|".join(rf"Local/{a}@agents|Custom:{a}\b|Agent {a}\b" for a in dropped)) if dropped else None
-        timeline = self._timeline(template, answer_after_s, talk_s)
         origin = template.marks[tail_from] if tail_from else template.marks["start"]
-        offset = timeline(origin) if tail_from else 0.0
+        end = template.marks[until] if until else math.inf
+        timeline: Callable[[float], float]
+        if tail_from is not None and tail_from != "ring":
+            # what a transfer or a hold caused plays at the recorded pace (ring the target 2 s, talk 5 s …)
+            timeline, offset = float, origin
+        else:
+            timeline = self._timeline(template, answer_after_s, talk_s)
+            offset = timeline(origin) if tail_from else 0.0
 
         def when(t: float) -> float:
             return timeline(t) - offset
@@ -1242,7 +1363,7 @@ class DemoPbx:
         kept = [
             f
             for f in template.frames
-            if f.t >= origin
+            if origin <= f.t < end
             and not (drop is not None and drop.search(f.text))
             and not (originate is not None and f.headers.get("Event") == "OriginateResponse")
         ]

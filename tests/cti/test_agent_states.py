@@ -16,7 +16,10 @@ from crm_core.calls.events import (
     CallEnded,
     CallOffered,
     CallOutcome,
+    CallTransferred,
+    TransferKind,
 )
+from cti_bridge.adapter import CommandError, CommandErrorCode
 from cti_bridge.normalize import QueueCallerAbandoned
 from cti_bridge.tracker import WRAP_UP_REASON
 from tests.cti.conftest import start_harness
@@ -135,3 +138,74 @@ async def test_the_only_free_agent_who_rejects_is_rung_again(harness: Harness) -
     assert len(rings) == 2
     [ended] = await bus.wait_for(CallEnded, lambda e: e.linkedid == linkedid)
     assert ended.outcome is CallOutcome.ANSWERED and ended.agent == "1001"
+
+
+async def answered_by(harness: Harness, agent: str, queue: str = "support") -> str:
+    linkedid = await harness.pbx.place_inbound_call(
+        "+15551230004", "Dave Example", queue, agent=agent, answer_after_s=0.5, talk_s=1000.0
+    )
+    await harness.bus.wait_for(CallAnswered, lambda e: e.linkedid == linkedid and e.agent == agent)
+    return linkedid
+
+
+async def test_a_blind_transfer_rings_the_target_queue_and_moves_the_call(harness: Harness) -> None:
+    bus, bridge = harness.bus, harness.bridge
+    linkedid = await answered_by(harness, "1001")
+    await bridge.blind_transfer(linkedid, "1001", "sales")
+    [transfer] = await bus.wait_for(CallTransferred, lambda e: e.linkedid == linkedid)
+    assert transfer.kind is TransferKind.BLIND and transfer.from_agent == "1001"
+    [ringing] = await bus.wait_for(AgentRinging, lambda e: e.linkedid == linkedid and e.queue == "sales")
+    assert ringing.agent in ("2001", "2002") and ringing.caller_name == "Dave Example"
+    [answered] = await bus.wait_for(CallAnswered, lambda e: e.linkedid == linkedid and e.agent == ringing.agent)
+    assert answered.queue == "sales"
+    await bus.wait_for(AgentStateChanged, lambda e: e.agent == "1001" and e.state is AgentState.AVAILABLE)
+    [ended] = await bus.wait_for(CallEnded, lambda e: e.linkedid == linkedid)
+    assert ended.outcome is CallOutcome.ANSWERED and ended.transferred and ended.agent == ringing.agent
+    assert {leg.agent for leg in ended.legs if leg.answered_at} == {"1001", ringing.agent}
+    assert harness.pbx.channels == {}  # every channel of the call hung up, as on the PBX
+
+
+async def test_an_attended_transfer_rings_the_target_and_hands_over_when_the_agent_hangs_up(harness: Harness) -> None:
+    bus, bridge = harness.bus, harness.bridge
+    linkedid = await answered_by(harness, "1001")
+    await bridge.attended_transfer(linkedid, "1001", "2001")
+    [consult] = await bus.wait_for(AgentRinging, lambda e: e.linkedid == linkedid and e.agent == "2001")
+    assert consult.direction is CallDirection.INTERNAL and consult.caller_name == "Dave Example"
+    await bus.wait_for(CallAnswered, lambda e: e.linkedid == linkedid and e.agent == "2001")
+    assert not bus.of(CallTransferred, linkedid=linkedid)  # consulting: the first agent still has the caller
+    await bridge.hangup(linkedid, agent="1001")  # the transferring agent hangs up: the transfer completes
+    [transfer] = await bus.wait_for(CallTransferred, lambda e: e.linkedid == linkedid)
+    assert transfer.kind is TransferKind.ATTENDED and transfer.target == "2001"
+    [ended] = await bus.wait_for(CallEnded, lambda e: e.linkedid == linkedid)
+    assert ended.outcome is CallOutcome.ANSWERED and ended.transferred and ended.agent == "2001"
+    assert harness.pbx.channels == {}
+
+
+async def test_transfers_the_demo_pbx_cannot_play_are_refused_not_pretended(harness: Harness) -> None:
+    linkedid = await answered_by(harness, "1001")
+    for agent in ("2001", "2002"):
+        await harness.bridge.pause(agent, "Meeting", queue="sales")
+    with pytest.raises(CommandError) as nobody:
+        await harness.bridge.blind_transfer(linkedid, "1001", "sales")
+    assert nobody.value.code is CommandErrorCode.REJECTED and "Nobody is free" in nobody.value.detail
+    with pytest.raises(CommandError) as to_number:
+        await harness.bridge.attended_transfer(linkedid, "1001", "+15550001111")
+    assert to_number.value.code is CommandErrorCode.REJECTED
+    assert not harness.bus.of(CallTransferred, linkedid=linkedid)
+
+
+async def test_an_agent_logged_out_stays_out_through_calls_and_can_log_in_again(harness: Harness) -> None:
+    bus, bridge = harness.bus, harness.bridge
+    await bridge.queue_logout("1001", "support")
+    await bus.wait_for(AgentStateChanged, lambda e: e.agent == "1001" and e.state is AgentState.LOGGED_OUT)
+    linkedid = await harness.pbx.place_inbound_call("+15551230001", "Alice", "support", answer_after_s=0.3, talk_s=0.3)
+    [ended] = await bus.wait_for(CallEnded, lambda e: e.linkedid == linkedid)
+    assert ended.agent == "1002" and {leg.agent for leg in ended.legs} == {"1002"}
+    await harness.settle()
+    assert bus.of(AgentStateChanged, agent="1001")[-1].state is AgentState.LOGGED_OUT
+    await bridge.queue_login("1001", "support")
+    await bus.wait_for(AgentStateChanged, lambda e: e.agent == "1001" and e.state is AgentState.AVAILABLE)
+    again = await answered_by(harness, "1001")
+    await bridge.hangup(again, agent="1001")
+    [ended] = await bus.wait_for(CallEnded, lambda e: e.linkedid == again)
+    assert ended.agent == "1001" and ended.outcome is CallOutcome.ANSWERED
