@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from crm_core.calls.events import (
@@ -46,6 +46,7 @@ from cti_bridge.normalize import (
     DialplanStep,
     HoldChanged,
     MusicOnHold,
+    ParkingChanged,
     PbxEvent,
     QueueCallerAbandoned,
     QueueCallerJoined,
@@ -111,6 +112,8 @@ class _Call:
     far_end_answered: bool = False  # outbound: the dialled number answered
     announced: bool = False  # CallStarted published
     origin_agent: str | None = None  # outbound: the agent whose device the call started on
+    parked_space: str | None = None  # on hold in this parking space
+    parked_by: str | None = None  # the agent holding it: their leg lasts through the hold
 
 
 @dataclass
@@ -159,6 +162,8 @@ class CallTracker:
         self.agents: dict[str, _Agent] = {}
         self.queues: dict[str, _Queue] = {}
         self.members: dict[str, set[str]] = {}  # queue -> extensions logged in to it (wallboard figures need these)
+        self._pickups: dict[str, str] = {}  # agent -> the held call the CRM is originating them back into
+        self._aliases: dict[str, str] = {}  # a pickup channel's own Linkedid -> the held call's
         self._handlers: dict[type, Callable[[PbxEvent], None]] = {
             ChannelCreated: self._channel_created,  # type: ignore[dict-item]
             ChannelStateChanged: self._channel_state,  # type: ignore[dict-item]
@@ -175,6 +180,7 @@ class CallTracker:
             AttendedTransferred: self._attended_transfer,  # type: ignore[dict-item]
             MusicOnHold: self._music_on_hold,  # type: ignore[dict-item]
             HoldChanged: self._hold_changed,  # type: ignore[dict-item]
+            ParkingChanged: self._parking,  # type: ignore[dict-item]
             Recording: self._recording,  # type: ignore[dict-item]
             QueueMemberChanged: self._member,  # type: ignore[dict-item]
         }
@@ -182,6 +188,11 @@ class CallTracker:
     # --- entry point ------------------------------------------------------------------------------------------
 
     def apply(self, event: PbxEvent) -> None:
+        if self._aliases:
+            # the pickup of a held call starts as a call of its own (an Originate); it is the held call
+            alias = self._aliases.get(getattr(event, "linkedid", ""))
+            if alias is not None:
+                event = replace(event, linkedid=alias)  # type: ignore[arg-type]
         handler = self._handlers.get(type(event))
         if handler is not None:
             handler(event)
@@ -197,6 +208,13 @@ class CallTracker:
         if call is None:
             agent = agent_of(ev.channel)
             outbound = agent is not None and ev.uniqueid == ev.linkedid
+            held = self.calls.get(self._pickups.pop(agent, "")) if outbound and agent is not None else None
+            if held is not None:
+                # the agent's device rung back into the parking space of their held call: part of that call
+                self._aliases[ev.linkedid] = held.linkedid
+                self.channels[ev.uniqueid] = (held.linkedid, ev.channel)
+                held.channels.add(ev.uniqueid)
+                return
             call = _Call(
                 linkedid=ev.linkedid,
                 direction=CallDirection.OUTBOUND if outbound else CallDirection.INBOUND,
@@ -264,7 +282,7 @@ class CallTracker:
         call.channels.discard(ev.uniqueid)
         now = self._clock()
         leg = call.legs.get(ev.channel)
-        if leg is not None and leg.ended_at is None:
+        if leg is not None and leg.ended_at is None and not (call.parked_space and call.parked_by == leg.agent):
             leg.ended_at = now
             self._leg_over(call, leg, now)
         if ev.uniqueid == call.caller_uniqueid or ev.uniqueid == call.linkedid:
@@ -588,6 +606,63 @@ class CallTracker:
             call.hold_started = None
             self._emit(CallResumed(linkedid=call.linkedid, agent=call.agent, resumed_at=now))
 
+    def expect_pickup(self, agent: str, linkedid: str) -> None:
+        """The CRM is about to originate `agent` into the parking space of held call `linkedid` (resume)."""
+        self._pickups[agent] = linkedid
+
+    def cancel_pickup(self, agent: str) -> None:
+        self._pickups.pop(agent, None)
+
+    def _parking(self, ev: ParkingChanged) -> None:
+        call = self.calls.get(ev.linkedid)
+        if call is None:
+            return
+        now = self._clock()
+        if ev.name == "ParkedCall":
+            # a hold: the agent's channels hang up, but the agent still has the call (their leg goes on)
+            call.parked_space = ev.space
+            call.parked_by = agent_of(ev.parker) or call.agent
+            self._hold(call, True)
+        elif ev.name == "UnParkedCall":
+            holder, call.parked_space, call.parked_by = call.parked_by, None, None
+            self._absorb_pickup(call, ev.retriever_channel)
+            retriever = agent_of(ev.retriever_channel)
+            held = next((leg for leg in call.legs.values() if leg.agent == holder and leg.ended_at is None), None)
+            if retriever is not None:
+                if held is not None and retriever == holder:
+                    del call.legs[held.channel]  # the same leg, on the channel that picked the caller up
+                    held.channel = ev.retriever_channel
+                    call.legs[held.channel] = held
+                else:
+                    if held is not None:
+                        held.ended_at = now
+                        self._leg_over(call, held, now)
+                    call.legs[ev.retriever_channel] = _Leg(retriever, ev.retriever_channel, call.queue, now, now)
+                    call.agent = retriever
+                self._set_agent(retriever, AgentState.ON_CALL, linkedid=call.linkedid)
+            self._hold(call, False)
+        elif ev.name == "ParkedCallTimeOut":
+            call.parked_space = None  # the PBX rings the holder back; their leg goes on
+            self._hold(call, False)
+
+    def _absorb_pickup(self, call: _Call, retriever_channel: str) -> None:
+        """A pickup the CRM did not announce (a phone dialled the parking space): the call the tracker made of the
+        retriever's channel is this call."""
+        for linkedid, name in list(self.channels.values()):
+            if name != retriever_channel or linkedid == call.linkedid:
+                continue
+            pickup = self.calls.get(linkedid)
+            if pickup is None or pickup.offered or pickup.direction is not CallDirection.OUTBOUND:
+                continue
+            del self.calls[linkedid]
+            self._aliases[linkedid] = call.linkedid
+            for uniqueid in pickup.channels:
+                known = self.channels.get(uniqueid)
+                if known is not None:
+                    self.channels[uniqueid] = (call.linkedid, known[1])
+            call.channels |= pickup.channels
+            return
+
     def _recording(self, ev: Recording) -> None:
         call = self.calls.get(ev.linkedid)
         if call is not None and ev.started and call.recording is None:
@@ -714,6 +789,9 @@ class CallTracker:
 
     def _finish(self, call: _Call, now: datetime, *, closed_at_resync: bool) -> None:
         self.calls.pop(call.linkedid, None)
+        if self._aliases:
+            self._aliases = {alias: held for alias, held in self._aliases.items() if held != call.linkedid}
+        call.parked_space = None
         if call.hold_started is not None:
             call.hold_seconds += (now - call.hold_started).total_seconds()
             call.hold_started = None
