@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from crm_core.bus import EventBus
 from crm_core.calls.events import AgentState
 from cti_bridge import commands
 from cti_bridge.adapter import (
+    Capability,
     CommandError,
     CommandErrorCode,
     CommandResult,
@@ -44,6 +46,9 @@ def _now() -> datetime:
 
 class AsteriskAdapter:
     """A PbxAdapter for Asterisk over AMI. One supervised task drains the frames the connection receives."""
+
+    # hold is Park and resume an Originate into the parking space (Asterisk has no hold action)
+    capabilities: frozenset[Capability] = frozenset(Capability)
 
     def __init__(
         self,
@@ -219,7 +224,8 @@ class AsteriskAdapter:
     # --- PbxAdapter -------------------------------------------------------------------------------------------
 
     def snapshot(self) -> PbxSnapshot:
-        return self.tracker.snapshot(connected=self.connection.connected.is_set())
+        snapshot = self.tracker.snapshot(connected=self.connection.connected.is_set())
+        return dataclasses.replace(snapshot, capabilities=self.capabilities)
 
     async def _run(self, command: str, fields: dict[str, str]) -> CommandResult:
         try:
@@ -280,16 +286,37 @@ class AsteriskAdapter:
         return commands.check_queue(target)
 
     async def hold(self, linkedid: str, agent: str) -> CommandResult:
-        raise CommandError(
-            CommandErrorCode.NOT_SUPPORTED,
-            "Asterisk has no AMI hold action: put the caller on hold from the phone; the desktop shows it.",
-        )
+        """Park the caller (recorded in tests/fixtures/ami/hold_park.ami); the agent's own channel ends, the call
+        and the agent's leg go on, and after the park timeout the PBX rings the agent back."""
+        call = self.tracker.calls.get(linkedid)
+        if call is None:
+            raise CommandError(CommandErrorCode.CALL_NOT_FOUND, "That call has ended.")
+        if call.parked_space is not None:
+            raise CommandError(CommandErrorCode.INVALID, "That call is already on hold.")
+        agent_channel = self._agent_channel(linkedid, agent)
+        if call.agent != agent or call.answered_at is None or call.caller_uniqueid is None:
+            raise CommandError(CommandErrorCode.INVALID, "Only a queue call you are talking on can be put on hold.")
+        caller = self.tracker.channels.get(call.caller_uniqueid)
+        if caller is None:
+            raise CommandError(CommandErrorCode.CHANNEL_GONE, "The caller already hung up.")
+        return await self._run("hold", commands.park(caller[1], agent_channel))
 
     async def resume(self, linkedid: str, agent: str) -> CommandResult:
-        raise CommandError(
-            CommandErrorCode.NOT_SUPPORTED,
-            "Asterisk has no AMI hold action: take the caller off hold from the phone.",
-        )
+        """Ring the agent's device into the parking space: the call goes on, as one call, with the hold counted."""
+        call = self.tracker.calls.get(linkedid)
+        if call is None:
+            raise CommandError(CommandErrorCode.CALL_NOT_FOUND, "That call has ended.")
+        if call.parked_space is None:
+            raise CommandError(CommandErrorCode.INVALID, "That call is not on hold.")
+        if call.parked_by not in (agent, None):
+            raise CommandError(CommandErrorCode.INVALID, f"Agent {call.parked_by} holds that call.")
+        fields = commands.pickup(agent, call.parked_space)
+        self.tracker.expect_pickup(agent, linkedid)  # before sending: its first events may beat the answer
+        try:
+            return await self._run("resume", fields)
+        except CommandError:
+            self.tracker.cancel_pickup(agent)
+            raise
 
     async def queue_login(self, agent: str, queue: str) -> CommandResult:
         return await self._run("queue login", commands.queue_add(agent, queue))

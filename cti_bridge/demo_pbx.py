@@ -132,6 +132,7 @@ def _template(name: str) -> _Template:
     marks: dict[str, float] = {"start": frames[0].t, "end": frames[-1].t}
     caller_uniqueid = caller_seq = agent_channel = ""
     uniqueids: dict[str, str] = {}
+    bridges = 0
     for f in frames:
         event = f.headers["Event"]
         if event == "QueueCallerJoin" and "join" not in marks:
@@ -141,12 +142,16 @@ def _template(name: str) -> _Template:
             caller_seq = seq.group(1) if seq else ""
         elif event == "Newchannel" and "join" in marks and "ring" not in marks:
             marks["ring"] = f.t  # the queue's first round of ringing agents starts here
-        elif event in ("Unhold", "BlindTransfer", "DTMFEnd", "ParkedCall") and "connect" in marks:
-            marks.setdefault("transfer", f.t)  # what the CRM's action (BlindTransfer, Atxfer, Park) caused
+        elif event in ("Unhold", "BlindTransfer", "DTMFEnd") and "connect" in marks:
+            marks.setdefault("transfer", f.t)  # what the CRM's action (BlindTransfer, Atxfer) caused
         elif event == "BridgeMerge":
             marks.setdefault("complete", f.t)  # the transferring agent hung up: the attended transfer completes
-        elif event == "UnParkedCall":
-            marks.setdefault("pickup", f.t)
+        elif event == "BridgeCreate" and "connect" in marks:
+            bridges += 1
+            if bridges == 2:
+                marks.setdefault("park", f.t)  # the parking lot's bridge: what the CRM's Park caused
+        elif event == "Newchannel" and "park" in marks:
+            marks.setdefault("retrieve", f.t)  # the agent originated into the parking space
         elif event == "AgentConnect":
             marks.setdefault("connect", f.t)
             agent_channel = agent_channel or f.headers.get("DestChannel", "")
@@ -299,6 +304,8 @@ class DemoPbx:
         self._pacing: dict[str, tuple[float, float]] = {}  # linkedid -> (ring, talk) seconds asked for
         self._queue_by_call: dict[str, str] = {}  # linkedid -> the queue the caller was last in
         self._consults: dict[str, tuple[str, dict[str, Any]]] = {}  # linkedid -> attended transfer under way
+        self._parked: dict[str, str] = {}  # linkedid -> its parking space
+        self._park_options: dict[str, dict[str, Any]] = {}  # linkedid -> how its pickup plays
         # who calls when traffic runs; the product replaces it with numbers of real customers (set_callers)
         self.callers: list[tuple[str, str]] = [(f"+1555200{i:04d}", f"Demo Caller {i}") for i in range(1, 200)]
 
@@ -871,6 +878,58 @@ class DemoPbx:
         )
         return True
 
+    def _do_park(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        name = fields.get("Channel", "")
+        caller = self._channel_named(name)
+        if caller is None:
+            reply("Error", ("Message", f"Channel does not exist: {name}"))
+            return True
+        agent_channel = self._channel_named(fields.get("TimeoutChannel", ""))
+        agent = _agent_of_channel(agent_channel.name) if agent_channel is not None else None
+        if agent_channel is None or agent is None or caller.linkedid not in self._answered_by:
+            reply("Error", ("Message", "The demo PBX parks a queue caller talking to an agent only"))
+            return True
+        space = next(str(n) for n in itertools.count(701) if str(n) not in self._parked.values())
+        self._parked[caller.linkedid] = space
+        reply("Success", ("Message", "Park successful"))
+        # as recorded: the caller into the parking lot on music, the agent's channels hang up
+        template = _template("hold_park")
+        ids, seqs = self._continuing(template, agent_channel, caller)
+        options: dict[str, Any] = {
+            "caller_number": caller.caller_number,
+            "caller_name": caller.caller_name,
+            "queue": "",
+            "agents": (agent,),
+            "answer_after_s": 0.0,
+            "talk_s": 0.0,
+            "crm_vars": {},
+            "known_ids": ids,
+            "known_seqs": seqs,
+            "extra": [
+                self._queues_as({"support": self._queue_of(caller.linkedid)}),
+                (re.compile(r"(?<=ParkingSpace: )701\b|(?<=Exten: )701\b"), space),
+            ],
+        }
+        self._park_options[caller.linkedid] = options
+        self._run_call(
+            caller.linkedid,
+            self._play("hold_park", caller.linkedid, tail_from="park", until="retrieve", **options),
+        )
+        return True
+
+    def _pickup(self, agent: str, space: str, reply: Callable[..., None]) -> bool:
+        linkedid = next((lid for lid, parked in self._parked.items() if parked == space), None)
+        if linkedid is None or self._busy(agent):
+            reply("Error", ("Message", "Extension does not exist."))
+            return True
+        del self._parked[linkedid]
+        options = self._park_options.pop(linkedid)
+        reply("Success", ("Message", "Originate successfully queued"))
+        # as recorded: the agent's device rings, answers, and is bridged with the parked caller; the call goes on
+        options["agents"] = (agent,)
+        self._run_call(linkedid, self._play("hold_park", linkedid, tail_from="retrieve", **options))
+        return True
+
     def _complete_attended(self, linkedid: str) -> None:
         _transferer, options = self._consults.pop(linkedid)
         self._run_call(linkedid, self._play("transfer_attended", linkedid, tail_from="complete", **options))
@@ -934,6 +993,8 @@ class DemoPbx:
         if fields.get("Application"):
             reply("Success", ("Message", "Originate successfully queued"))
             return True
+        if fields.get("Context") == "parkedcalls":
+            return self._pickup(agent, fields.get("Exten", ""), reply)
         if fields.get("Context") not in ("outbound", "internal", "agents"):
             reply("Error", ("Message", "Extension does not exist."))
             return True
@@ -1063,6 +1124,8 @@ class DemoPbx:
                 self._pacing.pop(uniqueid, None)
                 self._queue_by_call.pop(uniqueid, None)
                 self._consults.pop(uniqueid, None)
+                self._parked.pop(uniqueid, None)
+                self._park_options.pop(uniqueid, None)
             agent = _agent_of_channel(gone.name) if gone is not None else None
             if agent is not None and self._agent_channels.get(agent, 0) > 0:
                 self._agent_channels[agent] -= 1

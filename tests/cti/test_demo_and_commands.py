@@ -15,6 +15,7 @@ from crm_core.calls.events import (
     CallAnswered,
     CallDirection,
     CallEnded,
+    CallHeld,
     CallOffered,
     CallOutcome,
     CallTransferred,
@@ -180,9 +181,11 @@ async def test_supervisor_spy_modes_and_hold(harness: Harness) -> None:
     with pytest.raises(CommandError) as not_on_call:
         await harness.bridge.spy("9001", idle, SpyMode.LISTEN)
     assert not_on_call.value.code is CommandErrorCode.CALL_NOT_FOUND
-    with pytest.raises(CommandError) as hold:
-        await harness.bridge.hold(linkedid, agent)
-    assert hold.value.code is CommandErrorCode.NOT_SUPPORTED
+    await harness.bridge.hold(linkedid, agent)  # a Park (see test_hold_park.py)
+    await harness.bus.wait_for(CallHeld, lambda e: e.linkedid == linkedid)
+    with pytest.raises(CommandError) as not_held_by_them:
+        await harness.bridge.resume(linkedid, idle)
+    assert not_held_by_them.value.code is CommandErrorCode.INVALID
 
 
 async def test_snapshot_shows_live_calls_and_agents(harness: Harness) -> None:
