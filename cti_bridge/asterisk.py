@@ -37,6 +37,18 @@ from cti_bridge.tracker import WRAP_UP_REASON, CallTracker
 log = logging.getLogger(__name__)
 
 _RESYNC = "resync"
+# the AMI actions each capability needs (their classes: Originate `originate`; Park, Hangup, transfers `call`;
+# queue membership and pause `agent`)
+_NEEDS: dict[Capability, frozenset[str]] = {
+    Capability.DIAL: frozenset({"Originate"}),
+    Capability.HANGUP: frozenset({"Hangup"}),
+    Capability.BLIND_TRANSFER: frozenset({"BlindTransfer"}),
+    Capability.ATTENDED_TRANSFER: frozenset({"Atxfer"}),
+    Capability.HOLD: frozenset({"Park", "Originate"}),
+    Capability.QUEUE_LOGIN: frozenset({"QueueAdd", "QueueRemove"}),
+    Capability.PAUSE: frozenset({"QueuePause"}),
+    Capability.SPY: frozenset({"Originate"}),
+}
 _TRACKER_CALL = "tracker call"  # a change the CRM makes to the live model (wrap-up over), in order with the frames
 
 
@@ -96,6 +108,7 @@ class AsteriskAdapter:
         self.resyncs = 0
         self.frames_processed = 0
         self.resynced = asyncio.Event()
+        self.capabilities = frozenset(Capability)  # until ListCommands says otherwise, at each login
         # every typed PBX event, unknown ones included (UserEvents from a dialplan, say), for who wants them
         self.on_pbx_event: Callable[[PbxEvent], None] | None = None
 
@@ -122,11 +135,39 @@ class AsteriskAdapter:
         log.warning("lost the AMI connection; live state is frozen until the resync")
 
     async def _resync_after_login(self) -> None:
+        await self._learn_capabilities()
         if self._event_filter:
             await self._filter_events()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._inbox.put_nowait((_RESYNC, done))
         await done
+
+    async def _learn_capabilities(self) -> None:
+        """What this AMI user may do: Asterisk's ListCommands lists only the actions its `write` classes allow. A
+        control whose action is refused is not offered (and start-up says which and why)."""
+        try:
+            answer = await self.connection.action({"Action": "ListCommands"})
+        except AmiError as exc:
+            answer = {"Message": str(exc)}
+        if answer.get("Response") != "Success":
+            log.warning("could not list the AMI actions allowed (%s); offering every command", answer.get("Message"))
+            return
+        allowed = set(answer)
+        self.capabilities = frozenset(c for c, actions in _NEEDS.items() if actions <= allowed)
+        missing = sorted({a for actions in _NEEDS.values() for a in actions} - allowed)
+        if missing:
+            log.warning(
+                "the AMI user may not use %s: %s not offered. Give it write = call,agent,originate (and system "
+                "for the event filter)",
+                ", ".join(missing),
+                ", ".join(sorted(c.value for c in set(Capability) - self.capabilities)),
+            )
+
+    def _require(self, capability: Capability) -> None:
+        if capability not in self.capabilities:
+            raise CommandError(
+                CommandErrorCode.NOT_SUPPORTED, f"The PBX does not let the CRM {capability.value.replace('_', ' ')}."
+            )
 
     async def _filter_events(self) -> None:
         """Ask the PBX for the events the tracker follows only: the recorded answered queue call is 265 AMI events,
@@ -251,6 +292,7 @@ class AsteriskAdapter:
             raise CommandError(CommandErrorCode.AGENT_NOT_LOGGED_IN, f"Agent {agent} is not logged in.")
 
     async def dial(self, agent: str, number: str, *, caller_id: str | None = None) -> CommandResult:
+        self._require(Capability.DIAL)
         fields = commands.originate_dial(agent, number, caller_id)
         self._require_logged_in(agent)
         return await self._run("dial", fields)
@@ -269,10 +311,12 @@ class AsteriskAdapter:
         return await self._run("hangup", commands.hangup(channel))
 
     async def blind_transfer(self, linkedid: str, agent: str, target: str) -> CommandResult:
+        self._require(Capability.BLIND_TRANSFER)
         target = self._target(target)
         return await self._run("blind transfer", commands.blind_transfer(self._agent_channel(linkedid, agent), target))
 
     async def attended_transfer(self, linkedid: str, agent: str, target: str) -> CommandResult:
+        self._require(Capability.ATTENDED_TRANSFER)
         target = self._target(target)
         channel = self._agent_channel(linkedid, agent)
         return await self._run("attended transfer", commands.attended_transfer(channel, target))
@@ -288,6 +332,7 @@ class AsteriskAdapter:
     async def hold(self, linkedid: str, agent: str) -> CommandResult:
         """Park the caller (recorded in tests/fixtures/ami/hold_park.ami); the agent's own channel ends, the call
         and the agent's leg go on, and after the park timeout the PBX rings the agent back."""
+        self._require(Capability.HOLD)
         call = self.tracker.calls.get(linkedid)
         if call is None:
             raise CommandError(CommandErrorCode.CALL_NOT_FOUND, "That call has ended.")
@@ -303,6 +348,7 @@ class AsteriskAdapter:
 
     async def resume(self, linkedid: str, agent: str) -> CommandResult:
         """Ring the agent's device into the parking space: the call goes on, as one call, with the hold counted."""
+        self._require(Capability.HOLD)
         call = self.tracker.calls.get(linkedid)
         if call is None:
             raise CommandError(CommandErrorCode.CALL_NOT_FOUND, "That call has ended.")

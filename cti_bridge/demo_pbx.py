@@ -208,6 +208,43 @@ class _Entry:
     joined: float = field(default_factory=time.monotonic)
 
 
+# the actions the demo answers, as the real ListCommands lists them (tests/fixtures/ami/queue_status_idle.ami):
+# an AMI user may use an action whose classes meet its `write` classes (none: anyone), as Asterisk's manager.c has it
+_ACTIONS = {
+    "Atxfer": "Attended transfer.  (Priv: call,all)",
+    "BlindTransfer": "Blind transfer channel(s) to the given destination  (Priv: call,all)",
+    "Challenge": "Generate Challenge for MD5 Auth.  (Priv: <none>)",
+    "Command": "Execute Asterisk CLI Command.  (Priv: command,all)",
+    "CoreShowChannels": "List currently active channels.  (Priv: system,reporting,all)",
+    "Events": "Control Event Flow.  (Priv: <none>)",
+    "Filter": "Dynamically add filters for the current manager session.  (Priv: system,all)",
+    "Getvar": "Gets a channel variable or function value.  (Priv: call,reporting,all)",
+    "Hangup": "Hangup channel.  (Priv: system,call,all)",
+    "ListCommands": "List available manager commands.  (Priv: <none>)",
+    "Login": "Login Manager.  (Priv: <none>)",
+    "Logoff": "Logoff Manager.  (Priv: <none>)",
+    "Originate": "Originate a call.  (Priv: originate,all)",
+    "Park": "Park a channel.  (Priv: call,all)",
+    "Ping": "Keepalive command.  (Priv: <none>)",
+    "QueueAdd": "Add interface to queue.  (Priv: agent,all)",
+    "QueuePause": "Makes a queue member temporarily unavailable.  (Priv: agent,all)",
+    "QueueRemove": "Remove interface from queue.  (Priv: agent,all)",
+    "QueueStatus": "Show queue status.  (Priv: <none>)",
+    "QueueSummary": "Show queue summary.  (Priv: <none>)",
+    "Redirect": "Redirect (transfer) a call.  (Priv: call,all)",
+    "Status": "List channel status.  (Priv: system,call,reporting,all)",
+    "UserEvent": "Send an arbitrary event.  (Priv: user,all)",
+}
+_ACTION_CLASSES = {
+    name.lower(): frozenset(text.rsplit("(Priv: ", 1)[1].rstrip(")").split(",")) - {"all", "<none>"}
+    for name, text in _ACTIONS.items()
+}
+
+
+def _classes(privilege: str) -> frozenset[str]:
+    return frozenset(privilege.split(",")) - {"all"}
+
+
 _POSIX_CLASSES = {"[[:space:]]": r"\s", "[[:digit:]]": r"\d", "[[:alpha:]]": "[A-Za-z]", "[[:alnum:]]": "[A-Za-z0-9]"}
 
 
@@ -267,11 +304,17 @@ class DemoPbx:
         seed: int | None = None,
         filter_permitted: bool = True,
         recordings_dir: Path | None = None,
+        read_classes: frozenset[str] | None = None,
+        write_classes: frozenset[str] | None = None,
     ) -> None:
         self.host = host
         self._port = port
         self.username = username
         self.filter_permitted = filter_permitted  # False: an AMI user without write=system, as Asterisk refuses it
+        # the AMI user's `read` and `write` classes in manager.conf (None: all); a least-privilege user is
+        # read = call,agent: it gets no VarSet (class dialplan), so no CRM_ variable, from the PBX
+        self.read_classes = read_classes
+        self.write_classes = write_classes
         # where the demo's call recordings appear, as Asterisk's monitor spool would through a mount: a tone as long
         # as the recorded channel lived, written when it hangs up
         self.recordings_dir = recordings_dir
@@ -418,8 +461,24 @@ class DemoPbx:
                 ("Message", f"Invalid/unknown command: {name}. Use Action: ListCommands to show available commands."),
             )
             return True
+        needs = _ACTION_CLASSES.get(lowered, frozenset())
+        if needs and self.write_classes is not None and not needs & self.write_classes:
+            reply("Error", ("Message", "Permission denied"))
+            return True
         result: bool = handler(session, fields, reply)
         return result
+
+    def _do_listcommands(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        """Only the actions this AMI user may use, as Asterisk lists them."""
+        permitted = [
+            (name, text)
+            for name, text in _ACTIONS.items()
+            if self.write_classes is None
+            or not _ACTION_CLASSES[name.lower()]
+            or _ACTION_CLASSES[name.lower()] & self.write_classes
+        ]
+        reply("Success", *permitted)
+        return True
 
     def _login(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
         if session.logged_in:
@@ -927,6 +986,7 @@ class DemoPbx:
         reply("Success", ("Message", "Originate successfully queued"))
         # as recorded: the agent's device rings, answers, and is bridged with the parked caller; the call goes on
         options["agents"] = (agent,)
+        options["talk_s"] = self._pacing.get(linkedid, (0.0, 0.0))[1]  # the rest of the call as it was asked for
         self._run_call(linkedid, self._play("hold_park", linkedid, tail_from="retrieve", **options))
         return True
 
@@ -1051,8 +1111,9 @@ class DemoPbx:
         headers = _headers(frame)
         self._observe(headers)
         hook = self.on_frame_sent
+        readable = self.read_classes is None or bool(_classes(headers.get("Privilege", "")) & self.read_classes)
         for session in self._sessions:
-            if session.events and session.wants(frame):
+            if readable and session.events and session.wants(frame):
                 session.send(frame)
         if hook is not None:
             hook(headers.get("Event", ""), headers, time.perf_counter_ns())
@@ -1112,6 +1173,9 @@ class DemoPbx:
             channel.caller_name = h.get("CallerIDName", channel.caller_name)
             channel.context = h.get("Context", channel.context)
             channel.exten = h.get("Exten", channel.exten)
+        elif event == "BridgeEnter" and uniqueid in self.channels:
+            # bridged into a call, a channel takes on its Linkedid (the pickup of a parked caller does)
+            self.channels[uniqueid].linkedid = h.get("Linkedid", self.channels[uniqueid].linkedid)
         elif event == "VarSet" and h.get("Variable") == "MIXMONITOR_FILENAME" and self.recordings_dir is not None:
             self._recording[uniqueid] = (h.get("Value", "").rsplit("/", 1)[-1], time.monotonic())
         elif event == "Hangup":
@@ -1298,7 +1362,11 @@ class DemoPbx:
                         ]
                     )
                 )
-        for channel in [c for c in self.channels.values() if c.linkedid == linkedid]:
+        ending = [c for c in self.channels.values() if c.linkedid == linkedid]
+        halves = {c.name[:-2] for c in ending if c.name.endswith((";1", ";2"))}
+        # the other half of a Local channel goes too, even with a Linkedid of its own (an originated pickup's `;2`)
+        ending += [c for c in self.channels.values() if c.linkedid != linkedid and c.name[:-2] in halves]
+        for channel in ending:
             self._broadcast(
                 _frame(
                     [
@@ -1403,8 +1471,18 @@ class DemoPbx:
         end = template.marks[until] if until else math.inf
         timeline: Callable[[float], float]
         if tail_from is not None and tail_from != "ring":
-            # what a transfer or a hold caused plays at the recorded pace (ring the target 2 s, talk 5 s …)
-            timeline, offset = float, origin
+            # what a transfer or a hold caused plays at the recorded pace (ring the target 2 s, talk 5 s …); with
+            # `talk_s`, the longest silence of it (the talk) lasts that long instead
+            times = sorted({f.t for f in template.frames if origin <= f.t < end})
+            gap_at, silence = math.inf, 0.0
+            if talk_s > 0 and len(times) > 1:
+                gap_at, gap_end = max(itertools.pairwise(times), key=lambda pair: pair[1] - pair[0])
+                silence = gap_end - gap_at
+
+            def timeline(t: float) -> float:
+                return t if t <= gap_at else t - silence + talk_s
+
+            offset = origin
         else:
             timeline = self._timeline(template, answer_after_s, talk_s)
             offset = timeline(origin) if tail_from else 0.0

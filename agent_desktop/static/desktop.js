@@ -20,6 +20,28 @@
   socket.on("connect_error", () => say("Not connected: sign in again if this lasts."));
   socket.on("disconnect", () => say("Connection lost; reconnecting…"));
 
+  // the commands the PBX can carry out; a control needing none of them is removed, not shown disabled
+  let capabilities = null;
+  function applyCapabilities(scope) {
+    if (!capabilities) return;
+    for (const control of scope.querySelectorAll("[data-needs]")) {
+      if (!control.dataset.needs.split(" ").some((need) => capabilities.has(need))) control.remove();
+    }
+  }
+  socket.on("capabilities", (data) => {
+    capabilities = new Set(data.commands || []);
+    applyCapabilities(document.getElementById("pop-template").content);
+    for (const entry of calls.values()) { applyCapabilities(entry.card); showHoldControls(entry); }
+  });
+
+  // Hold while talking, Resume while held (Asterisk parks the caller: hold and resume are one capability)
+  function showHoldControls(entry) {
+    const hold = entry.card.querySelector(".hold");
+    const resume = entry.card.querySelector(".resume");
+    if (hold) hold.hidden = entry.state !== "up";
+    if (resume) resume.hidden = entry.state !== "held";
+  }
+
   socket.on("agent_state", (state) => {
     const badge = document.getElementById("agent-state");
     badge.textContent = state.state.replace("_", " ") + (state.reason ? ` (${state.reason})` : "");
@@ -80,6 +102,7 @@
     badge.textContent = state;
     badge.dataset.state = state;
     entry.card.dataset.state = state;
+    showHoldControls(entry);
   }
 
   function cardFor(pop) {
@@ -96,12 +119,13 @@
   }
 
   function wire(card, linkedid) {
-    card.querySelector(".hangup").addEventListener("click", () => send("hangup", {linkedid}, card));
-    card.querySelector(".hold").addEventListener("click", () => send("hold", {linkedid}, card));
-    card.querySelector(".resume").addEventListener("click", () => send("resume", {linkedid}, card));
+    const on = (selector, handler) => { const control = card.querySelector(selector); if (control) control.addEventListener("click", handler); };
+    on(".hangup", () => send("hangup", {linkedid}, card));
+    on(".hold", () => send("hold", {linkedid}, card));
+    on(".resume", () => send("resume", {linkedid}, card));
     const target = card.querySelector(".transfer-target");
-    card.querySelector(".blind").addEventListener("click", () => send("transfer", {linkedid, target: target.value, kind: "blind"}, card));
-    card.querySelector(".attended").addEventListener("click", () => send("transfer", {linkedid, target: target.value, kind: "attended"}, card));
+    on(".blind", () => send("transfer", {linkedid, target: target.value, kind: "blind"}, card));
+    on(".attended", () => send("transfer", {linkedid, target: target.value, kind: "attended"}, card));
     card.querySelector(".wrapup").addEventListener("submit", (e) => {
       e.preventDefault();
       const form = e.target;

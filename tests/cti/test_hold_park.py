@@ -3,6 +3,8 @@ replayed, the same through the bridge's own commands against the demo PBX, and t
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,9 +21,10 @@ from crm_core.calls.events import (
 from crm_core.calls.models import CallLeg, CallLog
 from crm_core.calls.writer import HANDLED, CallLogWriter
 from crm_core.db import make_sessionmaker
-from cti_bridge.adapter import CallState, CommandError, CommandErrorCode
+from cti_bridge.adapter import CallState, Capability, CommandError, CommandErrorCode
+from cti_bridge.demo_pbx import DemoPbx
 from tests.cti.conftest import start_harness, trace
-from tests.cti.helpers import Harness
+from tests.cti.helpers import SECRET, Harness, WatchedBus, make_bridge
 
 
 def states(harness: Harness, agent: str) -> list[AgentState]:
@@ -77,6 +80,10 @@ async def test_hold_and_resume_from_the_bridge_against_the_demo_pbx(harness: Har
     pickup = [a for a in pbx.actions_received if a.get("Action") == "Originate"][-1]
     assert (pickup["Channel"], pickup["Context"], pickup["Exten"]) == ("Local/1001@agents", "parkedcalls", "701")
     await bus.wait_for(CallResumed, lambda e: e.linkedid == linkedid)
+    await harness.settle()
+    [call] = [c for c in bridge.snapshot().calls if c.linkedid == linkedid]
+    assert call.state is CallState.UP and call.agent == "1001"
+    await bridge.hangup(linkedid, agent="1001")  # on the channel that picked the caller up
     [ended] = await bus.wait_for(CallEnded)
     assert ended.linkedid == linkedid and ended.hold_seconds > 0 and ended.agent == "1001"
     # logged in, rung, on the call through hold and resume (no ringing of the pickup shown), available after
@@ -108,3 +115,23 @@ async def test_a_held_call_is_one_call_log_with_its_hold_time(engine: AsyncEngin
         assert log.talk_seconds == ended.talk_seconds
         legs = (await session.scalars(select(CallLeg).where(CallLeg.call_id == log.id))).all()
         assert [leg.agent for leg in legs if leg.answered_at] == ["1001"]
+
+
+async def test_an_ami_user_without_originate_offers_no_hold_dial_or_spy(caplog: pytest.LogCaptureFixture) -> None:
+    pbx = DemoPbx(secret=SECRET, time_scale=0.01, seed=7, write_classes=frozenset({"call", "agent", "system"}))
+    await pbx.start()
+    bridge = make_bridge(pbx, WatchedBus())
+    try:
+        await bridge.start()
+        await asyncio.wait_for(bridge.resynced.wait(), 10)
+        assert bridge.capabilities == frozenset(Capability) - {Capability.DIAL, Capability.HOLD, Capability.SPY}
+        assert bridge.snapshot().capabilities == bridge.capabilities
+        assert "may not use Originate: dial, hold, spy not offered" in caplog.text
+        for refused in (bridge.dial("1001", "+15559870000"), bridge.hold("1", "1001"), bridge.resume("1", "1001")):
+            with pytest.raises(CommandError) as caught:
+                await refused
+            assert caught.value.code is CommandErrorCode.NOT_SUPPORTED
+        assert not [a for a in pbx.actions_received if a.get("Action") in ("Originate", "Park")]
+    finally:
+        await bridge.stop()
+        await pbx.stop()
