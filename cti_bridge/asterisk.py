@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from crm_core.bus import EventBus
-from crm_core.calls.events import AgentState
+from crm_core.calls.events import AgentState, IvrVariablesSet
 from cti_bridge import commands
 from cti_bridge.adapter import (
     Capability,
@@ -115,6 +115,7 @@ class AsteriskAdapter:
     # --- lifecycle --------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._bus.subscribe(IvrVariablesSet, self._ivr_variables)
         self._consumer = asyncio.create_task(self._consume(), name="cti-bridge")
         self.connection.start()
 
@@ -394,6 +395,10 @@ class AsteriskAdapter:
     def end_wrap_up(self, agent: str) -> None:
         """The agent saved the disposition: wrap-up ends now (in the bridge's task, so its events are published)."""
         self._inbox.put_nowait((_TRACKER_CALL, lambda: self.tracker.end_wrap_up(agent)))
+
+    def _ivr_variables(self, event: IvrVariablesSet) -> None:
+        """What the product's IVR told over the bus joins the call in the bridge's task, in order with the frames."""
+        self._inbox.put_nowait((_TRACKER_CALL, lambda: self.tracker.ivr_variables(event.uniqueid, event.variables)))
 
     def _wrap_up_pause(self, agent: str, queue: str, paused: bool) -> None:
         """The tracker asks for the wrap-up pause (or its end): sent in the order asked, after what went before."""

@@ -1238,8 +1238,10 @@ class DemoPbx:
         crm_vars: dict[str, str] | None = None,
         abandon_after_s: float | None = None,
         agent: str | None = None,
+        ivr_done: asyncio.Event | None = None,
     ) -> str:
-        """Start a caller's call through the IVR into `queue`; returns its Linkedid. The call plays on its own."""
+        """Start a caller's call through the IVR into `queue`; returns its Linkedid. The call plays on its own. With
+        `ivr_done`, the caller reaches the queue once it is set (an IVR session run elsewhere, on its channel)."""
         if queue not in self.members:
             raise ValueError(f"the demo PBX has no queue {queue!r}")
         free = [agent] if agent else self.available_agents(queue)
@@ -1272,6 +1274,7 @@ class DemoPbx:
                 answer_after_s=answer_after_s,
                 talk_s=talk_s,
                 crm_vars=crm_vars or {},
+                ivr_done=ivr_done,
             )
         self._run_call(linkedid, task)
         return linkedid
@@ -1427,6 +1430,7 @@ class DemoPbx:
         known_ids: dict[str, str] | None = None,
         known_seqs: dict[str, str] | None = None,
         extra: list[tuple[re.Pattern[str], Any]] | None = None,
+        ivr_done: asyncio.Event | None = None,
     ) -> None:
         """Play a recorded call template as a new call. With `tail_from` (a mark of the template) only what follows
         it, for a call already under way: `known_ids`/`known_seqs` map the template's ids and channel numbers to
@@ -1550,9 +1554,16 @@ class DemoPbx:
                     )
                 )
         # events due at the same moment go out together, then the loop gets its turn (the bridge reads them)
+        queued_at = when(template.marks["join"]) * self.time_scale if "join" in template.marks else math.inf
         index = 0
         while index < len(script):
             at = script[index][0]
+            if ivr_done is not None and at >= queued_at:
+                # the dialplan goes on to Queue() only when the AGI session is over, as Asterisk's AGI() does
+                waited = time.monotonic()
+                await ivr_done.wait()
+                started += time.monotonic() - waited
+                ivr_done = None
             await self._wait_until(started + at)
             while index < len(script) and script[index][0] <= at:
                 self._send_played(script[index][1])

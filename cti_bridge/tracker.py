@@ -164,6 +164,7 @@ class CallTracker:
         self.members: dict[str, set[str]] = {}  # queue -> extensions logged in to it (wallboard figures need these)
         self._pickups: dict[str, str] = {}  # agent -> the held call the CRM is originating them back into
         self._aliases: dict[str, str] = {}  # a pickup channel's own Linkedid -> the held call's
+        self._early_ivr: dict[str, dict[str, str]] = {}  # uniqueid -> CRM_ variables told before its channel
         self._handlers: dict[type, Callable[[PbxEvent], None]] = {
             ChannelCreated: self._channel_created,  # type: ignore[dict-item]
             ChannelStateChanged: self._channel_state,  # type: ignore[dict-item]
@@ -227,7 +228,21 @@ class CallTracker:
                 # click-to-dial rings the agent's own device first
                 self._set_agent(agent, AgentState.RINGING, linkedid=ev.linkedid)
         call.channels.add(ev.uniqueid)
+        if self._early_ivr:
+            call.crm_vars.update(self._early_ivr.pop(ev.uniqueid, {}))
         self._learn_caller(call, ev)
+
+    def ivr_variables(self, uniqueid: str, variables: Iterable[tuple[str, str]]) -> None:
+        """CRM_* variables the product's IVR set on a channel, told by the IVR itself (see IvrVariablesSet): the same
+        as their VarSet events, which an AMI user without the `dialplan` read class never gets."""
+        known = self.channels.get(uniqueid)
+        call = self.calls.get(known[0]) if known is not None else None
+        if call is not None:
+            call.crm_vars.update(variables)
+            return
+        if len(self._early_ivr) >= 10_000:  # channels that never came: forget the oldest
+            del self._early_ivr[next(iter(self._early_ivr))]
+        self._early_ivr[uniqueid] = dict(variables)
 
     def _learn_caller(self, call: _Call, ev: ChannelEvent) -> None:
         if call.direction is not CallDirection.INBOUND or agent_of(ev.channel) is not None:
