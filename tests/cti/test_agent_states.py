@@ -3,6 +3,7 @@ the agent set surviving calls, a reject that keeps the caller queued."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -20,10 +21,11 @@ from crm_core.calls.events import (
     TransferKind,
 )
 from cti_bridge.adapter import CommandError, CommandErrorCode
+from cti_bridge.demo_pbx import DemoPbx
 from cti_bridge.normalize import QueueCallerAbandoned
 from cti_bridge.tracker import WRAP_UP_REASON
 from tests.cti.conftest import start_harness
-from tests.cti.helpers import Harness
+from tests.cti.helpers import SECRET, Harness, WatchedBus, make_bridge
 
 
 @pytest.fixture
@@ -209,3 +211,22 @@ async def test_an_agent_logged_out_stays_out_through_calls_and_can_log_in_again(
     await bridge.hangup(again, agent="1001")
     [ended] = await bus.wait_for(CallEnded, lambda e: e.linkedid == again)
     assert ended.agent == "1001" and ended.outcome is CallOutcome.ANSWERED
+
+
+async def test_a_wrap_up_pause_left_by_a_bridge_that_went_away_is_lifted_at_resync() -> None:
+    pbx = DemoPbx(secret=SECRET, time_scale=0.01, seed=7)
+    await pbx.start()
+    pbx.members["support"]["1001"].paused, pbx.members["support"]["1001"].reason = True, WRAP_UP_REASON
+    pbx.members["support"]["1002"].paused, pbx.members["support"]["1002"].reason = True, "Lunch"
+    bus = WatchedBus()
+    bridge = make_bridge(pbx, bus, wrapup_seconds=30.0)
+    harness = Harness(pbx, bridge, bus)
+    try:
+        await bridge.start()
+        await asyncio.wait_for(bridge.resynced.wait(), 10)
+        await until(harness, lambda: not pbx.members["support"]["1001"].paused)
+        assert pbx.members["support"]["1002"].reason == "Lunch"  # not the CRM's to lift
+        assert pauses_sent(harness, "1002") == []
+    finally:
+        await bridge.stop()
+        await pbx.stop()
