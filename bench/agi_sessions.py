@@ -66,6 +66,14 @@ def prepare(db_path: Path, customers: int) -> int:
     return asyncio.run(setup())
 
 
+async def watch_loop(lags: list[float], every_s: float = 0.005) -> None:
+    """How late this process's event loop wakes a timer: time a ready step waits, whichever session it belongs to."""
+    while True:
+        due = time.perf_counter() + every_s
+        await asyncio.sleep(every_s)
+        lags.append(max(0.0, time.perf_counter() - due))
+
+
 # --- servers -----------------------------------------------------------------------------------------------------
 
 
@@ -75,6 +83,7 @@ def flow_server(db_path: str, ports: Any, stop: Any, results: Any) -> None:
     logging.basicConfig(level=logging.ERROR)
 
     async def main() -> None:
+        from agent_desktop.gc_policy import GcPolicy
         from crm_core.customers.lookup import CallerIdLookup
         from crm_core.db import make_engine, make_sessionmaker
         from ivr.engine import CrmContext
@@ -85,14 +94,20 @@ def flow_server(db_path: str, ports: Any, stop: Any, results: Any) -> None:
         crm = CrmContext(sessions=make_sessionmaker(engine), lookup=CallerIdLookup(engine, "US"), region="US")
         flow = load_flow(ROOT / "ivr" / "flows" / "sample.yaml")
         server = FastAgiServer({"sample": flow}, crm, default_flow="sample", recordings=Path(tempfile.mkdtemp()))
-        ports.put(await server.start("127.0.0.1", 0))
-        await asyncio.get_running_loop().run_in_executor(None, stop.get)  # the warm-up session
-        server.stats.step_seconds.clear()
-        server.stats.keep_step_times = True
-        ports.put("measuring")
-        await asyncio.get_running_loop().run_in_executor(None, stop.get)
-        results.put(server.stats.step_seconds)
-        await server.stop()
+        async with GcPolicy():  # as `crm serve` and `crm ivr` run it
+            ports.put(await server.start("127.0.0.1", 0))
+            await asyncio.get_running_loop().run_in_executor(None, stop.get)  # the warm-up session
+            server.stats.step_seconds.clear()
+            server.stats.keep_step_times = True
+            lags: list[float] = []
+            watcher = asyncio.create_task(watch_loop(lags))
+            ports.put("measuring")
+            await asyncio.get_running_loop().run_in_executor(None, stop.get)  # the paced run is over
+            watcher.cancel()
+            results.put(lags)
+            await asyncio.get_running_loop().run_in_executor(None, stop.get)
+            results.put(server.stats.step_seconds)
+            await server.stop()
 
     asyncio.run(main())
 
@@ -202,7 +217,7 @@ def clients(port: int, callers: list[str], ticket: int, results: Any) -> None:
             *(session(port, caller, f"1795462442.{i}", ticket, steps, None) for i, caller in enumerate(callers))
         )
         elapsed = time.perf_counter() - started
-        results.put((elapsed, steps, sum(outcomes), len(callers)))
+        results.put((elapsed, steps, sum(outcomes), len(callers), []))
 
     asyncio.run(main())
 
@@ -226,17 +241,20 @@ def paced_clients(port: int, callers: list[str], ticket: int, rate: float, resul
                 on_line -= 1
 
         arrivals = list(itertools.accumulate(rng.expovariate(rate) for _ in callers))
+        lags: list[float] = []
+        watcher = asyncio.create_task(watch_loop(lags))
         started = time.perf_counter()
         calls = [caller_call(i, c, at) for i, (c, at) in enumerate(zip(callers, arrivals, strict=True))]
         outcomes = await asyncio.gather(*calls)
-        results.put((time.perf_counter() - started, steps, sum(outcomes), peak))
+        watcher.cancel()
+        results.put((time.perf_counter() - started, steps, sum(outcomes), peak, lags))
 
     asyncio.run(main())
 
 
 def run_clients(
     port: int, callers: list[str], ticket: int, rate: float | None = None
-) -> tuple[float, list[float], int, int]:
+) -> tuple[float, list[float], int, int, list[float]]:
     results: Any = mp.Queue()
     if rate is None:
         process = mp.Process(target=clients, args=(port, callers, ticket, results))
@@ -274,8 +292,10 @@ def main() -> None:
     asyncio.run(session(port, callers[0], "1795462442.0", ticket, [], commands))
     stop.put("warmed up")
     ports.get(timeout=60)
-    paced_s, paced_steps, paced_routed, on_line = run_clients(port, callers, ticket, args.rate)
-    flow_s, flow_steps, routed, _ = run_clients(port, callers, ticket)
+    paced_s, paced_steps, paced_routed, on_line, client_lags = run_clients(port, callers, ticket, args.rate)
+    stop.put("paced run over")
+    server_lags = server_steps.get(timeout=60)
+    flow_s, flow_steps, routed, _, _ = run_clients(port, callers, ticket)
     stop.put("stop")
     work_steps = server_steps.get(timeout=60)
     server.join(timeout=60)
@@ -283,7 +303,8 @@ def main() -> None:
     bare = mp.Process(target=bare_server, args=(commands, ports, stop))
     bare.start()
     bare_port = ports.get(timeout=120)
-    bare_s, bare_steps, _, _ = run_clients(bare_port, callers, ticket)
+    _, bare_paced_steps, _, _, bare_client_lags = run_clients(bare_port, callers, ticket, args.rate)
+    bare_s, bare_steps, _, _, _ = run_clients(bare_port, callers, ticket)
     stop.put("stop")
     bare.join(timeout=60)
 
@@ -303,6 +324,13 @@ def main() -> None:
         "paced_step_p99_ms": round(p(paced_steps, 0.99), 3),
         "paced_step_max_ms": round(max(paced_steps) * 1000, 3),
         "paced_seconds": round(paced_s, 3),
+        # the same paced callers against the bare handler: what this machine and loopback give anyway
+        "bare_paced_step_p99_ms": round(p(bare_paced_steps, 0.99), 3),
+        # how late each process's event loop ran a ready timer during the paced runs (CPU contention, GC): the part
+        # of a round trip that is neither the flow's work nor the network
+        "server_loop_lag_p99_ms": round(p(server_lags, 0.99), 3),
+        "client_loop_lag_p99_ms": round(p(client_lags, 0.99), 3),
+        "bare_client_loop_lag_p99_ms": round(p(bare_client_lags, 0.99), 3),
         # the server's own work per step (answer in, next command out), over both runs
         "server_step_p99_ms": round(p(work_steps, 0.99), 3),
         # saturation: every session at once, no pacing (queueing of all of them on both sides of loopback)
