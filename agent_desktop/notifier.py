@@ -42,6 +42,8 @@ def plain(value: Any) -> Any:
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
+    if isinstance(value, set | frozenset):  # a snapshot's capabilities
+        return sorted(plain(v) for v in value)
     if hasattr(value, "value") and isinstance(getattr(value, "value", None), str):
         return value.value
     return value
