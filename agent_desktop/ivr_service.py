@@ -53,6 +53,7 @@ def ivr_context(runtime: Runtime) -> tuple[dict[str, Flow], CrmContext]:
         lookup=CallerIdLookup(runtime.engine, settings.default_region),
         region=settings.default_region,
         speech=speech,
+        bus=runtime.bus,  # the pop gets the IVR path even from an AMI user that reads no VarSet
     )
     return flows, crm
 

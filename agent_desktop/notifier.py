@@ -42,6 +42,8 @@ def plain(value: Any) -> Any:
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
+    if isinstance(value, set | frozenset):  # a snapshot's capabilities
+        return sorted(plain(v) for v in value)
     if hasattr(value, "value") and isinstance(getattr(value, "value", None), str):
         return value.value
     return value
@@ -250,12 +252,23 @@ class Notifier:
     def snapshot(self) -> PbxSnapshot | None:
         return self._pbx.snapshot() if self._pbx is not None else None
 
+    def capabilities(self) -> list[str]:
+        """The commands the PBX adapter can carry out (none without a PBX)."""
+        if self._pbx is None:
+            return []
+        known = getattr(self._pbx, "capabilities", None)  # no snapshot needed when the adapter says so itself
+        if known is None:
+            known = self._pbx.snapshot().capabilities
+        return sorted(str(c) for c in known)
+
     async def resend_to_agent(self, sid: str, agent: str) -> None:
         """After a browser (re)connects: its agent state, and a pop for every call still ringing it or up with it."""
         forward = getattr(self._pbx, "forward_resend", None)
         if forward is not None:  # a web-only worker: the CTI process holds the live state and sends it
             await forward("resend_to_agent", sid, agent)
             return
+        # first what the PBX lets the desktop do: a control it cannot carry out is not shown
+        await self._send(sid, AGENT_NAMESPACE, "capabilities", {"commands": self.capabilities()})
         tracker = getattr(self._pbx, "tracker", None)
         if tracker is not None and hasattr(tracker, "agent_view"):
             status, calls = tracker.agent_view(agent)  # this agent only: a thousand agents reconnect at once

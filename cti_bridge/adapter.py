@@ -48,6 +48,19 @@ class SpyMode(StrEnum):
     BARGE = "barge"  # both hear the supervisor
 
 
+class Capability(StrEnum):
+    """A command a PBX adapter can carry out; the desktop shows the controls of these only."""
+
+    DIAL = "dial"
+    HANGUP = "hangup"
+    BLIND_TRANSFER = "blind_transfer"
+    ATTENDED_TRANSFER = "attended_transfer"
+    HOLD = "hold"  # and resume
+    QUEUE_LOGIN = "queue_login"  # and logout
+    PAUSE = "pause"  # and unpause
+    SPY = "spy"
+
+
 class CallState(StrEnum):
     QUEUED = "queued"
     RINGING = "ringing"
@@ -93,10 +106,15 @@ class PbxSnapshot:
     queues: tuple[QueueStatsChanged, ...] = ()
     taken_at: datetime | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    capabilities: frozenset[Capability] = frozenset()  # what the adapter can do (an empty set: nothing known)
 
 
 class PbxAdapter(Protocol):
-    """One PBX. Every command returns a CommandResult or raises CommandError; none blocks longer than its timeout."""
+    """One PBX. Every command returns a CommandResult or raises CommandError; none blocks longer than its timeout.
+
+    An adapter says what it can do in `snapshot().capabilities` (and, without the cost of a snapshot, in its
+    `capabilities` attribute where it has one): a command it cannot carry out raises NOT_SUPPORTED, and its
+    control is not shown."""
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...

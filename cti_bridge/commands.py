@@ -17,6 +17,8 @@ AGENT_CONTEXT = "agents"
 OUTBOUND_CONTEXT = "outbound"
 INTERNAL_CONTEXT = "internal"
 HOLD_CONTEXT = "hold"
+PARKING_CONTEXT = "parkedcalls"  # res_parking's default lot: dialling a space there picks up its caller
+PARK_TIMEOUT_MS = 60_000  # then the caller goes back to the agent's channel (TimeoutChannel)
 
 # matched with fullmatch: `$` would also match before a trailing newline ("1001\n" passed as an extension)
 _NUMBER = re.compile(r"\+?[0-9*#]{2,20}")
@@ -97,6 +99,32 @@ def attended_transfer(channel: str, target: str) -> dict[str, str]:
 
 def redirect(channel: str, context: str, exten: str) -> dict[str, str]:
     return {"Action": "Redirect", "Channel": channel, "Context": context, "Exten": exten, "Priority": "1"}
+
+
+def park(channel: str, agent_channel: str) -> dict[str, str]:
+    """Hold, as Asterisk does it: park the caller; on timeout the PBX rings the holding agent back."""
+    return {
+        "Action": "Park",
+        "Channel": channel,
+        "TimeoutChannel": agent_channel,
+        "Timeout": str(PARK_TIMEOUT_MS),
+    }
+
+
+def pickup(agent: str, space: str) -> dict[str, str]:
+    """Resume: ring the agent's device and connect it to the parking space of the held caller."""
+    if not space.isdigit():
+        raise CommandError(CommandErrorCode.INVALID, f"{space!r} is not a parking space.")
+    return {
+        "Action": "Originate",
+        "Channel": agent_interface(check_extension(agent)),
+        "Context": PARKING_CONTEXT,
+        "Exten": space,
+        "Priority": "1",
+        "CallerID": f'"Agent {agent}" <{agent}>',
+        "Timeout": "30000",
+        "Async": "true",
+    }
 
 
 def hangup(channel: str) -> dict[str, str]:

@@ -39,6 +39,10 @@ _ID = re.compile(r"\b\d{10}\.\d+\b")
 _CHANNEL_SEQ = re.compile(r"-([0-9a-f]{8});([12])")
 
 FrameHook = Callable[[str, dict[str, str], int], None]
+_MEMBER_STATUS = "Event: QueueMemberStatus\r\n"
+_MEMBER_QUEUE = re.compile(r"^Queue: [^\r\n]*", re.MULTILINE)
+_MEMBER_PAUSED = re.compile(r"^Paused: [^\r\n]*", re.MULTILINE)
+_MEMBER_REASON = re.compile(r"^PausedReason:[^\r\n]*", re.MULTILINE)
 
 
 def _headers(frame: str) -> dict[str, str]:
@@ -124,6 +128,10 @@ class _Template:
     caller_name: str
     queue: str
     agents: tuple[str, ...]  # the first one answers
+    caller_uniqueid: str = ""  # the queue caller's channel (the `;2` half), as recorded
+    caller_seq: str = ""  # its Local channel's sequence number, as recorded
+    agent_channel: str = ""  # the `;1` of the agent the queue connected first, as recorded
+    uniqueids: dict[str, str] = field(default_factory=dict)  # channel name -> Uniqueid, as recorded
 
 
 _TEMPLATES: dict[str, _Template] = {}
@@ -138,20 +146,49 @@ def _template(name: str) -> _Template:
         if "Event" in f.headers and f.headers["Event"] not in ("FullyBooted", "SuccessfulAuth", "OriginateResponse")
     ]
     marks: dict[str, float] = {"start": frames[0].t, "end": frames[-1].t}
+    caller_uniqueid = caller_seq = agent_channel = ""
+    uniqueids: dict[str, str] = {}
+    bridges = 0
     for f in frames:
         event = f.headers["Event"]
-        if event == "QueueCallerJoin":
-            marks.setdefault("join", f.t)
+        if event == "QueueCallerJoin" and "join" not in marks:
+            marks["join"] = f.t
+            caller_uniqueid = f.headers.get("Uniqueid", "")
+            seq = _CHANNEL_SEQ.search(f.headers.get("Channel", ""))
+            caller_seq = seq.group(1) if seq else ""
+        elif event == "Newchannel" and "join" in marks and "ring" not in marks:
+            marks["ring"] = f.t  # the queue's first round of ringing agents starts here
+        elif event in ("Unhold", "BlindTransfer", "DTMFEnd") and "connect" in marks:
+            marks.setdefault("transfer", f.t)  # what the CRM's action (BlindTransfer, Atxfer) caused
+        elif event == "BridgeMerge":
+            marks.setdefault("complete", f.t)  # the transferring agent hung up: the attended transfer completes
+        elif event == "BridgeCreate" and "connect" in marks:
+            bridges += 1
+            if bridges == 2:
+                marks.setdefault("park", f.t)  # the parking lot's bridge: what the CRM's Park caused
+        elif event == "Newchannel" and "park" in marks:
+            marks.setdefault("retrieve", f.t)  # the agent originated into the parking space
         elif event == "AgentConnect":
             marks.setdefault("connect", f.t)
+            agent_channel = agent_channel or f.headers.get("DestChannel", "")
         elif event == "DialEnd" and f.headers.get("DialStatus") == "ANSWER" and f.headers.get("Channel"):
             marks.setdefault("far_answer", f.t)
+        if event == "Newchannel":
+            uniqueids[f.headers.get("Channel", "")] = f.headers.get("Uniqueid", "")
     if name == "click_to_dial":
         template = _Template(frames, marks, "15559870000", "", "", ("1001",))
+    elif name == "transfer_blind":
+        template = _Template(frames, marks, "+15551230004", "Dave Example", "", ("1001", "2001"))
+    elif name == "transfer_attended":
+        template = _Template(frames, marks, "+15551230005", "Erin Example", "", ("1001", "2001"))
+    elif name == "hold_park":
+        template = _Template(frames, marks, "+15551230007", "Grace Example", "", ("1001", "1002"))
     elif name == "inbound_abandoned":
         template = _Template(frames, marks, "+15551230002", "Bob Example", "support", ("1001", "1002"))
     else:
         template = _Template(frames, marks, "+15551230001", "Alice Example", "support", ("1001", "1002"))
+    template.caller_uniqueid, template.caller_seq = caller_uniqueid, caller_seq
+    template.agent_channel, template.uniqueids = agent_channel, uniqueids
     _TEMPLATES[name] = template
     return template
 
@@ -185,6 +222,43 @@ class _Entry:
     caller_number: str
     caller_name: str
     joined: float = field(default_factory=time.monotonic)
+
+
+# the actions the demo answers, as the real ListCommands lists them (tests/fixtures/ami/queue_status_idle.ami):
+# an AMI user may use an action whose classes meet its `write` classes (none: anyone), as Asterisk's manager.c has it
+_ACTIONS = {
+    "Atxfer": "Attended transfer.  (Priv: call,all)",
+    "BlindTransfer": "Blind transfer channel(s) to the given destination  (Priv: call,all)",
+    "Challenge": "Generate Challenge for MD5 Auth.  (Priv: <none>)",
+    "Command": "Execute Asterisk CLI Command.  (Priv: command,all)",
+    "CoreShowChannels": "List currently active channels.  (Priv: system,reporting,all)",
+    "Events": "Control Event Flow.  (Priv: <none>)",
+    "Filter": "Dynamically add filters for the current manager session.  (Priv: system,all)",
+    "Getvar": "Gets a channel variable or function value.  (Priv: call,reporting,all)",
+    "Hangup": "Hangup channel.  (Priv: system,call,all)",
+    "ListCommands": "List available manager commands.  (Priv: <none>)",
+    "Login": "Login Manager.  (Priv: <none>)",
+    "Logoff": "Logoff Manager.  (Priv: <none>)",
+    "Originate": "Originate a call.  (Priv: originate,all)",
+    "Park": "Park a channel.  (Priv: call,all)",
+    "Ping": "Keepalive command.  (Priv: <none>)",
+    "QueueAdd": "Add interface to queue.  (Priv: agent,all)",
+    "QueuePause": "Makes a queue member temporarily unavailable.  (Priv: agent,all)",
+    "QueueRemove": "Remove interface from queue.  (Priv: agent,all)",
+    "QueueStatus": "Show queue status.  (Priv: <none>)",
+    "QueueSummary": "Show queue summary.  (Priv: <none>)",
+    "Redirect": "Redirect (transfer) a call.  (Priv: call,all)",
+    "Status": "List channel status.  (Priv: system,call,reporting,all)",
+    "UserEvent": "Send an arbitrary event.  (Priv: user,all)",
+}
+_ACTION_CLASSES = {
+    name.lower(): frozenset(text.rsplit("(Priv: ", 1)[1].rstrip(")").split(",")) - {"all", "<none>"}
+    for name, text in _ACTIONS.items()
+}
+
+
+def _classes(privilege: str) -> frozenset[str]:
+    return frozenset(privilege.split(",")) - {"all"}
 
 
 _POSIX_CLASSES = {"[[:space:]]": r"\s", "[[:digit:]]": r"\d", "[[:alpha:]]": "[A-Za-z]", "[[:alnum:]]": "[A-Za-z0-9]"}
@@ -246,11 +320,17 @@ class DemoPbx:
         seed: int | None = None,
         filter_permitted: bool = True,
         recordings_dir: Path | None = None,
+        read_classes: frozenset[str] | None = None,
+        write_classes: frozenset[str] | None = None,
     ) -> None:
         self.host = host
         self._port = port
         self.username = username
         self.filter_permitted = filter_permitted  # False: an AMI user without write=system, as Asterisk refuses it
+        # the AMI user's `read` and `write` classes in manager.conf (None: all); a least-privilege user is
+        # read = call,agent: it gets no VarSet (class dialplan), so no CRM_ variable, from the PBX
+        self.read_classes = read_classes
+        self.write_classes = write_classes
         # where the demo's call recordings appear, as Asterisk's monitor spool would through a mount: a tone as long
         # as the recorded channel lived, written when it hangs up
         self.recordings_dir = recordings_dir
@@ -282,6 +362,12 @@ class DemoPbx:
         # value smuggled in shows here
         self.action_lines_received: list[list[tuple[str, str]]] = []
         self.calls_placed = 0
+        self._answered_by: dict[str, str] = {}  # linkedid -> the agent a queue connected the caller to
+        self._pacing: dict[str, tuple[float, float]] = {}  # linkedid -> (ring, talk) seconds asked for
+        self._queue_by_call: dict[str, str] = {}  # linkedid -> the queue the caller was last in
+        self._consults: dict[str, tuple[str, dict[str, Any]]] = {}  # linkedid -> attended transfer under way
+        self._parked: dict[str, str] = {}  # linkedid -> its parking space
+        self._park_options: dict[str, dict[str, Any]] = {}  # linkedid -> how its pickup plays
         # who calls when traffic runs; the product replaces it with numbers of real customers (set_callers)
         self.callers: list[tuple[str, str]] = [(f"+1555200{i:04d}", f"Demo Caller {i}") for i in range(1, 200)]
 
@@ -398,8 +484,24 @@ class DemoPbx:
                 ("Message", f"Invalid/unknown command: {name}. Use Action: ListCommands to show available commands."),
             )
             return True
+        needs = _ACTION_CLASSES.get(lowered, frozenset())
+        if needs and self.write_classes is not None and not needs & self.write_classes:
+            reply("Error", ("Message", "Permission denied"))
+            return True
         result: bool = handler(session, fields, reply)
         return result
+
+    def _do_listcommands(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        """Only the actions this AMI user may use, as Asterisk lists them."""
+        permitted = [
+            (name, text)
+            for name, text in _ACTIONS.items()
+            if self.write_classes is None
+            or not _ACTION_CLASSES[name.lower()]
+            or _ACTION_CLASSES[name.lower()] & self.write_classes
+        ]
+        reply("Success", *permitted)
+        return True
 
     def _login(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
         if session.logged_in:
@@ -682,29 +784,142 @@ class DemoPbx:
             reply("Error", ("Message", "No such channel"))
             return True
         reply("Success", ("Message", "Channel Hungup"))
+        consult = self._consults.get(channel.linkedid)
+        if consult is not None and consult[0] == channel.name:
+            self._complete_attended(channel.linkedid)  # the transferring agent hangs up: the caller goes over
+            return True
+        agent = _agent_of_channel(channel.name)
+        entry = self._queued(channel.linkedid)
+        if agent is not None and entry is not None and channel.linkedid not in self._answered_by:
+            self._reject(channel.linkedid, agent, entry)  # an agent's ringing leg: the caller stays queued
+            return True
         self._end_call(channel.linkedid, cause=fields.get("Cause", "16"))
         return True
+
+    def _queued(self, linkedid: str) -> _Entry | None:
+        for uniqueid, entry in self.entries.items():
+            channel = self.channels.get(uniqueid)
+            if channel is not None and channel.linkedid == linkedid:
+                return entry
+        return None
+
+    def _hangup_frame(self, channel: _Channel, cause: str, cause_text: str = "Normal Clearing") -> str:
+        return _frame(
+            [
+                ("Event", "Hangup"),
+                ("Privilege", "call,all"),
+                ("Channel", channel.name),
+                ("ChannelState", channel.state),
+                ("CallerIDNum", channel.caller_number),
+                ("CallerIDName", channel.caller_name),
+                ("Context", channel.context),
+                ("Exten", channel.exten),
+                ("Uniqueid", channel.uniqueid),
+                ("Linkedid", channel.linkedid),
+                ("Cause", cause),
+                ("Cause-txt", cause_text),
+            ]
+        )
+
+    def _reject(self, linkedid: str, agent: str, entry: _Entry) -> None:
+        """An agent hung up while rung: for the queue that member did not answer (AgentRingNoAnswer), the round of
+        ringing ends, and the caller, still queued, is offered to the next free member (the same one again after
+        the queue's retry when nobody else is free), as app_queue does."""
+        task = self._calls.pop(linkedid, None)
+        if task is not None:
+            task.cancel()
+        caller = self.channels.get(entry.uniqueid)
+        for channel in [c for c in self.channels.values() if c.linkedid == linkedid]:
+            rung = _agent_of_channel(channel.name)
+            if rung is None:
+                continue
+            if rung == agent and channel.name.endswith(";1") and caller is not None:
+                self._broadcast(
+                    _frame(
+                        [
+                            ("Event", "AgentRingNoAnswer"),
+                            ("Privilege", "agent,all"),
+                            ("Channel", caller.name),
+                            ("ChannelState", caller.state),
+                            ("CallerIDNum", caller.caller_number),
+                            ("CallerIDName", caller.caller_name),
+                            ("Context", caller.context),
+                            ("Exten", caller.exten),
+                            ("Uniqueid", caller.uniqueid),
+                            ("Linkedid", linkedid),
+                            ("DestChannel", channel.name),
+                            ("Queue", entry.queue),
+                            ("Interface", f"Local/{agent}@agents"),
+                            ("MemberName", f"Agent {agent}"),
+                            ("RingTime", "1000"),
+                        ]
+                    )
+                )
+            self._broadcast(self._hangup_frame(channel, "16" if rung == agent else "26"))
+        self._members_idle()
+        others = [a for a in self.available_agents(entry.queue) if a != agent]
+        template = _template("inbound_queue_answered")
+        seq = _CHANNEL_SEQ.search(entry.channel)
+        ring, talk = self._pacing.get(linkedid, (2.0, 6.0))
+        self._run_call(
+            linkedid,
+            self._play(
+                "inbound_queue_answered",
+                linkedid,
+                caller_number=entry.caller_number,
+                caller_name=entry.caller_name,
+                queue=entry.queue,
+                agents=tuple(others[:2]) or (agent,),
+                answer_after_s=ring,
+                talk_s=talk,
+                crm_vars={},
+                tail_from="ring",
+                known_ids={template.caller_uniqueid: entry.uniqueid},
+                known_seqs={template.caller_seq: seq.group(1)} if seq else {},
+            ),
+        )
+
+    def _members_idle(self) -> None:
+        """Members with no channel left are not in use any more (their device state says so)."""
+        for queue, members in self.members.items():
+            for agent, member in members.items():
+                if member.status != 1 and not self._busy(agent):
+                    member.status = 1
+                    self._member_event("QueueMemberStatus", queue, agent, member)
 
     def _do_blindtransfer(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
         channel = self._channel_named(fields.get("Channel", ""))
         if channel is None:
             reply("Error", ("Message", "Channel specified does not exist"))
             return True
+        target = fields.get("Exten", "")
+        transferer = _agent_of_channel(channel.name)
+        caller = self._live_caller(channel.linkedid)
+        free = self.available_agents(target)
+        if transferer is None or caller is None or target not in self.members or not free:
+            reply("Error", ("Message", self._not_playable("blind transfer", target, free)))
+            return True
         reply("Success", ("Message", "Transfer succeeded"))
-        self._broadcast(
-            _frame(
-                [
-                    ("Event", "BlindTransfer"),
-                    ("Privilege", "call,all"),
-                    ("Result", "Success"),
-                    ("TransfererChannel", channel.name),
-                    ("TransfererUniqueid", channel.uniqueid),
-                    ("TransfererLinkedid", channel.linkedid),
-                    ("IsExternal", "Yes"),
-                    ("Context", fields.get("Context", "internal")),
-                    ("Extension", fields.get("Exten", "")),
-                ]
-            )
+        # as recorded: the caller joins the target queue on the same channels, the member there is rung
+        template = _template("transfer_blind")
+        ids, seqs = self._continuing(template, channel, caller)
+        self._run_call(
+            channel.linkedid,
+            self._play(
+                "transfer_blind",
+                channel.linkedid,
+                caller_number=caller.caller_number,
+                caller_name=caller.caller_name,
+                queue="",
+                agents=(transferer, free[0]),
+                answer_after_s=0.0,
+                talk_s=0.0,
+                crm_vars={},
+                tail_from="transfer",
+                known_ids=ids,
+                known_seqs=seqs,
+                extra=[self._queues_as({"support": self._queue_of(channel.linkedid), "sales": target})],
+            ),
         )
         return True
 
@@ -713,8 +928,133 @@ class DemoPbx:
         if channel is None:
             reply("Error", ("Message", "No such channel"))
             return True
+        target = fields.get("Exten", "")
+        transferer = _agent_of_channel(channel.name)
+        caller = self._live_caller(channel.linkedid)
+        known = any(target in members for members in self.members.values())
+        if transferer is None or caller is None or not known or self._busy(target) or target == transferer:
+            free = [target] if known and not self._busy(target) else []
+            reply("Error", ("Message", self._not_playable("attended transfer", target, free)))
+            return True
         reply("Success", ("Message", "Atxfer successfully queued"))
+        # as recorded: the caller on hold, the target agent rung from the transferring agent; the transfer completes
+        # when the transferring agent hangs up (see _do_hangup)
+        template = _template("transfer_attended")
+        ids, seqs = self._continuing(template, channel, caller)
+        options: dict[str, Any] = {
+            "caller_number": caller.caller_number,
+            "caller_name": caller.caller_name,
+            "queue": "",
+            "agents": (transferer, target),
+            "answer_after_s": 0.0,
+            "talk_s": 0.0,
+            "crm_vars": {},
+            "known_ids": ids,
+            "known_seqs": seqs,
+            "extra": [self._queues_as({"support": self._queue_of(channel.linkedid)})],
+        }
+        self._consults[channel.linkedid] = (channel.name, options)
+        self._run_call(
+            channel.linkedid,
+            self._play("transfer_attended", channel.linkedid, tail_from="transfer", until="complete", **options),
+        )
         return True
+
+    def _do_park(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
+        name = fields.get("Channel", "")
+        caller = self._channel_named(name)
+        if caller is None:
+            reply("Error", ("Message", f"Channel does not exist: {name}"))
+            return True
+        agent_channel = self._channel_named(fields.get("TimeoutChannel", ""))
+        agent = _agent_of_channel(agent_channel.name) if agent_channel is not None else None
+        if agent_channel is None or agent is None or caller.linkedid not in self._answered_by:
+            reply("Error", ("Message", "The demo PBX parks a queue caller talking to an agent only"))
+            return True
+        space = next(str(n) for n in itertools.count(701) if str(n) not in self._parked.values())
+        self._parked[caller.linkedid] = space
+        reply("Success", ("Message", "Park successful"))
+        # as recorded: the caller into the parking lot on music, the agent's channels hang up
+        template = _template("hold_park")
+        ids, seqs = self._continuing(template, agent_channel, caller)
+        options: dict[str, Any] = {
+            "caller_number": caller.caller_number,
+            "caller_name": caller.caller_name,
+            "queue": "",
+            "agents": (agent,),
+            "answer_after_s": 0.0,
+            "talk_s": 0.0,
+            "crm_vars": {},
+            "known_ids": ids,
+            "known_seqs": seqs,
+            "extra": [
+                self._queues_as({"support": self._queue_of(caller.linkedid)}),
+                (re.compile(r"(?<=ParkingSpace: )701\b|(?<=Exten: )701\b"), space),
+            ],
+        }
+        self._park_options[caller.linkedid] = options
+        self._run_call(
+            caller.linkedid,
+            self._play("hold_park", caller.linkedid, tail_from="park", until="retrieve", **options),
+        )
+        return True
+
+    def _pickup(self, agent: str, space: str, reply: Callable[..., None]) -> bool:
+        linkedid = next((lid for lid, parked in self._parked.items() if parked == space), None)
+        if linkedid is None or self._busy(agent):
+            reply("Error", ("Message", "Extension does not exist."))
+            return True
+        del self._parked[linkedid]
+        options = self._park_options.pop(linkedid)
+        reply("Success", ("Message", "Originate successfully queued"))
+        # as recorded: the agent's device rings, answers, and is bridged with the parked caller; the call goes on
+        options["agents"] = (agent,)
+        options["talk_s"] = self._pacing.get(linkedid, (0.0, 0.0))[1]  # the rest of the call as it was asked for
+        self._run_call(linkedid, self._play("hold_park", linkedid, tail_from="retrieve", **options))
+        return True
+
+    def _complete_attended(self, linkedid: str) -> None:
+        _transferer, options = self._consults.pop(linkedid)
+        self._run_call(linkedid, self._play("transfer_attended", linkedid, tail_from="complete", **options))
+
+    @staticmethod
+    def _not_playable(what: str, target: str, free: list[str]) -> str:
+        if not free:
+            return f"Nobody is free at {target!r} to take the {what} (demo PBX)"
+        return f"The demo PBX plays a {what} of a queue call answered by an agent only"
+
+    @staticmethod
+    def _queues_as(names: dict[str, str]) -> tuple[re.Pattern[str], Any]:
+        """The recording's queue names as this call's, in one pass (support → sales and sales → support swap)."""
+        pattern = re.compile(r"\b(" + "|".join(re.escape(n) for n in names) + r")\b")
+        return pattern, lambda m: names[m.group(1)]
+
+    def _queue_of(self, linkedid: str) -> str:
+        return self._queue_by_call.get(linkedid, "support")
+
+    def _live_caller(self, linkedid: str) -> _Channel | None:
+        """The queue caller's channel of a call (the `;2` half of the PSTN Local channel)."""
+        for channel in self.channels.values():
+            if channel.linkedid == linkedid and "@from-pstn-" in channel.name and channel.name.endswith(";2"):
+                return channel
+        return None
+
+    def _continuing(
+        self, template: _Template, agent: _Channel, caller: _Channel
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Ids and channel numbers of the recording mapped to this call's: its caller and the agent talking to it."""
+        ids = {template.caller_uniqueid: caller.uniqueid}
+        seqs: dict[str, str] = {}
+        for recorded, live in ((template.agent_channel, agent.name), (f"-{template.caller_seq};2", caller.name)):
+            old, new = _CHANNEL_SEQ.search(recorded), _CHANNEL_SEQ.search(live)
+            if old and new:
+                seqs[old.group(1)] = new.group(1)
+        for half in (";1", ";2"):
+            recorded_uid = template.uniqueids.get(template.agent_channel[:-2] + half, "")
+            live_half = self._channel_named(agent.name[:-2] + half)
+            if recorded_uid and live_half is not None:
+                ids[recorded_uid] = live_half.uniqueid
+        return ids, seqs
 
     def _do_redirect(self, session: _Session, fields: dict[str, str], reply: Callable[..., None]) -> bool:
         name = fields.get("Channel", "")
@@ -736,13 +1076,16 @@ class DemoPbx:
         if fields.get("Application"):
             reply("Success", ("Message", "Originate successfully queued"))
             return True
+        if fields.get("Context") == "parkedcalls":
+            return self._pickup(agent, fields.get("Exten", ""), reply)
         if fields.get("Context") not in ("outbound", "internal", "agents"):
             reply("Error", ("Message", "Extension does not exist."))
             return True
         reply("Success", ("Message", "Originate successfully queued"))
         number = fields.get("Exten", "")
         linkedid = self._new_id()
-        self._calls[linkedid] = asyncio.create_task(
+        self._run_call(
+            linkedid,
             self._play(
                 "click_to_dial",
                 linkedid,
@@ -754,7 +1097,7 @@ class DemoPbx:
                 talk_s=6.0,
                 crm_vars={},
                 originate=(fields.get("ActionID"), agent, number),
-            )
+            ),
         )
         return True
 
@@ -791,8 +1134,9 @@ class DemoPbx:
         headers = _headers(frame)
         self._observe(headers)
         hook = self.on_frame_sent
+        readable = self.read_classes is None or bool(_classes(headers.get("Privilege", "")) & self.read_classes)
         for session in self._sessions:
-            if session.events and session.wants(frame):
+            if readable and session.events and session.wants(frame):
                 session.send(frame)
         if hook is not None:
             hook(headers.get("Event", ""), headers, time.perf_counter_ns())
@@ -852,6 +1196,9 @@ class DemoPbx:
             channel.caller_name = h.get("CallerIDName", channel.caller_name)
             channel.context = h.get("Context", channel.context)
             channel.exten = h.get("Exten", channel.exten)
+        elif event == "BridgeEnter" and uniqueid in self.channels:
+            # bridged into a call, a channel takes on its Linkedid (the pickup of a parked caller does)
+            self.channels[uniqueid].linkedid = h.get("Linkedid", self.channels[uniqueid].linkedid)
         elif event == "VarSet" and h.get("Variable") == "MIXMONITOR_FILENAME" and self.recordings_dir is not None:
             self._recording[uniqueid] = (h.get("Value", "").rsplit("/", 1)[-1], time.monotonic())
         elif event == "Hangup":
@@ -859,11 +1206,19 @@ class DemoPbx:
             if recorded is not None:
                 self._write_recording(*recorded)
             gone = self.channels.pop(uniqueid, None)
+            if uniqueid == h.get("Linkedid"):
+                self._answered_by.pop(uniqueid, None)
+                self._pacing.pop(uniqueid, None)
+                self._queue_by_call.pop(uniqueid, None)
+                self._consults.pop(uniqueid, None)
+                self._parked.pop(uniqueid, None)
+                self._park_options.pop(uniqueid, None)
             agent = _agent_of_channel(gone.name) if gone is not None else None
             if agent is not None and self._agent_channels.get(agent, 0) > 0:
                 self._agent_channels[agent] -= 1
             self.entries.pop(uniqueid, None)
         elif event == "QueueCallerJoin":
+            self._queue_by_call[h.get("Linkedid", "")] = h.get("Queue", "")
             self.entries[uniqueid] = _Entry(
                 h.get("Queue", ""), uniqueid, h.get("Channel", ""), h.get("CallerIDNum", ""), h.get("CallerIDName", "")
             )
@@ -873,6 +1228,7 @@ class DemoPbx:
             self.abandoned[h.get("Queue", "")] = self.abandoned.get(h.get("Queue", ""), 0) + 1
         elif event == "AgentConnect":
             self.completed[h.get("Queue", "")] = self.completed.get(h.get("Queue", ""), 0) + 1
+            self._answered_by[h.get("Linkedid", "")] = self._agent_of_interface(h.get("Interface", "")) or ""
         elif event == "QueueMemberStatus":
             agent = self._agent_of_interface(h.get("Interface", ""))
             member = self.members.get(h.get("Queue", ""), {}).get(agent or "")
@@ -905,13 +1261,16 @@ class DemoPbx:
         crm_vars: dict[str, str] | None = None,
         abandon_after_s: float | None = None,
         agent: str | None = None,
+        ivr_done: asyncio.Event | None = None,
     ) -> str:
-        """Start a caller's call through the IVR into `queue`; returns its Linkedid. The call plays on its own."""
+        """Start a caller's call through the IVR into `queue`; returns its Linkedid. The call plays on its own. With
+        `ivr_done`, the caller reaches the queue once it is set (an IVR session run elsewhere, on its channel)."""
         if queue not in self.members:
             raise ValueError(f"the demo PBX has no queue {queue!r}")
         free = [agent] if agent else self.available_agents(queue)
         linkedid = self._new_id()
         self.calls_placed += 1
+        self._pacing[linkedid] = (answer_after_s, talk_s)
         if abandon_after_s is not None or not free:
             wait = abandon_after_s if abandon_after_s is not None else 20.0
             ringing = tuple(a for a in self.members[queue] if not self.members[queue][a].paused)[:2] or ("1001",)
@@ -938,14 +1297,24 @@ class DemoPbx:
                 answer_after_s=answer_after_s,
                 talk_s=talk_s,
                 crm_vars=crm_vars or {},
+                ivr_done=ivr_done,
             )
-        self._calls[linkedid] = asyncio.create_task(task)
-
-        def forget(_: asyncio.Task[None]) -> None:
-            self._calls.pop(linkedid, None)
-
-        self._calls[linkedid].add_done_callback(forget)
+        self._run_call(linkedid, task)
         return linkedid
+
+    def _run_call(self, linkedid: str, script: Any) -> None:
+        """Play `script` as the call's events; it replaces what the call was playing (a transfer, a reject)."""
+        previous = self._calls.get(linkedid)
+        if previous is not None:
+            previous.cancel()
+        task = asyncio.create_task(script, name=f"demo-call-{linkedid}")
+        self._calls[linkedid] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._calls.get(linkedid) is done:
+                del self._calls[linkedid]
+
+        task.add_done_callback(forget)
 
     async def wait_call(self, linkedid: str) -> None:
         task = self._calls.get(linkedid)
@@ -1019,7 +1388,11 @@ class DemoPbx:
                         ]
                     )
                 )
-        for channel in [c for c in self.channels.values() if c.linkedid == linkedid]:
+        ending = [c for c in self.channels.values() if c.linkedid == linkedid]
+        halves = {c.name[:-2] for c in ending if c.name.endswith((";1", ";2"))}
+        # the other half of a Local channel goes too, even with a Linkedid of its own (an originated pickup's `;2`)
+        ending += [c for c in self.channels.values() if c.linkedid != linkedid and c.name[:-2] in halves]
+        for channel in ending:
             self._broadcast(
                 _frame(
                     [
@@ -1075,10 +1448,20 @@ class DemoPbx:
         talk_s: float,
         crm_vars: dict[str, str],
         originate: tuple[str | None, str, str] | None = None,
+        tail_from: str | None = None,
+        until: str | None = None,
+        known_ids: dict[str, str] | None = None,
+        known_seqs: dict[str, str] | None = None,
+        extra: list[tuple[re.Pattern[str], Any]] | None = None,
+        ivr_done: asyncio.Event | None = None,
     ) -> None:
+        """Play a recorded call template as a new call. With `tail_from` (a mark of the template) only what follows
+        it, for a call already under way: `known_ids`/`known_seqs` map the template's ids and channel numbers to
+        those the call has (its caller, say), so the rest continues the same channels."""
         template = _template(name)
-        ids: dict[str, str] = {}
-        seqs: dict[str, str] = {}
+        # shared with the caller's dicts: the second part of a transfer goes on with the first part's channels
+        ids: dict[str, str] = known_ids if known_ids is not None else {}
+        seqs: dict[str, str] = known_seqs if known_seqs is not None else {}
         first_id = _ID.search(template.frames[0].text)
         if first_id:
             ids[first_id.group(0)] = linkedid
@@ -1109,8 +1492,31 @@ class DemoPbx:
             replacements.append((re.compile(re.escape(template.caller_name)), caller_name or caller_number))
         if template.queue and queue and queue != template.queue:
             replacements.append((re.compile(rf"\b{re.escape(template.queue)}\b"), queue))
+        replacements.extend(extra or [])
         drop = re.compile("|".join(rf"Local/{a}@agents|Custom:{a}\b|Agent {a}\b" for a in dropped)) if dropped else None
-        when = self._timeline(template, answer_after_s, talk_s)
+        origin = template.marks[tail_from] if tail_from else template.marks["start"]
+        end = template.marks[until] if until else math.inf
+        timeline: Callable[[float], float]
+        if tail_from is not None and tail_from != "ring":
+            # what a transfer or a hold caused plays at the recorded pace (ring the target 2 s, talk 5 s …); with
+            # `talk_s`, the longest silence of it (the talk) lasts that long instead
+            times = sorted({f.t for f in template.frames if origin <= f.t < end})
+            gap_at, silence = math.inf, 0.0
+            if talk_s > 0 and len(times) > 1:
+                gap_at, gap_end = max(itertools.pairwise(times), key=lambda pair: pair[1] - pair[0])
+                silence = gap_end - gap_at
+
+            def timeline(t: float) -> float:
+                return t if t <= gap_at else t - silence + talk_s
+
+            offset = origin
+        else:
+            timeline = self._timeline(template, answer_after_s, talk_s)
+            offset = timeline(origin) if tail_from else 0.0
+
+        def when(t: float) -> float:
+            return timeline(t) - offset
+
         started = time.monotonic()
         crm_slots = sum(
             1
@@ -1125,7 +1531,8 @@ class DemoPbx:
         kept = [
             f
             for f in template.frames
-            if not (drop is not None and drop.search(f.text))
+            if origin <= f.t < end
+            and not (drop is not None and drop.search(f.text))
             and not (originate is not None and f.headers.get("Event") == "OriginateResponse")
         ]
         joined = "\x1e".join(f.text for f in kept)
@@ -1170,18 +1577,41 @@ class DemoPbx:
                     )
                 )
         # events due at the same moment go out together, then the loop gets its turn (the bridge reads them)
+        queued_at = when(template.marks["join"]) * self.time_scale if "join" in template.marks else math.inf
         index = 0
         while index < len(script):
             at = script[index][0]
+            if ivr_done is not None and at >= queued_at:
+                # the dialplan goes on to Queue() only when the AGI session is over, as Asterisk's AGI() does
+                waited = time.monotonic()
+                await ivr_done.wait()
+                started += time.monotonic() - waited
+                ivr_done = None
             await self._wait_until(started + at)
             while index < len(script) and script[index][0] <= at:
-                self._broadcast(script[index][1])
+                self._send_played(script[index][1])
                 index += 1
             await asyncio.sleep(0)
         for queue_name, members in self.members.items():
             for agent in agents:
                 if agent in members and queue_name == queue:
                     members[agent].calls_taken += 1
+
+    def _send_played(self, frame: str) -> None:
+        """A frame of a played template as the PBX would send it now: a member's status carries the pause it has
+        here (a recording's `Paused: 0` must not unpause a paused agent), once per queue the agent is logged in to,
+        and not at all for an agent logged out of every queue."""
+        if not frame.startswith(_MEMBER_STATUS):
+            self._broadcast(frame)
+            return
+        agent = self._agent_of_interface(_headers(frame).get("Interface", ""))
+        for queue, members in self.members.items():
+            member = members.get(agent or "")
+            if member is None:
+                continue
+            text = _MEMBER_QUEUE.sub(f"Queue: {queue}", frame, count=1)
+            text = _MEMBER_PAUSED.sub(f"Paused: {1 if member.paused else 0}", text, count=1)
+            self._broadcast(_MEMBER_REASON.sub(f"PausedReason: {member.reason}", text, count=1))
 
     @staticmethod
     async def _wait_until(deadline: float) -> None:

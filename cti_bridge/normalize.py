@@ -195,6 +195,20 @@ class HoldChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class ParkingChanged:
+    """ParkedCall, UnParkedCall, ParkedCallTimeOut, ParkedCallGiveUp: a caller put in a parking space (how a hold is
+    done on Asterisk, which has no hold action) and taken out of it."""
+
+    name: str
+    linkedid: str  # the parked caller's (ParkeeLinkedid)
+    parkee_uniqueid: str
+    parkee_channel: str
+    space: str
+    parker: str  # the parker's dial string (Local/1001@agents), where a timed-out call goes back to
+    retriever_channel: str  # who picked it up (UnParkedCall)
+
+
+@dataclass(frozen=True, slots=True)
 class Recording:
     uniqueid: str
     linkedid: str
@@ -268,6 +282,7 @@ PbxEvent = (
     | AttendedTransferred
     | MusicOnHold
     | HoldChanged
+    | ParkingChanged
     | Recording
     | QueueMemberChanged
     | QueueParamsReported
@@ -398,6 +413,18 @@ def _attended(h: dict[str, str]) -> AttendedTransferred:
     )
 
 
+def _parking(h: dict[str, str]) -> ParkingChanged:
+    return ParkingChanged(
+        h["Event"],
+        h.get("ParkeeLinkedid", ""),
+        h.get("ParkeeUniqueid", ""),
+        h.get("ParkeeChannel", ""),
+        h.get("ParkingSpace", ""),
+        h.get("ParkerDialString", ""),
+        h.get("RetrieverChannel", ""),
+    )
+
+
 _BUILDERS: dict[str, Callable[[dict[str, str]], PbxEvent]] = {
     "VarSet": _var_set,
     "Newexten": _newexten,
@@ -424,6 +451,10 @@ _BUILDERS: dict[str, Callable[[dict[str, str]], PbxEvent]] = {
     "MusicOnHoldStop": lambda h: MusicOnHold(h.get("Uniqueid", ""), h.get("Linkedid", ""), False),
     "Hold": lambda h: HoldChanged(h.get("Uniqueid", ""), h.get("Linkedid", ""), True),
     "Unhold": lambda h: HoldChanged(h.get("Uniqueid", ""), h.get("Linkedid", ""), False),
+    "ParkedCall": _parking,
+    "UnParkedCall": _parking,
+    "ParkedCallTimeOut": _parking,
+    "ParkedCallGiveUp": _parking,
     "MixMonitorStart": lambda h: Recording(h.get("Uniqueid", ""), h.get("Linkedid", ""), True),
     "MixMonitorStop": lambda h: Recording(h.get("Uniqueid", ""), h.get("Linkedid", ""), False),
     "QueueMemberStatus": _member,

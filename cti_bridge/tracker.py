@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from crm_core.calls.events import (
@@ -46,6 +46,7 @@ from cti_bridge.normalize import (
     DialplanStep,
     HoldChanged,
     MusicOnHold,
+    ParkingChanged,
     PbxEvent,
     QueueCallerAbandoned,
     QueueCallerJoined,
@@ -61,7 +62,11 @@ from cti_bridge.normalize import (
 log = logging.getLogger(__name__)
 
 Emit = Callable[[object], None]
+# asks the PBX to pause (True) or unpause (False) an agent in one queue, for wrap-up; the adapter sends it
+PausePbx = Callable[[str, str, bool], None]
 UNKNOWN = "<unknown>"
+# the reason of the pause the CRM sets for wrap-up: the only pause it ever lifts by itself
+WRAP_UP_REASON = "Wrap-up"
 
 
 def _now() -> datetime:
@@ -107,6 +112,8 @@ class _Call:
     far_end_answered: bool = False  # outbound: the dialled number answered
     announced: bool = False  # CallStarted published
     origin_agent: str | None = None  # outbound: the agent whose device the call started on
+    parked_space: str | None = None  # on hold in this parking space
+    parked_by: str | None = None  # the agent holding it: their leg lasts through the hold
 
 
 @dataclass
@@ -118,6 +125,7 @@ class _Agent:
     linkedid: str | None = None
     calls_today: int = 0
     wrap_up: asyncio.TimerHandle | None = None
+    wrap_up_paused: set[str] = field(default_factory=set)  # queues the CRM paused for this wrap-up
 
 
 @dataclass
@@ -142,16 +150,21 @@ class CallTracker:
         service_level_seconds: int = 20,
         wrapup_seconds: float = 0.0,
         clock: Callable[[], datetime] = _now,
+        pause_pbx: PausePbx | None = None,
     ) -> None:
         self._emit = emit
         self._sl = service_level_seconds
         self._wrapup = wrapup_seconds
+        self._pause_pbx = pause_pbx
         self._clock = clock
         self.calls: dict[str, _Call] = {}
         self.channels: dict[str, tuple[str, str]] = {}  # uniqueid -> (linkedid, channel name)
         self.agents: dict[str, _Agent] = {}
         self.queues: dict[str, _Queue] = {}
         self.members: dict[str, set[str]] = {}  # queue -> extensions logged in to it (wallboard figures need these)
+        self._pickups: dict[str, str] = {}  # agent -> the held call the CRM is originating them back into
+        self._aliases: dict[str, str] = {}  # a pickup channel's own Linkedid -> the held call's
+        self._early_ivr: dict[str, dict[str, str]] = {}  # uniqueid -> CRM_ variables told before its channel
         self._handlers: dict[type, Callable[[PbxEvent], None]] = {
             ChannelCreated: self._channel_created,  # type: ignore[dict-item]
             ChannelStateChanged: self._channel_state,  # type: ignore[dict-item]
@@ -168,6 +181,7 @@ class CallTracker:
             AttendedTransferred: self._attended_transfer,  # type: ignore[dict-item]
             MusicOnHold: self._music_on_hold,  # type: ignore[dict-item]
             HoldChanged: self._hold_changed,  # type: ignore[dict-item]
+            ParkingChanged: self._parking,  # type: ignore[dict-item]
             Recording: self._recording,  # type: ignore[dict-item]
             QueueMemberChanged: self._member,  # type: ignore[dict-item]
         }
@@ -175,6 +189,11 @@ class CallTracker:
     # --- entry point ------------------------------------------------------------------------------------------
 
     def apply(self, event: PbxEvent) -> None:
+        if self._aliases:
+            # the pickup of a held call starts as a call of its own (an Originate); it is the held call
+            alias = self._aliases.get(getattr(event, "linkedid", ""))
+            if alias is not None:
+                event = replace(event, linkedid=alias)  # type: ignore[arg-type]
         handler = self._handlers.get(type(event))
         if handler is not None:
             handler(event)
@@ -190,6 +209,13 @@ class CallTracker:
         if call is None:
             agent = agent_of(ev.channel)
             outbound = agent is not None and ev.uniqueid == ev.linkedid
+            held = self.calls.get(self._pickups.pop(agent, "")) if outbound and agent is not None else None
+            if held is not None:
+                # the agent's device rung back into the parking space of their held call: part of that call
+                self._aliases[ev.linkedid] = held.linkedid
+                self.channels[ev.uniqueid] = (held.linkedid, ev.channel)
+                held.channels.add(ev.uniqueid)
+                return
             call = _Call(
                 linkedid=ev.linkedid,
                 direction=CallDirection.OUTBOUND if outbound else CallDirection.INBOUND,
@@ -202,7 +228,21 @@ class CallTracker:
                 # click-to-dial rings the agent's own device first
                 self._set_agent(agent, AgentState.RINGING, linkedid=ev.linkedid)
         call.channels.add(ev.uniqueid)
+        if self._early_ivr:
+            call.crm_vars.update(self._early_ivr.pop(ev.uniqueid, {}))
         self._learn_caller(call, ev)
+
+    def ivr_variables(self, uniqueid: str, variables: Iterable[tuple[str, str]]) -> None:
+        """CRM_* variables the product's IVR set on a channel, told by the IVR itself (see IvrVariablesSet): the same
+        as their VarSet events, which an AMI user without the `dialplan` read class never gets."""
+        known = self.channels.get(uniqueid)
+        call = self.calls.get(known[0]) if known is not None else None
+        if call is not None:
+            call.crm_vars.update(variables)
+            return
+        if len(self._early_ivr) >= 10_000:  # channels that never came: forget the oldest
+            del self._early_ivr[next(iter(self._early_ivr))]
+        self._early_ivr[uniqueid] = dict(variables)
 
     def _learn_caller(self, call: _Call, ev: ChannelEvent) -> None:
         if call.direction is not CallDirection.INBOUND or agent_of(ev.channel) is not None:
@@ -257,7 +297,7 @@ class CallTracker:
         call.channels.discard(ev.uniqueid)
         now = self._clock()
         leg = call.legs.get(ev.channel)
-        if leg is not None and leg.ended_at is None:
+        if leg is not None and leg.ended_at is None and not (call.parked_space and call.parked_by == leg.agent):
             leg.ended_at = now
             self._leg_over(call, leg, now)
         if ev.uniqueid == call.caller_uniqueid or ev.uniqueid == call.linkedid:
@@ -581,6 +621,63 @@ class CallTracker:
             call.hold_started = None
             self._emit(CallResumed(linkedid=call.linkedid, agent=call.agent, resumed_at=now))
 
+    def expect_pickup(self, agent: str, linkedid: str) -> None:
+        """The CRM is about to originate `agent` into the parking space of held call `linkedid` (resume)."""
+        self._pickups[agent] = linkedid
+
+    def cancel_pickup(self, agent: str) -> None:
+        self._pickups.pop(agent, None)
+
+    def _parking(self, ev: ParkingChanged) -> None:
+        call = self.calls.get(ev.linkedid)
+        if call is None:
+            return
+        now = self._clock()
+        if ev.name == "ParkedCall":
+            # a hold: the agent's channels hang up, but the agent still has the call (their leg goes on)
+            call.parked_space = ev.space
+            call.parked_by = agent_of(ev.parker) or call.agent
+            self._hold(call, True)
+        elif ev.name == "UnParkedCall":
+            holder, call.parked_space, call.parked_by = call.parked_by, None, None
+            self._absorb_pickup(call, ev.retriever_channel)
+            retriever = agent_of(ev.retriever_channel)
+            held = next((leg for leg in call.legs.values() if leg.agent == holder and leg.ended_at is None), None)
+            if retriever is not None:
+                if held is not None and retriever == holder:
+                    del call.legs[held.channel]  # the same leg, on the channel that picked the caller up
+                    held.channel = ev.retriever_channel
+                    call.legs[held.channel] = held
+                else:
+                    if held is not None:
+                        held.ended_at = now
+                        self._leg_over(call, held, now)
+                    call.legs[ev.retriever_channel] = _Leg(retriever, ev.retriever_channel, call.queue, now, now)
+                    call.agent = retriever
+                self._set_agent(retriever, AgentState.ON_CALL, linkedid=call.linkedid)
+            self._hold(call, False)
+        elif ev.name == "ParkedCallTimeOut":
+            call.parked_space = None  # the PBX rings the holder back; their leg goes on
+            self._hold(call, False)
+
+    def _absorb_pickup(self, call: _Call, retriever_channel: str) -> None:
+        """A pickup the CRM did not announce (a phone dialled the parking space): the call the tracker made of the
+        retriever's channel is this call."""
+        for linkedid, name in list(self.channels.values()):
+            if name != retriever_channel or linkedid == call.linkedid:
+                continue
+            pickup = self.calls.get(linkedid)
+            if pickup is None or pickup.offered or pickup.direction is not CallDirection.OUTBOUND:
+                continue
+            del self.calls[linkedid]
+            self._aliases[linkedid] = call.linkedid
+            for uniqueid in pickup.channels:
+                known = self.channels.get(uniqueid)
+                if known is not None:
+                    self.channels[uniqueid] = (call.linkedid, known[1])
+            call.channels |= pickup.channels
+            return
+
     def _recording(self, ev: Recording) -> None:
         call = self.calls.get(ev.linkedid)
         if call is not None and ev.started and call.recording is None:
@@ -620,6 +717,7 @@ class CallTracker:
         agent.calls_today += 1
         if self._wrapup > 0:
             self._set_agent(extension, AgentState.WRAP_UP, linkedid=agent.linkedid)
+            self._pause_for_wrap_up(agent)
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
@@ -628,13 +726,46 @@ class CallTracker:
         else:
             self._set_agent(extension, self._idle_state(agent))
 
+    def _pause_for_wrap_up(self, agent: _Agent) -> None:
+        """Wrap-up is enforced at the PBX: a queue would otherwise ring the agent at once. Only queues the agent is
+        not paused in get the CRM's own pause; a pause the agent already has (lunch) is left as it is."""
+        if self._pause_pbx is None:
+            return
+        for queue, (paused, _reason) in sorted(agent.queues.items()):
+            if not paused and queue not in agent.wrap_up_paused:
+                agent.wrap_up_paused.add(queue)
+                self._pause_pbx(agent.extension, queue, True)
+
+    def _lift_wrap_up_pause(self, agent: _Agent) -> None:
+        """Unpause the queues the CRM paused for wrap-up, unless someone paused the agent there meanwhile for
+        another reason (the PBX keeps one pause per queue: the last reason set is the one in force)."""
+        queues, agent.wrap_up_paused = agent.wrap_up_paused, set()
+        if self._pause_pbx is None:
+            return
+        for queue in sorted(queues):
+            paused, reason = agent.queues.get(queue, (False, ""))
+            if queue in agent.queues and not (paused and reason != WRAP_UP_REASON):
+                self._pause_pbx(agent.extension, queue, False)
+                agent.queues[queue] = (False, "")  # as the PBX will confirm: no "paused (Wrap-up)" in between
+
     def _wrap_up_over(self, extension: str) -> None:
         agent = self._agent(extension)
         agent.wrap_up = None
         if agent.state is AgentState.WRAP_UP:
+            self._lift_wrap_up_pause(agent)
             self._set_agent(extension, self._idle_state(agent))
             for queue in agent.queues:
                 self._queue_stats(queue, self._clock())
+
+    def pause_accepted(self, extension: str, paused: bool, reason: str, queue: str | None) -> None:
+        """The PBX accepted a (un)pause the CRM sent: known now, before its QueueMemberPause event arrives, so that a
+        wrap-up ending meanwhile never lifts a pause an agent or supervisor has just set."""
+        agent = self.agents.get(extension)
+        if agent is None:
+            return
+        for name in [queue] if queue else list(agent.queues):
+            if name in agent.queues:
+                agent.queues[name] = (paused, reason if paused else "")
 
     def end_wrap_up(self, extension: str) -> None:
         """The agent finished wrap-up early (disposition saved)."""
@@ -648,8 +779,10 @@ class CallTracker:
     ) -> None:
         agent = self._agent(extension)
         if state is not AgentState.WRAP_UP and agent.wrap_up is not None:
+            # a new call (the agent dialled out) ends the wrap-up early
             agent.wrap_up.cancel()
             agent.wrap_up = None
+            self._lift_wrap_up_pause(agent)
         if agent.state is state and agent.linkedid == linkedid and not force:
             return
         agent.state = state
@@ -671,6 +804,9 @@ class CallTracker:
 
     def _finish(self, call: _Call, now: datetime, *, closed_at_resync: bool) -> None:
         self.calls.pop(call.linkedid, None)
+        if self._aliases:
+            self._aliases = {alias: held for alias, held in self._aliases.items() if held != call.linkedid}
+        call.parked_space = None
         if call.hold_started is not None:
             call.hold_seconds += (now - call.hold_started).total_seconds()
             call.hold_started = None
@@ -857,6 +993,12 @@ class CallTracker:
         for extension in set(self.agents) | set(reported):
             agent = self._agent(extension)
             agent.queues = reported.get(extension, {})
+            if agent.wrap_up is None and self._pause_pbx is not None:
+                # a wrap-up pause nobody will lift (the bridge restarted during a wrap-up): lift it now
+                agent.wrap_up_paused.clear()
+                for queue_name, (paused, reason) in sorted(agent.queues.items()):
+                    if paused and reason == WRAP_UP_REASON:
+                        self._pause_pbx(extension, queue_name, False)
             if extension in on_call:
                 self._set_agent(extension, AgentState.ON_CALL, linkedid=on_call[extension], force=True)
             else:

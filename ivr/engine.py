@@ -17,7 +17,9 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from crm_core.bus import EventBus
 from crm_core.calls.callbacks import request_callback
+from crm_core.calls.events import IvrVariablesSet
 from crm_core.calls.service import record_survey
 from crm_core.customers.lookup import CallerIdLookup
 from crm_core.db import unit_of_work
@@ -64,6 +66,7 @@ class CrmContext:
     region: str
     speech: SpeechRecogniser | None = None
     clock: Callable[[], datetime] = _utc_now  # business hours are judged by it
+    bus: EventBus | None = None  # where what the caller did is told too (for a bridge that reads no VarSet)
 
 
 @dataclass
@@ -124,6 +127,9 @@ class FlowRunner:
         }
         for variable, value in values.items():
             await line.set_variable(variable, value)
+        if self.crm.bus is not None and line.uniqueid:
+            variables = tuple(sorted(values.items()))
+            await self.crm.bus.publish(IvrVariablesSet(uniqueid=line.uniqueid, variables=variables, set_at=_utc_now()))
 
     async def _ask(self, line: CallerLine, prompt: str, wait_s: int, digits: int = 1) -> str:
         return await line.get_digits(prompt, wait_s, digits)

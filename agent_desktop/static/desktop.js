@@ -29,6 +29,28 @@
   });
   socket.on("disconnect", (reason) => say(reason === "io server disconnect" ? "Signed out by the server: sign in again." : "Connection lost; reconnecting…"));
 
+  // the commands the PBX can carry out; a control needing none of them is removed, not shown disabled
+  let capabilities = null;
+  function applyCapabilities(scope) {
+    if (!capabilities) return;
+    for (const control of scope.querySelectorAll("[data-needs]")) {
+      if (!control.dataset.needs.split(" ").some((need) => capabilities.has(need))) control.remove();
+    }
+  }
+  socket.on("capabilities", (data) => {
+    capabilities = new Set(data.commands || []);
+    applyCapabilities(document.getElementById("pop-template").content);
+    for (const entry of calls.values()) { applyCapabilities(entry.card); showHoldControls(entry); }
+  });
+
+  // Hold while talking, Resume while held (Asterisk parks the caller: hold and resume are one capability)
+  function showHoldControls(entry) {
+    const hold = entry.card.querySelector(".hold");
+    const resume = entry.card.querySelector(".resume");
+    if (hold) hold.hidden = entry.state !== "up";
+    if (resume) resume.hidden = entry.state !== "held";
+  }
+
   // --- my state and queues -------------------------------------------------------------------------------------
   socket.on("agent_state", (state) => {
     const badge = document.getElementById("agent-state");
@@ -146,6 +168,7 @@
       badge.dataset.state = state;
     }
     entry.card.dataset.state = state;
+    showHoldControls(entry);
   }
 
   function busyWith(entry) {

@@ -212,3 +212,15 @@ class CallWrappedUp:
     agent: str | None
     disposition_code: str
     wrapped_up_at: datetime
+
+
+@register_event
+@dataclass(frozen=True, slots=True)
+class IvrVariablesSet:
+    """The product's IVR put CRM_* variables on a caller's channel (`uniqueid`, the channel its AGI session ran
+    on). Told over the bus as well as on the channel: an AMI user with `read = call,agent` gets no VarSet events
+    (class `dialplan`), and the pop must still show the IVR path and choices."""
+
+    uniqueid: str
+    variables: tuple[tuple[str, str], ...]
+    set_at: datetime

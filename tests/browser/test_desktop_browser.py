@@ -161,4 +161,49 @@ async def test_wallboard_today_from_the_database_callers_and_log_in_again(browse
     assert linkedid not in await row.inner_text()
     await row.locator("button", has_text="Log out of support").click()
     await expect(row.locator("button", has_text="Log in to support")).to_be_visible(timeout=10_000)
+    await row.locator("button", has_text="Log in to support").click()
+    await expect(row.locator("button", has_text="Log out of support")).to_be_visible(timeout=10_000)
     await expect(page.locator("#wallboard-message")).to_have_text("Done.")
+
+
+async def test_hold_and_resume_from_the_desktop_with_the_state_shown(browser: Browser, center: LiveCenter) -> None:
+    page = await sign_in(browser, center, "agent1001", "/desktop")
+    await expect(page.locator("#desktop-message")).to_have_text("Connected.")
+    linkedid = await center.pbx.place_inbound_call(
+        "+15551230001", "Alice Example", "support", agent="1001", answer_after_s=10, talk_s=400
+    )
+    card = page.locator(f'article.pop[data-linkedid="{linkedid}"]')
+    await expect(card.locator(".hold")).to_be_hidden()  # nothing to hold while it rings
+    await expect(card.locator(".call-state")).to_have_text("up", timeout=10_000)
+    await expect(card.locator(".resume")).to_be_hidden()
+    await card.locator(".hold").click()
+    await expect(card.locator(".call-state")).to_have_text("held")
+    await expect(card.locator(".resume")).to_be_visible()
+    await expect(card.locator(".hold")).to_be_hidden()
+    assert [a["Action"] for a in center.pbx.actions_received if a.get("Action") in ("Park", "Originate")] == ["Park"]
+    await card.locator(".resume").click()
+    await expect(card.locator(".call-state")).to_have_text("up")
+    await expect(card.locator(".hold")).to_be_visible()
+    await card.locator(".hangup").click()
+    await expect(card.locator(".call-state")).to_have_text("wrap-up")
+    async with center.runtime.sessions() as session:
+        logs = (await session.scalars(select(CallLog).where(CallLog.linkedid == linkedid))).all()
+    assert len(logs) == 1 and logs[0].hold_seconds > 0 and logs[0].agent == "1001"
+
+
+async def test_a_control_the_pbx_cannot_carry_out_is_absent(browser: Browser, tmp_path: Path) -> None:
+    # a least-privilege AMI user without the `originate` write class: no hold (resume needs an Originate)
+    center = await start_center(tmp_path, pbx_options={"write_classes": frozenset({"call", "agent", "system"})})
+    try:
+        page = await sign_in(browser, center, "agent1001", "/desktop")
+        await expect(page.locator("#desktop-message")).to_have_text("Connected.")
+        linkedid = await center.pbx.place_inbound_call(
+            "+15551230001", "Alice Example", "support", agent="1001", answer_after_s=10, talk_s=400
+        )
+        card = page.locator(f'article.pop[data-linkedid="{linkedid}"]')
+        await expect(card.locator(".call-state")).to_have_text("up", timeout=10_000)
+        await expect(card.locator(".hangup")).to_be_visible()
+        await expect(card.locator(".blind")).to_be_visible()
+        assert await card.locator(".hold, .resume").count() == 0
+    finally:
+        await center.stop()

@@ -15,6 +15,7 @@ from crm_core.calls.events import (
     CallAnswered,
     CallDirection,
     CallEnded,
+    CallHeld,
     CallOffered,
     CallOutcome,
     CallTransferred,
@@ -116,14 +117,19 @@ async def test_blind_and_attended_transfer(harness: Harness) -> None:
     assert (await harness.bridge.blind_transfer(linkedid, agent, "sales")).command == "blind transfer"
     [transfer] = await harness.bus.wait_for(CallTransferred, lambda e: e.linkedid == linkedid)
     assert transfer.kind is TransferKind.BLIND and transfer.target == "sales@internal" and transfer.from_agent == agent
-    assert (await harness.bridge.attended_transfer(linkedid, agent, "2001")).command == "attended transfer"
+    with pytest.raises(CommandError) as moved:  # the call went to sales: the agent is not on it any more
+        await harness.bridge.attended_transfer(linkedid, agent, "2001")
+    assert moved.value.code is CommandErrorCode.CHANNEL_GONE
+    second = await answered_call(harness)
+    agent = harness.bus.of(CallAnswered, linkedid=second)[0].agent
+    assert (await harness.bridge.attended_transfer(second, agent, "2002")).command == "attended transfer"
     transfer_action = [a for a in harness.pbx.actions_received if a.get("Action") == "Atxfer"][-1]
-    assert transfer_action["Exten"] == "2001" and transfer_action["Channel"].startswith(f"Local/{agent}@agents-")
+    assert transfer_action["Exten"] == "2002" and transfer_action["Channel"].startswith(f"Local/{agent}@agents-")
     with pytest.raises(CommandError) as caught:
-        await harness.bridge.blind_transfer(linkedid, "2002", "sales")
+        await harness.bridge.blind_transfer(second, "2001", "sales")
     assert caught.value.code is CommandErrorCode.CHANNEL_GONE
     with pytest.raises(CommandError) as bad_target:
-        await harness.bridge.blind_transfer(linkedid, agent, "sales; Hangup")
+        await harness.bridge.blind_transfer(second, agent, "sales; Hangup")
     assert bad_target.value.code is CommandErrorCode.INVALID
 
 
@@ -175,9 +181,11 @@ async def test_supervisor_spy_modes_and_hold(harness: Harness) -> None:
     with pytest.raises(CommandError) as not_on_call:
         await harness.bridge.spy("9001", idle, SpyMode.LISTEN)
     assert not_on_call.value.code is CommandErrorCode.CALL_NOT_FOUND
-    with pytest.raises(CommandError) as hold:
-        await harness.bridge.hold(linkedid, agent)
-    assert hold.value.code is CommandErrorCode.NOT_SUPPORTED
+    await harness.bridge.hold(linkedid, agent)  # a Park (see test_hold_park.py)
+    await harness.bus.wait_for(CallHeld, lambda e: e.linkedid == linkedid)
+    with pytest.raises(CommandError) as not_held_by_them:
+        await harness.bridge.resume(linkedid, idle)
+    assert not_held_by_them.value.code is CommandErrorCode.INVALID
 
 
 async def test_snapshot_shows_live_calls_and_agents(harness: Harness) -> None:

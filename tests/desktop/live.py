@@ -113,7 +113,12 @@ async def wait_event(
 
 
 async def start_center(
-    tmp: Path, *, time_scale: float = 0.05, wrapup_seconds: int = 30, redis_url: str | None = None
+    tmp: Path,
+    *,
+    time_scale: float = 0.05,
+    wrapup_seconds: int = 30,
+    redis_url: str | None = None,
+    pbx_options: dict[str, Any] | None = None,
 ) -> LiveCenter:
     # a socket listening before the server starts: clients connecting early just wait in its backlog
     listener = socket.socket()
@@ -166,7 +171,7 @@ async def start_center(
             subject="Router keeps rebooting",
             customer_id=center_customers["Alice Example"],
         )
-    pbx = DemoPbx(secret="demo-secret", time_scale=time_scale, seed=3)
+    pbx = DemoPbx(secret="demo-secret", time_scale=time_scale, seed=3, **(pbx_options or {}))
     await pbx.start()
     bridge = AsteriskAdapter(
         AmiEndpoint("127.0.0.1", pbx.port, "crm", "demo-secret"),
