@@ -7,7 +7,15 @@ from typing import Any
 
 from quart import Blueprint, make_response, redirect, render_template, request, session, url_for
 
-from agent_desktop.auth import CSRF_KEY, VERSION_KEY, check_csrf, current_actor, current_standing, roles_allowed
+from agent_desktop.auth import (
+    CSRF_KEY,
+    VERSION_KEY,
+    check_csrf,
+    current_actor,
+    current_standing,
+    roles_allowed,
+    signed_in_users,
+)
 from agent_desktop.routes.common import actor, runtime
 from crm_core.db import utcnow
 from crm_core.errors import CrmError
@@ -126,6 +134,9 @@ async def password() -> Any:
                 error = exc.message
             else:
                 session[VERSION_KEY] = version  # this browser stays signed in; every other session has ended
+                # the revocation event reaches the cache after this answer may have been read: forget now, so the
+                # next request (the redirect) reads the new version instead of refusing this very browser
+                signed_in_users().forget(me.user_id or "")
                 return redirect(url_for("auth.index"))
     return await render_template("password.html", error=error, forced=forced), 400 if error else 200
 

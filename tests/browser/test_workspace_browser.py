@@ -172,7 +172,7 @@ async def test_an_admin_creates_a_user_who_then_takes_a_call(browser: Browser, c
     await dana.fill('input[name="current"]', one_time)
     await dana.fill('input[name="password"]', "dana's own long password")
     await dana.fill('input[name="again"]', "dana's own long password")
-    await dana.click('button[type="submit"]')
+    await dana.click('main button[type="submit"]')
     await expect(dana.locator("#desktop-message")).to_have_text("Connected.")
     await expect(dana.locator(".topbar")).to_contain_text("sales")
     linkedid = await center.pbx.place_inbound_call(
