@@ -315,13 +315,24 @@
   socket.on("call_state", (change) => {
     const entry = calls.get(change.linkedid);
     if (!entry) return;
+    if (change.state === "transferred" && change.agent === me) {
+      // the caller went on to someone else: my part is over; the wrap-up opens when the call ends for good
+      setState(entry, "transferred");
+      entry.card.querySelector(".controls").classList.add("hidden");
+      entry.card.querySelector(".pop-message").textContent = `Transferred to ${change.target}. Your wrap-up opens when the call ends.`;
+      return;
+    }
+    if (entry.state === "transferred" && change.state !== "ended") {
+      if (change.state === "up" && change.agent) entry.card.querySelector(".pop-message").textContent = `Transferred to ${change.target || change.agent}; ${change.agent} has the caller now. Your wrap-up opens when the call ends.`;
+      return;
+    }
     if (change.state === "up" && change.agent && change.agent !== me) {
       setState(entry, `answered by ${change.agent}`);
       forget(change.linkedid, 2000);
       return;
     }
     if (change.state === "ended") {
-      if (change.agent === me || entry.state === "up" || entry.state === "held") {
+      if (change.agent === me || ["up", "held", "transferred"].includes(entry.state)) {
         setState(entry, "wrap-up");
         entry.card.querySelector(".wrapup").classList.remove("hidden");
         entry.card.querySelector(".controls").classList.add("hidden");

@@ -186,3 +186,45 @@ async def test_an_admin_creates_a_user_who_then_takes_a_call(browser: Browser, c
     await admin.locator('tr[data-user="dana"] button', has_text="Deactivate").click()
     await expect(admin.locator("#users .notice")).to_contain_text("dana is deactivated and signed out")
     await expect(dana.locator("#desktop-message")).to_contain_text("sign in again", timeout=10_000)
+
+
+async def test_blind_transfer_from_the_workspace_and_a_supervisor_listens_in(
+    browser: Browser,  # noqa: F811
+    center: LiveCenter,  # noqa: F811
+) -> None:
+    mine = await sign_in(browser, center, "agent1001", "/desktop")
+    theirs = await sign_in(browser, center, "agent2001", "/desktop")
+    boss = await sign_in(browser, center, "boss", "/wallboard")
+    for page in (mine, theirs):
+        await expect(page.locator("#desktop-message")).to_have_text("Connected.")
+    linkedid = await center.pbx.place_inbound_call(
+        "+15551230001", "Alice Example", "support", agent="1001", answer_after_s=10, talk_s=600
+    )
+    card = mine.locator(f'article.pop[data-linkedid="{linkedid}"]')
+    await expect(card.locator(".call-state")).to_have_text("up", timeout=10_000)
+
+    # the supervisor listens in on the agent's call: the PBX is asked to ring the supervisor's phone into ChanSpy
+    row = boss.locator('tr[data-agent="1001"]')
+    await expect(row.locator(".caller")).to_have_text("Alice Example", timeout=10_000)
+    before = len(center.pbx.actions_received)
+    await row.locator("button", has_text="Listen").click()
+    await expect(boss.locator("#wallboard-message")).to_have_text("Done.")
+    spies = [a for a in center.pbx.actions_received[before:] if a.get("Application") == "ChanSpy"]
+    assert len(spies) == 1 and spies[0]["Channel"] == "Local/9001@agents"
+    assert spies[0]["Data"] == "Local/1001@agents,q"
+
+    await mine.keyboard.press("Alt+T")
+    await mine.keyboard.type("sales")
+    await card.locator(".blind").click()
+    # the call moves: the sales agent gets the pop with the caller, the first agent is left with the wrap-up
+    moved = theirs.locator(f'article.pop[data-linkedid="{linkedid}"]')
+    await expect(moved.locator(".pop-title")).to_contain_text("Alice Example", timeout=10_000)
+    await expect(moved.locator(".call-state")).to_have_text("up", timeout=10_000)
+    await expect(card.locator(".call-state")).to_have_text("transferred")
+    await expect(card.locator(".pop-message")).to_contain_text("2001 has the caller now")
+    await moved.locator(".hangup").click()  # the sales agent ends the call: the first agent wraps up its part
+    await expect(moved.locator(".call-state")).to_have_text("wrap-up", timeout=10_000)
+    await expect(card.locator(".call-state")).to_have_text("wrap-up", timeout=10_000)
+    await card.locator('select[name="disposition"]').select_option("escalated")
+    await card.locator(".wrapup button").click()
+    await expect(card.locator(".pop-message")).to_have_text("Done.")
