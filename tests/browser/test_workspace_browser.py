@@ -19,7 +19,7 @@ from crm_core.customers.schemas import CustomerIn, PhoneIn
 from crm_core.customers.service import create_customer
 from crm_core.db import utcnow
 from crm_core.users.service import SYSTEM
-from tests.browser.test_desktop_browser import browser, center, sign_in  # noqa: F401  (fixtures)
+from tests.browser.test_desktop_browser import SHOTS, browser, center, sign_in  # noqa: F401  (fixtures)
 from tests.desktop.live import LiveCenter
 
 pytestmark = pytest.mark.browser
@@ -46,6 +46,8 @@ async def test_second_call_rings_while_talking_and_wrap_up_survives_a_reload(
     await expect(first_card).to_be_visible()
     await expect(page.locator(f'article.pop[data-linkedid="{second}"]')).to_be_hidden()
     await expect(first_card.locator(".side")).to_contain_text("Router keeps rebooting")
+    if SHOTS:
+        await page.screenshot(path=f"{SHOTS}/workspace.png")
     await second_item.click()
     await expect(page.locator(f'article.pop[data-linkedid="{second}"] .pop-title')).to_contain_text("Bob Example")
     await page.keyboard.press("Alt+ArrowDown")
@@ -87,6 +89,8 @@ async def test_search_edit_and_dial_from_the_360_page(browser: Browser, center: 
     await page.click("#edit-customer button")
     await expect(page.locator("dl.facts")).to_contain_text("Springfield")  # the page reloaded with what was saved
     await expect(page.locator("dl.facts")).to_contain_text("C-1001")
+    if SHOTS:
+        await page.screenshot(path=f"{SHOTS}/customer-360.png", full_page=True)
     await page.click("details.edit summary")
     await page.fill('#edit-customer textarea[name="phones"]', "12, mobile")
     await page.click("#edit-customer button")
@@ -161,6 +165,8 @@ async def test_an_admin_creates_a_user_who_then_takes_a_call(browser: Browser, c
     await expect(notice).to_contain_text("dana created. One-time password (shown once): ")
     one_time = (await notice.inner_text()).rsplit(": ", 1)[1].strip()
     await expect(admin.locator('tr[data-user="dana"]')).to_contain_text("one-time password")
+    if SHOTS:
+        await admin.screenshot(path=f"{SHOTS}/admin-users.png")
 
     context = await browser.new_context(viewport={"width": 1366, "height": 768})
     dana = await context.new_page()
