@@ -46,7 +46,7 @@ def _wants_page() -> bool:
         request.method == "GET"
         and not request.path.startswith("/api/")
         and request.headers.get("HX-Request") != "true"
-        and request.accept_mimetypes.best != "application/json"
+        and "text/html" in request.headers.get("Accept", "")  # a browser asks for HTML; a script for anything
     )
 
 

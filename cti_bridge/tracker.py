@@ -696,6 +696,18 @@ class CallTracker:
             self.members.setdefault(ev.queue, set()).add(ev.agent)
         if agent.state not in (AgentState.RINGING, AgentState.ON_CALL, AgentState.WRAP_UP):
             self._set_agent(ev.agent, self._idle_state(agent), force=before[1] != agent.queues)
+        elif before[1].keys() != agent.queues.keys() and (before[1] or agent.state is not AgentState.RINGING):
+            # busy on a call: the state and its clock stay, but who watches must learn the queues changed (a
+            # supervisor logging the agent out, or back in, during the call)
+            self._emit(
+                AgentStateChanged(
+                    agent=ev.agent,
+                    state=agent.state,
+                    changed_at=agent.since,
+                    queues=tuple(sorted(agent.queues)),
+                    linkedid=agent.linkedid,
+                )
+            )
         self._queue_stats(ev.queue, self._clock())
 
     def _agent(self, extension: str) -> _Agent:

@@ -74,11 +74,18 @@ def day_argument(value: str | None, default: date, *, name: str = "date") -> dat
         raise ValidationFailed(f"{name} is not a date (YYYY-MM-DD).", field=name) from None
 
 
+class BadInput(ValidationFailed):
+    """Refused before any handler ran (a control character in the request itself)."""
+
+    code = "bad_request"
+    http_status = 400
+
+
 def _refuse(kind: str, name: str, pattern: re.Pattern[str], value: str) -> None:
     found = pattern.search(name) or pattern.search(value)
     if found:
         shown = name if not pattern.search(name) and len(name) <= 40 else repr(name[:40])
-        abort(400, f"The {kind} {shown} contains a control character (U+{ord(found.group()):04X}).")
+        raise BadInput(f"The {kind} {shown} contains a control character (U+{ord(found.group()):04X}).", field=name)
 
 
 async def refuse_control_characters() -> None:

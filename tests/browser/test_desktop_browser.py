@@ -162,6 +162,7 @@ async def test_wallboard_today_from_the_database_callers_and_log_in_again(browse
     await row.locator("button", has_text="Log out of support").click()
     await expect(row.locator("button", has_text="Log in to support")).to_be_visible(timeout=10_000)
     await row.locator("button", has_text="Log in to support").click()
+    await expect(page.locator("#wallboard-message")).to_have_text("Done.")
     await expect(row.locator("button", has_text="Log out of support")).to_be_visible(timeout=10_000)
     await expect(page.locator("#wallboard-message")).to_have_text("Done.")
 

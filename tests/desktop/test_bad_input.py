@@ -3,12 +3,14 @@ refuses NUL bytes and over-long strings outright, where SQLite would have stored
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from crm_core.calls.models import CallLog
 from crm_core.customers.models import Customer, Note
 from crm_core.customers.schemas import CustomerIn, PhoneIn
 from crm_core.customers.service import create_customer
@@ -86,6 +88,8 @@ async def test_bad_input_answers_one_sentence_naming_the_field_and_writes_nothin
                 region="US",
                 data=CustomerIn(name="Bob Example", phones=[PhoneIn(number="+15551230002")]),
             )
+            # the call the ticket cases open a ticket from (a supervisor may act on any call)
+            session.add(CallLog(linkedid="1700000300.1", direction="inbound", offered_at=datetime.now(UTC)))
         client, csrf = await center.client("boss")
         before = await counts(center)
         headers = {"X-CSRF-Token": csrf}

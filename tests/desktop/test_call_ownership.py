@@ -20,6 +20,7 @@ async def test_a_ringing_agent_may_decline_but_not_transfer_and_no_one_else_may_
 ) -> None:
     rung = await center.socket("agent1001", "/agent")
     stranger = await center.socket("agent2001", "/agent")  # another queue: never rung
+    next_free = await center.socket("agent1002", "/agent")
     try:
         linkedid = await center.pbx.place_inbound_call(
             "+15551230001", "Alice Example", "support", agent="1001", answer_after_s=400, talk_s=1
@@ -39,12 +40,16 @@ async def test_a_ringing_agent_may_decline_but_not_transfer_and_no_one_else_may_
         declined = await rung.call("hangup", {"linkedid": linkedid}, namespace="/agent")
         assert declined == {"ok": True}
         assert {a.get("Action") for a in center.pbx.actions_received[sent:]} & CALL_ACTIONS == {"Hangup"}
-        await wait_event(rung, "call_state", lambda s: s["linkedid"] == linkedid and s["state"] == "ended")
-        gone = await rung.call("hangup", {"linkedid": linkedid}, namespace="/agent")
-        assert gone["ok"] is False and gone["code"] == "call_not_found"
+        # declining is a reject: the caller stays queued and the next free agent is rung
+        await wait_event(next_free, "pop", lambda p: p["linkedid"] == linkedid)
+        [live] = [call for call in center.bridge.snapshot().calls if call.linkedid == linkedid]
+        assert "1001" not in live.ringing_agents
+        again = await rung.call("hangup", {"linkedid": linkedid}, namespace="/agent")
+        assert again["ok"] is False and again["code"] == "permission_denied"  # no longer ringing there
     finally:
         await rung.disconnect()
         await stranger.disconnect()
+        await next_free.disconnect()
 
 
 async def test_a_listen_is_audited_on_its_first_request_whatever_range_it_asks_for(

@@ -23,9 +23,13 @@ async def test_search_page_and_api(center: LiveCenter) -> None:
             body = await answer.json()
         assert body["matched_by"] == "similar"
         assert {c["name"] for c in body["customers"]} >= {"Alice Example", "Bob Example"}
-        for params, field in (({"q": "a\x00b"}, "q"), ({"page": "x"}, "page"), ({"page": "0"}, "page")):
+        for params, field, status in (
+            ({"q": "a\x00b"}, "q", 400),
+            ({"page": "x"}, "page", 422),
+            ({"page": "0"}, "page", 422),
+        ):
             async with http.get(f"{center.base_url}/api/customers", params=params) as answer:
-                assert answer.status == 422
+                assert answer.status == status  # a control character is refused before any handler
                 assert (await answer.json())["details"]["field"] == field
     finally:
         await http.close()
@@ -51,7 +55,7 @@ async def test_a_browser_gets_the_error_page_and_a_script_gets_json(center: Live
         async with boss.get(f"{center.base_url}/reports", params={"start": "bad"}, headers=page) as answer:
             html = await answer.text()
             assert answer.status == 422 and answer.content_type == "text/html"
-        assert "is not a date" in html and "&#39;bad&#39;" in html  # escaped
+        assert "start is not a date" in html
         async with agent.get(f"{center.base_url}/customers/no-such-customer", headers={"HX-Request": "true"}) as answer:
             assert answer.status == 404 and (await answer.json())["code"] == "not_found"
         async with agent.get(f"{center.base_url}/api/customers", params={"page": "0"}, headers=page) as answer:

@@ -51,7 +51,7 @@ async def fill(runtime: Runtime) -> Facts:
     agent = Actor(user_id=None, role=Role.AGENT, extension="1001")
     async with runtime.unit_of_work() as session:
         for code, label in (("resolved", "Resolved"), ("sale", "Sale"), ("callback", "Call back")):
-            session.add(Disposition(code=code, label=label))
+            await session.merge(Disposition(code=code, label=label))
         alice = await create_customer(
             session=session,
             actor=SYSTEM,
@@ -193,8 +193,8 @@ async def check_customer_page(client: object, facts: Facts) -> None:
     open_section = html.split("<h2>Open tickets</h2>")[1].split("</section>")[0]
     assert f"#{numbers['Fibre outage in May']}" not in open_section  # resolved: only on the timeline
     assert f"#{numbers['Fibre outage in May']} Fibre outage in May (resolved)" in html
-    assert "inbound · answered · agent 1001 · resolved" in html
-    assert "inbound · answered · agent 1001 · sale" in html
+    assert 'inbound · answered · agent 1001 · <span class="badge disposition">Resolved</span>' in html
+    assert 'inbound · answered · agent 1001 · <span class="badge disposition">Sale</span>' in html
 
 
 @pytest.mark.parametrize("kind", DATABASES)
@@ -224,7 +224,7 @@ async def test_every_page_an_agent_may_open_shows_its_figures(kind: str, tmp_pat
         client, _ = await center.client("agent1001")
         await check_customer_page(client, facts)
         bob = await page(client, f"/customers/{facts.bob}")
-        assert "Bob Example" in bob and "+15551230002" in bob and "inbound · answered · agent 2001 · sale" in bob
+        assert "Bob Example" in bob and "+15551230002" in bob and 'inbound · answered · agent 2001 · <span class="badge disposition">Sale</span>' in bob
         desktop = await page(client, "/desktop")
         assert 'data-extension="1001"' in desktop and 'data-queues="support"' in desktop
         assert all(f">{label}<" in desktop for label in ("Resolved", "Sale", "Call back"))
