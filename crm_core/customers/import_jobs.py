@@ -16,6 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from crm_core.customers.importer import ImportFileError, import_customers_csv
 from crm_core.db import Base, new_id, utcnow
 from crm_core.errors import CrmError, NotFound
+from crm_core.tasks import cancel_and_wait
 from crm_core.users.models import Role
 from crm_core.users.service import Actor, require_role
 
@@ -156,10 +157,5 @@ class ImportWorker:
         self._task = asyncio.create_task(self._loop(), name="import-worker")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

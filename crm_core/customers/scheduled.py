@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_core.customers.service import release_stale_owners
 from crm_core.db import utcnow
+from crm_core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,5 @@ class PoolReturner:
         self._task = asyncio.create_task(self._loop(), name="pool-returner")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
