@@ -28,6 +28,7 @@ from crm_core.customers.service import (
     create_customer,
     get_customer,
     merge_customers,
+    record_customer_view,
     update_customer,
 )
 from crm_core.errors import ValidationFailed
@@ -43,7 +44,7 @@ EDITABLE = ("name", "title", "street", "city", "postal_code", "country", "timezo
 @roles_allowed(*STAFF)
 async def customer_page(customer_id: str) -> Any:
     me = actor()
-    async with runtime().sessions() as db:
+    async with runtime().unit_of_work() as db:  # the view is audited
         customer = await get_customer(session=db, actor=me, customer_id=customer_id)
         survivor = customer
         for _ in range(20):  # a record merged away leads to the one it was merged into (chains are short)
@@ -52,8 +53,18 @@ async def customer_page(customer_id: str) -> Any:
             survivor = await get_customer(session=db, actor=me, customer_id=survivor.merged_into_id)
         if survivor.id != customer.id:
             return redirect(url_for("customers.customer_page", customer_id=survivor.id, merged_from=customer.name))
+        await record_customer_view(session=db, actor=me, customer_id=customer.id)
         context = await customer_context(db, customer.id)
         timeline = await customer_timeline(session=db, actor=me, customer_id=customer.id, limit=100)
+        assignable = (
+            list(
+                await db.scalars(
+                    select(User).where(User.is_active.is_(True), User.role == Role.AGENT.value).order_by(User.username)
+                )
+            )
+            if me.role is not Role.AGENT
+            else []
+        )
         owner = await db.get(User, customer.owner_id) if customer.owner_id else None
         company = await db.get(Customer, customer.parent_id) if customer.parent_id else None
         contacts = list(
@@ -72,6 +83,7 @@ async def customer_page(customer_id: str) -> Any:
         owner=owner,
         company=company,
         contacts=contacts,
+        assignable=assignable,
         merged_from=request.args.get("merged_from", "")[:200],
     )
 
@@ -226,16 +238,16 @@ async def api_claim(customer_id: str) -> Any:
 @blueprint.post("/api/customers/<customer_id>/owner")
 @roles_allowed(Role.SUPERVISOR, api=True)
 async def api_reassign(customer_id: str) -> Any:
-    """A supervisor gives a customer to another agent, or back to the pool (owner_id null)."""
-    data = await json_body()
-    owner_id = data.get("owner_id")
+    """A supervisor gives a customer to another agent, or back to the pool (owner_id null or empty)."""
+    data = await json_body() if request.is_json else dict(await request.form)  # JSON, or the 360 page's form
+    owner_id = data.get("owner_id") or None
     if owner_id is not None and (not isinstance(owner_id, str) or len(owner_id) > 32):
         raise ValidationFailed("owner_id must be a user id or null.", field="owner_id")
     async with runtime().unit_of_work() as db:
         if owner_id is not None:
             await get_user(session=db, user_id=owner_id)
         customer = await assign_owner(session=db, actor=actor(), customer_id=customer_id, owner_id=owner_id)
-    return {"id": customer.id, "owner_id": customer.owner_id}
+    return {"id": customer.id, "owner_id": customer.owner_id}, 200, {"HX-Refresh": "true"}
 
 
 def _lines(text: str) -> list[str]:

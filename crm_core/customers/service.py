@@ -197,6 +197,13 @@ async def get_customer(*, session: AsyncSession, actor: Actor, customer_id: str)
     return customer
 
 
+async def record_customer_view(*, session: AsyncSession, actor: Actor, customer_id: str) -> None:
+    """Who opened which customer's record, for the audit trail (the caller does it in its own transaction)."""
+    await record_audit(
+        session=session, actor=actor.user_id, action="read", entity_type="customer", entity_id=customer_id
+    )
+
+
 async def update_customer(
     *, session: AsyncSession, actor: Actor, customer_id: str, data: CustomerIn, region: str
 ) -> Customer:

@@ -12,6 +12,7 @@ import pytest
 from playwright.async_api import Browser, expect
 from sqlalchemy import select
 
+from crm_core.audit.models import AuditEntry
 from crm_core.calls.models import CallLog
 from crm_core.customers.models import Customer
 from crm_core.customers.scheduled import PoolReturner
@@ -234,3 +235,21 @@ async def test_blind_transfer_from_the_workspace_and_a_supervisor_listens_in(
     await card.locator('select[name="disposition"]').select_option("escalated")
     await card.locator(".wrapup button").click()
     await expect(card.locator(".pop-message")).to_have_text("Done.")
+
+
+async def test_a_supervisor_reassigns_and_every_view_is_audited(browser: Browser, center: LiveCenter) -> None:  # noqa: F811
+    bob = center.customers["Bob Example"]
+    page = await sign_in(browser, center, "boss", f"/customers/{bob}")
+    await page.select_option('form.reassign select[name="owner_id"]', label="Agent1002 (agent1002)")
+    await page.click("form.reassign button")
+    await expect(page.locator("#owner")).to_contain_text("Owner: Agent1002")
+    await page.select_option('form.reassign select[name="owner_id"]', label="nobody (back to the pool)")
+    await page.click("form.reassign button")
+    await expect(page.locator("#owner")).to_contain_text("none (in the pool)")
+    async with center.runtime.sessions() as session:
+        views = list(
+            await session.scalars(
+                select(AuditEntry).where(AuditEntry.entity_id == bob, AuditEntry.action.in_(("read", "update")))
+            )
+        )
+    assert [e.action for e in sorted(views, key=lambda e: e.at)] == ["read", "update", "read", "update", "read"]

@@ -224,7 +224,11 @@ async def test_every_page_an_agent_may_open_shows_its_figures(kind: str, tmp_pat
         client, _ = await center.client("agent1001")
         await check_customer_page(client, facts)
         bob = await page(client, f"/customers/{facts.bob}")
-        assert "Bob Example" in bob and "+15551230002" in bob and 'inbound · answered · agent 2001 · <span class="badge disposition">Sale</span>' in bob
+        assert (
+            "Bob Example" in bob
+            and "+15551230002" in bob
+            and 'agent 2001 · <span class="badge disposition">Sale</span>' in bob
+        )
         desktop = await page(client, "/desktop")
         assert 'data-extension="1001"' in desktop and 'data-queues="support"' in desktop
         assert all(f">{label}<" in desktop for label in ("Resolved", "Sale", "Call back"))
