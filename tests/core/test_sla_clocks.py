@@ -20,7 +20,7 @@ from crm_core.sla.service import (
     ticket_clocks,
     update_policy,
 )
-from crm_core.tickets.service import add_message, create_ticket, update_ticket
+from crm_core.tickets.service import TicketFilters, add_message, create_ticket, list_tickets, update_ticket
 from crm_core.users.models import Role
 from tests.core.helpers import make_actor, make_customer
 
@@ -182,3 +182,25 @@ async def test_policy_calendar_and_rule_input_is_checked(session: AsyncSession) 
         content="BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20261224\nEND:VEVENT\nEND:VCALENDAR\n",
     )
     assert [d.isoformat() for d in added] == calendar.holidays == ["2026-12-24"]
+
+
+async def test_breaching_soon_and_overdue_views_follow_the_clocks(session: AsyncSession) -> None:
+    supervisor = await make_actor(session, Role.SUPERVISOR)
+    await create_policy(session=session, actor=supervisor, name="24/7", resolution_minutes=100)
+    calm, warned, late = [
+        await create_ticket(session=session, actor=supervisor, subject=s, now=MONDAY_9) for s in ("a", "b", "c")
+    ]
+    (clock_of(await active_clocks(session=session, ticket_id=warned.id), "resolution")).warned_at = MONDAY_9
+    late_clock = clock_of(await active_clocks(session=session, ticket_id=late.id), "resolution")
+    late_clock.warned_at = late_clock.breached_at = MONDAY_9
+    await session.flush()
+
+    async def view(name: str) -> list[int]:
+        found = await list_tickets(session=session, actor=supervisor, filters=TicketFilters(view=name, sort="number"))
+        return [row.ticket.number for row in found.rows]
+
+    assert await view("breaching") == [warned.number]
+    assert await view("overdue") == [late.number]
+    assert calm.number in await view("all")
+    with pytest.raises(ValidationFailed, match="sort must be one of"):
+        await list_tickets(session=session, actor=supervisor, filters=TicketFilters(sort="subject"))

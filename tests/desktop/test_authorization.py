@@ -83,6 +83,12 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/wallboard/today"): SUPERVISION,
     ("GET", "/reports"): SUPERVISION,
     ("GET", "/reports.csv"): SUPERVISION,
+    ("GET", "/tickets"): STAFF,
+    ("POST", "/tickets"): STAFF,
+    ("GET", "/tickets/<ticket_id>"): STAFF,
+    ("POST", "/tickets/<ticket_id>"): STAFF,
+    ("GET", "/tickets/<ticket_id>/clocks"): STAFF,
+    ("POST", "/tickets/<ticket_id>/messages"): STAFF,
 }
 # (namespace, event) -> roles allowed; "connect" is the handshake itself. Admin "root" has no extension, so no
 # agent device to work from: it may supervise but not take calls.
@@ -125,6 +131,7 @@ def concrete(rule: str, center: LiveCenter) -> str:
         .replace("<customer_id>", center.customers["Bob Example"])
         .replace("<linkedid>", "1795462442.0")
         .replace("<job_id>", "0" * 32)
+        .replace("<ticket_id>", "0" * 32)
     )
 
 
