@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_core.audit.service import record_audit
@@ -21,6 +23,45 @@ from crm_core.tickets.models import PRIORITIES, Ticket
 from crm_core.users.models import User
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class DueClock:
+    """The columns of a due clock the scheduler reads, and what it changes."""
+
+    id: str
+    ticket_id: str
+    kind: str
+    policy_id: str | None
+    warn_at: datetime | None
+    due_at: datetime | None
+    warned_at: datetime | None
+    breached_at: datetime | None
+    running_since: datetime | None
+    stopped_at: datetime | None
+
+    def crossed(self, trigger: str, now: datetime) -> bool:
+        if self.stopped_at is not None or self.running_since is None:
+            return False
+        if trigger == "warning":
+            return self.warned_at is None and self.warn_at is not None and self.warn_at <= now
+        return self.breached_at is None and self.due_at is not None and self.due_at <= now
+
+    def change(self, next_check_at: datetime | None) -> dict[str, Any]:
+        return {
+            "clock_id": self.id,
+            "new_warned_at": self.warned_at,
+            "new_breached_at": self.breached_at,
+            "new_next_check_at": next_check_at,
+        }
+
+
+@dataclass(slots=True)
+class TicketFacts:
+    id: str
+    number: int
+    subject: str
+    assignee_id: str | None
 
 
 def _raised(priority: str) -> str:
@@ -56,22 +97,37 @@ class SlaScheduler:
                 return handled
 
     async def _batch(self, now: datetime) -> int:
+        # Plain column rows and one executemany UPDATE: a pass over thousands of due clocks must not build and
+        # flush an ORM object per clock. Tickets become ORM objects only when a rule changes them.
         async with unit_of_work(self.sessions, self.bus) as session:
             query = (
-                select(SlaClock)
+                select(
+                    SlaClock.id,
+                    SlaClock.ticket_id,
+                    SlaClock.kind,
+                    SlaClock.policy_id,
+                    SlaClock.warn_at,
+                    SlaClock.due_at,
+                    SlaClock.warned_at,
+                    SlaClock.breached_at,
+                    SlaClock.running_since,
+                    SlaClock.stopped_at,
+                )
                 .where(SlaClock.next_check_at <= now)
                 .order_by(SlaClock.next_check_at)
                 .limit(self.batch_size)
             )
             if session.get_bind().dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
-            clocks = list(await session.scalars(query))
+            clocks = [DueClock(**row._asdict()) for row in await session.execute(query)]
             if not clocks:
                 return 0
-            tickets = {
-                t.id: t
-                for t in await session.scalars(select(Ticket).where(Ticket.id.in_({c.ticket_id for c in clocks})))
-            }
+            found = await session.execute(
+                select(Ticket.id, Ticket.number, Ticket.subject, Ticket.assignee_id).where(
+                    Ticket.id.in_({c.ticket_id for c in clocks})
+                )
+            )
+            tickets = {row.id: TicketFacts(row.id, row.number, row.subject, row.assignee_id) for row in found}
             rules = list(await session.scalars(select(SlaEscalationRule).where(SlaEscalationRule.is_active.is_(True))))
             acted: set[tuple[str, str]] = set()
             if rules:
@@ -85,15 +141,16 @@ class SlaScheduler:
             wanted_users |= {r.target_user_id for r in rules if r.target_user_id}
             extensions: dict[str, str | None] = {}
             if wanted_users:
-                found = await session.execute(select(User.id, User.extension).where(User.id.in_(wanted_users)))
-                extensions = {user_id: extension for user_id, extension in found}
+                users = await session.execute(select(User.id, User.extension).where(User.id.in_(wanted_users)))
+                extensions = {user_id: extension for user_id, extension in users}
+            changes: list[dict[str, Any]] = []
             for clock in clocks:
-                ticket = tickets.get(clock.ticket_id)
-                if ticket is None:
-                    clock.next_check_at = None
+                facts = tickets.get(clock.ticket_id)
+                if facts is None:
+                    changes.append(clock.change(None))
                     continue
                 for trigger in ("warning", "breach"):
-                    if not self._crossed(clock, trigger, now):
+                    if not clock.crossed(trigger, now):
                         continue
                     if trigger == "warning":
                         clock.warned_at = now
@@ -103,13 +160,13 @@ class SlaScheduler:
                     record_event(
                         session,
                         event_type(
-                            ticket_id=ticket.id,
-                            ticket_number=ticket.number,
-                            subject=ticket.subject,
+                            ticket_id=facts.id,
+                            ticket_number=facts.number,
+                            subject=facts.subject,
                             clock_id=clock.id,
                             kind=clock.kind,
                             due_at=clock.due_at,
-                            assignee_extension=extensions.get(ticket.assignee_id or ""),
+                            assignee_extension=extensions.get(facts.assignee_id or ""),
                             at=now,
                         ),
                     )
@@ -118,36 +175,43 @@ class SlaScheduler:
                             continue
                         if rule.policy_id not in (None, clock.policy_id) or rule.clock_kind not in (None, clock.kind):
                             continue
-                        await self._escalate(session, rule, clock, ticket, extensions, now)
+                        await self._escalate(session, rule, clock, facts, extensions, now)
                         acted.add((rule.id, clock.id))
                 if clock.warned_at is None:
-                    clock.next_check_at = clock.warn_at
+                    changes.append(clock.change(clock.warn_at))
                 elif clock.breached_at is None:
-                    clock.next_check_at = clock.due_at
+                    changes.append(clock.change(clock.due_at))
                 else:
-                    clock.next_check_at = None
+                    changes.append(clock.change(None))
+            table = cast(Table, SlaClock.__table__)
+            await session.execute(
+                update(table)
+                .where(table.c.id == bindparam("clock_id"))
+                .values(
+                    warned_at=bindparam("new_warned_at"),
+                    breached_at=bindparam("new_breached_at"),
+                    next_check_at=bindparam("new_next_check_at"),
+                ),
+                changes,
+            )
             return len(clocks)
-
-    @staticmethod
-    def _crossed(clock: SlaClock, trigger: str, now: datetime) -> bool:
-        if clock.stopped_at is not None or clock.running_since is None:
-            return False
-        if trigger == "warning":
-            return clock.warned_at is None and clock.warn_at is not None and clock.warn_at <= now
-        return clock.breached_at is None and clock.due_at is not None and clock.due_at <= now
 
     async def _escalate(
         self,
         session: AsyncSession,
         rule: SlaEscalationRule,
-        clock: SlaClock,
-        ticket: Ticket,
+        clock: DueClock,
+        facts: TicketFacts,
         extensions: dict[str, str | None],
         now: datetime,
     ) -> None:
+        ticket = await session.get(Ticket, facts.id)
+        if ticket is None:
+            return
         before = {"assignee_id": ticket.assignee_id, "priority": ticket.priority}
         if rule.action == "reassign" and rule.target_user_id:
             ticket.assignee_id = rule.target_user_id
+            facts.assignee_id = rule.target_user_id
         elif rule.action == "raise_priority":
             ticket.priority = _raised(ticket.priority)
         session.add(SlaEscalation(rule_id=rule.id, clock_id=clock.id, ticket_id=ticket.id, trigger=rule.trigger))
@@ -164,6 +228,7 @@ class SlaScheduler:
                 "escalation": {"rule": rule.name, "action": rule.action, "trigger": rule.trigger, "clock": clock.kind},
             },
         )
+        await session.flush()
         record_event(
             session,
             TicketEscalated(
