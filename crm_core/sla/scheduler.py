@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_core.audit.service import record_audit
@@ -46,14 +47,6 @@ class DueClock:
         if trigger == "warning":
             return self.warned_at is None and self.warn_at is not None and self.warn_at <= now
         return self.breached_at is None and self.due_at is not None and self.due_at <= now
-
-    def change(self, next_check_at: datetime | None) -> dict[str, Any]:
-        return {
-            "clock_id": self.id,
-            "new_warned_at": self.warned_at,
-            "new_breached_at": self.breached_at,
-            "new_next_check_at": next_check_at,
-        }
 
 
 @dataclass(slots=True)
@@ -97,7 +90,7 @@ class SlaScheduler:
                 return handled
 
     async def _batch(self, now: datetime) -> int:
-        # Plain column rows and one executemany UPDATE: a pass over thousands of due clocks must not build and
+        # Plain column rows and a few set-based UPDATEs: a pass over thousands of due clocks must not build and
         # flush an ORM object per clock. Tickets become ORM objects only when a rule changes them.
         async with unit_of_work(self.sessions, self.bus) as session:
             query = (
@@ -143,12 +136,14 @@ class SlaScheduler:
             if wanted_users:
                 users = await session.execute(select(User.id, User.extension).where(User.id.in_(wanted_users)))
                 extensions = {user_id: extension for user_id, extension in users}
-            changes: list[dict[str, Any]] = []
+            # clocks grouped by what changes: (warned now, breached now, next look at) -> ids
+            changes: dict[tuple[bool, bool, str], list[str]] = defaultdict(list)
             for clock in clocks:
                 facts = tickets.get(clock.ticket_id)
                 if facts is None:
-                    changes.append(clock.change(None))
+                    changes[(False, False, "none")].append(clock.id)
                     continue
+                was_warned, was_breached = clock.warned_at is not None, clock.breached_at is not None
                 for trigger in ("warning", "breach"):
                     if not clock.crossed(trigger, now):
                         continue
@@ -177,23 +172,19 @@ class SlaScheduler:
                             continue
                         await self._escalate(session, rule, clock, facts, extensions, now)
                         acted.add((rule.id, clock.id))
-                if clock.warned_at is None:
-                    changes.append(clock.change(clock.warn_at))
-                elif clock.breached_at is None:
-                    changes.append(clock.change(clock.due_at))
-                else:
-                    changes.append(clock.change(None))
+                look = "warn_at" if clock.warned_at is None else "due_at" if clock.breached_at is None else "none"
+                warned_now = clock.warned_at is not None and not was_warned
+                breached_now = clock.breached_at is not None and not was_breached
+                changes[(warned_now, breached_now, look)].append(clock.id)
+            # one set-based UPDATE per group (at most a handful a batch), not one statement per clock
             table = cast(Table, SlaClock.__table__)
-            await session.execute(
-                update(table)
-                .where(table.c.id == bindparam("clock_id"))
-                .values(
-                    warned_at=bindparam("new_warned_at"),
-                    breached_at=bindparam("new_breached_at"),
-                    next_check_at=bindparam("new_next_check_at"),
-                ),
-                changes,
-            )
+            for (warned_now, breached_now, look), ids in changes.items():
+                values: dict[str, Any] = {"next_check_at": table.c[look] if look != "none" else None}
+                if warned_now:
+                    values["warned_at"] = now
+                if breached_now:
+                    values["breached_at"] = now
+                await session.execute(update(table).where(table.c.id.in_(ids)).values(**values))
             return len(clocks)
 
     async def _escalate(

@@ -22,6 +22,7 @@ from crm_core.sla.models import SlaClock
 from crm_core.tickets.errors import InvalidTicketChange
 from crm_core.tickets.models import (
     CLOSED_STATUSES,
+    OPEN_CONDITION,
     OPEN_STATUSES,
     PRIORITIES,
     STATUSES,
@@ -354,7 +355,7 @@ async def _view_query(*, session: AsyncSession, actor: Actor, filters: TicketFil
     elif view == "pending":
         query = query.where(Ticket.status == "pending")
     else:
-        query = query.where(Ticket.status.in_(OPEN_STATUSES))
+        query = query.where(text(f"tickets.{OPEN_CONDITION}"))
     if view == "pending":
         query = query.where(Ticket.status == "pending")
     elif view == "mine":

@@ -139,6 +139,9 @@ async def test_reply_note_pending_and_resolve_on_the_ticket_page_all_audited(cen
         assert "paused, " in page and 'data-clock-state="running"' not in page
         async with http.post(url, data={"status": "finished"}, headers=headers) as r:
             assert r.status == 422 and "status" in (await r.json())["message"]
+        marketer = await _user(center, "mkt")
+        async with http.post(url, data={"assignee_id": marketer.user_id}, headers=headers) as r:
+            assert r.status == 422 and (await r.json())["details"]["field"] == "assignee_id"
         async with http.post(url, data={"status": "resolved"}, headers=headers) as r:
             page = await r.text()
         assert 'data-status="resolved"' in page and 'Resolution</strong> <span class="badge">met' in page
@@ -149,6 +152,7 @@ async def test_reply_note_pending_and_resolve_on_the_ticket_page_all_audited(cen
     async with center.runtime.sessions() as db:
         audited = list(await db.scalars(select(AuditEntry).where(AuditEntry.actor_id == agent.user_id)))
     kinds = sorted((a.action, a.entity_type) for a in audited if a.entity_type in ("ticket", "ticket_message"))
+    # the refused changes (bad status, a marketer as assignee, an empty reply) left nothing behind
     assert kinds == [
         ("create", "ticket"),
         ("create", "ticket_message"),
@@ -185,3 +189,27 @@ async def test_a_breach_reaches_the_assignee_and_the_supervisors_once(center: Li
     finally:
         for client in (supervisor, own, bystander):
             await client.disconnect()
+
+
+async def test_a_ticket_by_hand_opens_its_page_and_bad_input_is_refused(center: LiveCenter) -> None:
+    http, token = await signed_in_as(center, "agent1002")
+    headers = {**HX, "X-CSRF-Token": token}
+    try:
+        form = {"subject": "Wants a paper invoice", "priority": "low", "team": "support"}
+        async with http.post(f"{center.base_url}/tickets", data=form, headers=headers) as r:
+            assert r.status == 201
+            target = r.headers["HX-Redirect"]
+        status, page = await get(http, f"{center.base_url}{target}")
+        assert status == 200 and "Wants a paper invoice" in page and "team support" in page
+        for bad, field in (({"subject": " "}, "subject"), ({"subject": "x", "priority": "asap"}, "priority")):
+            async with http.post(f"{center.base_url}/tickets", data=bad, headers=headers) as r:
+                assert r.status == 422 and field in (await r.json())["message"].lower()
+        async with http.post(
+            f"{center.base_url}/tickets", data={"subject": "x", "customer_id": "nobody"}, headers=headers
+        ) as r:
+            assert r.status == 422 and (await r.json())["details"]["field"] == "customer_id"
+    finally:
+        await http.close()
+    async with center.runtime.sessions() as db:
+        subjects = list(await db.scalars(select(Ticket.subject)))
+    assert sorted(subjects) == ["Router keeps rebooting", "Wants a paper invoice"]

@@ -22,7 +22,15 @@ def upgrade() -> None:
     with op.batch_alter_table("tickets", schema=None) as batch_op:
         batch_op.add_column(sa.Column("team", sa.String(length=64), nullable=True))
         batch_op.create_index("ix_tickets_team", ["team"], unique=False)
-        batch_op.create_index("ix_tickets_status_created", ["status", "created_at"], unique=False)
+
+    open_only = sa.text("status IN ('new', 'open', 'pending', 'on_hold')")
+    op.create_index(
+        "ix_tickets_open_created",
+        "tickets",
+        ["created_at", "number"],
+        postgresql_where=open_only,
+        sqlite_where=open_only,
+    )
 
     op.create_table(
         "ticket_messages",
@@ -172,7 +180,7 @@ def downgrade() -> None:
     op.drop_table("sla_policies")
     op.drop_table("sla_calendars")
     op.drop_table("ticket_messages")
+    op.drop_index("ix_tickets_open_created", table_name="tickets")
     with op.batch_alter_table("tickets", schema=None) as batch_op:
-        batch_op.drop_index("ix_tickets_status_created")
         batch_op.drop_index("ix_tickets_team")
         batch_op.drop_column("team")
