@@ -4,7 +4,7 @@ status, priority, assignee, SLA clocks), replies, internal notes and changes —
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from quart import Blueprint, redirect, render_template, request, url_for
@@ -18,8 +18,18 @@ from crm_core.customers.models import Customer
 from crm_core.db import utcnow
 from crm_core.errors import ValidationFailed
 from crm_core.sla.calendar import BusinessCalendar
-from crm_core.sla.models import SlaClock
-from crm_core.sla.service import CLOCK_LABELS, load_calendar, remaining_minutes, ticket_clocks
+from crm_core.sla.models import SlaCalendar, SlaClock
+from crm_core.sla.service import (
+    CLOCK_LABELS,
+    create_policy,
+    import_holidays,
+    list_policies,
+    load_calendar,
+    remaining_minutes,
+    save_calendar,
+    ticket_clocks,
+    update_policy,
+)
 from crm_core.tickets.models import PRIORITIES, STATUSES, TicketLink
 from crm_core.tickets.service import (
     VIEW_LABELS,
@@ -281,5 +291,144 @@ async def new_ticket() -> Any:
         )
     target = url_for("tickets.ticket_page", ticket_id=ticket.id)
     if request.headers.get("HX-Request") == "true":
-        return "", 201, {"HX-Redirect": target}
+        return "", 200, {"HX-Redirect": target}
     return redirect(target, 303)
+
+
+# --- SLA set-up (supervisors): team calendars with holidays, policies with their targets ----------------------------
+
+DAY_NAMES = {name: index for index, name in enumerate(("mon", "tue", "wed", "thu", "fri", "sat", "sun"))}
+
+
+def parse_blocks(text: str) -> list[list[Any]]:
+    """One block a line: "mon 09:00-12:00", a range of days "mon-fri 13:00-17:00", past midnight "fri 22:00-06:00"."""
+    blocks: list[list[Any]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip().lower()
+        if not line:
+            continue
+        parts = line.split()
+        times = parts[1].split("-") if len(parts) == 2 else []
+        days = parts[0].split("-") if parts else []
+        if len(times) != 2 or not 1 <= len(days) <= 2 or any(d not in DAY_NAMES for d in days):
+            raise ValidationFailed(f"Line {number} of the blocks is not like 'mon-fri 09:00-17:00'.", field="blocks")
+        first, last = DAY_NAMES[days[0]], DAY_NAMES[days[-1]]
+        for day in range(first, last + 1) if first <= last else [*range(first, 7), *range(0, last + 1)]:
+            blocks.append([day, times[0], times[1]])
+    return blocks
+
+
+def _minutes(form: dict[str, str], name: str) -> int | None:
+    value = form.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise ValidationFailed(f"{name} must be a whole number of minutes, or empty.", field=name)
+    return int(value)
+
+
+def _policy_values(form: dict[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "name": form.get("name", "").strip()[:128],
+        "priority": form.get("priority", "").strip() or None,
+        "category": form.get("category", "").strip()[:64] or None,
+        "vip_tier": form.get("vip_tier", "").strip()[:16] or None,
+        "calendar_id": form.get("calendar_id", "").strip() or None,
+        "first_response_minutes": _minutes(form, "first_response_minutes"),
+        "next_response_minutes": _minutes(form, "next_response_minutes"),
+        "resolution_minutes": _minutes(form, "resolution_minutes"),
+        "paused_statuses": [s for s in ("pending", "on_hold", "new", "open") if form.get(f"pause_{s}") == "1"],
+    }
+    percent = form.get("warning_percent", "").strip() or "75"
+    if not percent.isdigit():
+        raise ValidationFailed("warning_percent must be a whole number from 1 to 99.", field="warning_percent")
+    values["warning_percent"] = int(percent)
+    return values
+
+
+def _back_to_sla() -> Any:
+    """htmx reloads the page (with what was saved); a plain form post is sent back to it."""
+    if request.headers.get("HX-Request") == "true":
+        return "", 200, {"HX-Refresh": "true"}
+    return redirect(url_for("tickets.sla_settings"), 303)
+
+
+async def _sla_page() -> Any:
+    async with runtime().sessions() as db:
+        policies = await list_policies(session=db, actor=actor())
+        calendars = list(await db.scalars(select(SlaCalendar).order_by(SlaCalendar.team)))
+    names = {c.id: c.team for c in calendars}
+    return await render_template(
+        "tickets/sla.html",
+        policies=policies,
+        calendars=calendars,
+        calendar_names=names,
+        priorities=PRIORITIES,
+        day_names=list(DAY_NAMES),
+    )
+
+
+@blueprint.get("/tickets/sla")
+@roles_allowed(Role.SUPERVISOR)
+async def sla_settings() -> Any:
+    return await _sla_page()
+
+
+@blueprint.post("/tickets/sla/policies")
+@roles_allowed(Role.SUPERVISOR, api=True)
+async def sla_new_policy() -> Any:
+    """A new policy; the open tickets' clocks are recomputed at once."""
+    values = _policy_values(await _form())
+    async with runtime().unit_of_work() as db:
+        if values["calendar_id"] and await db.get(SlaCalendar, values["calendar_id"]) is None:
+            raise ValidationFailed("calendar_id names no calendar.", field="calendar_id")
+        await create_policy(session=db, actor=actor(), **values)
+    return _back_to_sla()
+
+
+@blueprint.post("/tickets/sla/policies/<policy_id>")
+@roles_allowed(Role.SUPERVISOR, api=True)
+async def sla_switch_policy(policy_id: str) -> Any:
+    """Switch a policy on or off; the open tickets' clocks follow at once."""
+    form = await _form()
+    if form.get("is_active") not in ("0", "1"):
+        raise ValidationFailed("is_active must be 0 or 1.", field="is_active")
+    async with runtime().unit_of_work() as db:
+        await update_policy(session=db, actor=actor(), policy_id=policy_id, is_active=form["is_active"] == "1")
+    return _back_to_sla()
+
+
+@blueprint.post("/tickets/sla/calendars")
+@roles_allowed(Role.SUPERVISOR, api=True)
+async def sla_save_calendar() -> Any:
+    """A team's business hours (replacing what it had; holidays are kept)."""
+    form = await _form()
+    team = form.get("team", "").strip()[:64]
+    async with runtime().unit_of_work() as db:
+        known = await db.scalar(select(SlaCalendar).where(SlaCalendar.team == team)) if team else None
+        holidays = [date.fromisoformat(str(d)) for d in known.holidays] if known is not None else []
+        await save_calendar(
+            session=db,
+            actor=actor(),
+            team=team,
+            time_zone=form.get("time_zone", "").strip(),
+            blocks=parse_blocks(form.get("blocks", "")),
+            holidays=holidays,
+        )
+    return _back_to_sla()
+
+
+@blueprint.post("/tickets/sla/calendars/<calendar_id>/holidays")
+@roles_allowed(Role.SUPERVISOR, api=True)
+async def sla_import_holidays(calendar_id: str) -> Any:
+    """Holidays from an iCal file (all-day events); a bad file changes nothing and says which line."""
+    files = await request.files
+    upload = files.get("file")
+    if upload is None or not upload.filename:
+        raise ValidationFailed("Choose an iCal (.ics) file.", field="file")
+    content = upload.read(2_000_001)
+    if len(content) > 2_000_000:
+        raise ValidationFailed("The holiday file is larger than 2 MB.", field="file")
+    async with runtime().unit_of_work() as db:
+        await import_holidays(session=db, actor=actor(), calendar_id=calendar_id, content=content)
+    return _back_to_sla()

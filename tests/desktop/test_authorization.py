@@ -89,6 +89,11 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("POST", "/tickets/<ticket_id>"): STAFF,
     ("GET", "/tickets/<ticket_id>/clocks"): STAFF,
     ("POST", "/tickets/<ticket_id>/messages"): STAFF,
+    ("GET", "/tickets/sla"): SUPERVISION,
+    ("POST", "/tickets/sla/policies"): SUPERVISION,
+    ("POST", "/tickets/sla/policies/<policy_id>"): SUPERVISION,
+    ("POST", "/tickets/sla/calendars"): SUPERVISION,
+    ("POST", "/tickets/sla/calendars/<calendar_id>/holidays"): SUPERVISION,
 }
 # (namespace, event) -> roles allowed; "connect" is the handshake itself. Admin "root" has no extension, so no
 # agent device to work from: it may supervise but not take calls.
@@ -132,6 +137,8 @@ def concrete(rule: str, center: LiveCenter) -> str:
         .replace("<linkedid>", "1795462442.0")
         .replace("<job_id>", "0" * 32)
         .replace("<ticket_id>", "0" * 32)
+        .replace("<policy_id>", "0" * 32)
+        .replace("<calendar_id>", "0" * 32)
     )
 
 

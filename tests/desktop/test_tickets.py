@@ -11,6 +11,7 @@ import aiohttp
 from sqlalchemy import select
 
 from crm_core.audit.models import AuditEntry
+from crm_core.sla.models import SlaCalendar, SlaPolicy
 from crm_core.sla.scheduler import SlaScheduler
 from crm_core.sla.service import active_clocks, create_policy
 from crm_core.tickets.models import Ticket
@@ -197,7 +198,7 @@ async def test_a_ticket_by_hand_opens_its_page_and_bad_input_is_refused(center: 
     try:
         form = {"subject": "Wants a paper invoice", "priority": "low", "team": "support"}
         async with http.post(f"{center.base_url}/tickets", data=form, headers=headers) as r:
-            assert r.status == 201
+            assert r.status == 200
             target = r.headers["HX-Redirect"]
         status, page = await get(http, f"{center.base_url}{target}")
         assert status == 200 and "Wants a paper invoice" in page and "team support" in page
@@ -213,3 +214,70 @@ async def test_a_ticket_by_hand_opens_its_page_and_bad_input_is_refused(center: 
     async with center.runtime.sessions() as db:
         subjects = list(await db.scalars(select(Ticket.subject)))
     assert sorted(subjects) == ["Router keeps rebooting", "Wants a paper invoice"]
+
+
+ICS = (
+    b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART;VALUE=DATE:20261225\r\nDTEND;VALUE=DATE:20261227\r\n"
+    b"END:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+
+
+async def test_a_supervisor_sets_up_calendars_and_policies_and_switching_one_off_stops_the_clocks(
+    center: LiveCenter,
+) -> None:
+    agent = await _user(center, "agent1001")
+    async with center.runtime.unit_of_work() as db:
+        ticket = await create_ticket(session=db, actor=agent, subject="Slow internet", team="support")
+    http, token = await signed_in_as(center, "boss")
+    headers = {**HX, "X-CSRF-Token": token}
+    base = f"{center.base_url}/tickets/sla"
+    try:
+        calendar = {
+            "team": "support",
+            "time_zone": "Europe/Berlin",
+            "blocks": "mon-fri 09:00-12:00\nmon-fri 13:00-17:00",
+        }
+        async with http.post(f"{base}/calendars", data=calendar, headers=headers) as r:
+            assert r.status == 200 and r.headers["HX-Refresh"] == "true"
+        bad = {**calendar, "blocks": "weekdays 9-5"}
+        async with http.post(f"{base}/calendars", data=bad, headers=headers) as r:
+            assert r.status == 422 and (await r.json())["details"]["field"] == "blocks"
+        policy = {"name": "Standard", "first_response_minutes": "60", "resolution_minutes": "480", "pause_pending": "1"}
+        async with http.post(f"{base}/policies", data=policy, headers=headers) as r:
+            assert r.status == 200
+        async with http.post(
+            f"{base}/policies", data={"name": "Bad", "resolution_minutes": "soon"}, headers=headers
+        ) as r:
+            assert r.status == 422 and (await r.json())["details"]["field"] == "resolution_minutes"
+        async with center.runtime.sessions() as db:
+            clocks = await active_clocks(session=db, ticket_id=ticket.id)
+            [cal] = list(await db.scalars(select(SlaCalendar)))
+            [pol] = list(await db.scalars(select(SlaPolicy)))
+        # the open ticket got its clocks at once, counted on the support team's calendar
+        assert sorted(c.kind for c in clocks) == ["first_response", "resolution"]
+        assert {c.calendar_id for c in clocks} == {cal.id} and len(cal.blocks) == 10
+        assert pol.paused_statuses == ["pending"]
+        upload = aiohttp.FormData()
+        upload.add_field("file", b"not a calendar", filename="bad.ics", content_type="text/calendar")
+        async with http.post(f"{base}/calendars/{cal.id}/holidays", data=upload, headers=headers) as r:
+            assert r.status == 422 and "BEGIN:VCALENDAR" in (await r.json())["message"]
+        upload = aiohttp.FormData()
+        upload.add_field("file", ICS, filename="holidays.ics", content_type="text/calendar")
+        async with http.post(f"{base}/calendars/{cal.id}/holidays", data=upload, headers=headers) as r:
+            assert r.status == 200
+        status, page = await get(http, base)
+        assert status == 200 and "2026-12-25, 2026-12-26" in page and 'data-policy="Standard" data-active="1"' in page
+        async with http.post(f"{base}/policies/{pol.id}", data={"is_active": "0"}, headers=headers) as r:
+            assert r.status == 200
+        async with center.runtime.sessions() as db:
+            assert await active_clocks(session=db, ticket_id=ticket.id) == []
+        _, page = await get(http, base)
+        assert 'data-policy="Standard" data-active="0"' in page
+    finally:
+        await http.close()
+    http, _token = await signed_in_as(center, "agent1001")
+    try:
+        async with http.get(base, allow_redirects=False) as r:
+            assert r.status == 403
+    finally:
+        await http.close()
