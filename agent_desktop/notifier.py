@@ -29,6 +29,7 @@ from crm_core.calls.events import (
     CallWrappedUp,
     QueueStatsChanged,
 )
+from crm_core.sla.events import SlaClockBreached, SlaClockWarned, TicketEscalated
 from cti_bridge.adapter import PbxAdapter, PbxSnapshot
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,9 @@ class Notifier:
         bus.subscribe(AgentStateChanged, self._agent_state)
         bus.subscribe(QueueStatsChanged, self._queue_stats)
         bus.subscribe(CallWrappedUp, self._wrapped_up)
+        bus.subscribe(SlaClockWarned, self._sla_warned)
+        bus.subscribe(SlaClockBreached, self._sla_breached)
+        bus.subscribe(TicketEscalated, self._ticket_escalated)
 
     # Delivery never holds up the bus (and so the CTI bridge). In one process (python-socketio's in-memory manager)
     # a message is encoded once and put straight on the Engine.IO queue of each browser in the room: nothing there
@@ -129,6 +133,24 @@ class Notifier:
             await self._sio.emit(event, data, room=room, namespace=namespace)
         except Exception:
             log.exception("could not send %s to %s", event, room)
+
+    # SLA: a warning or breach goes to the ticket's assignee and to the supervisors; a "notify" escalation to the
+    # supervisor the rule names.
+
+    async def _sla_warned(self, event: SlaClockWarned) -> None:
+        await self._sla_alert("sla_warning", event.assignee_extension, plain(asdict(event)))
+
+    async def _sla_breached(self, event: SlaClockBreached) -> None:
+        await self._sla_alert("sla_breach", event.assignee_extension, plain(asdict(event)))
+
+    async def _sla_alert(self, name: str, extension: str | None, data: dict[str, Any]) -> None:
+        if extension:
+            await self._emit_agent(extension, name, data)
+        await self._emit_supervisors(name, data)
+
+    async def _ticket_escalated(self, event: TicketEscalated) -> None:
+        if event.action == "notify" and event.notify_extension:
+            await self._emit_agent(event.notify_extension, "ticket_escalated", plain(asdict(event)))
 
     async def flush(self) -> None:
         """Wait until everything posted so far is handed to Socket.IO (tests, shutdown)."""

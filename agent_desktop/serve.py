@@ -20,6 +20,7 @@ from agent_desktop.telephony import start_telephony
 from crm_core.customers.import_jobs import ImportWorker
 from crm_core.customers.scheduled import PoolReturner
 from crm_core.settings import Settings
+from crm_core.sla.scheduler import SlaScheduler
 from ivr.callback_dialer import CallbackDialer
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,13 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
         pool.start()
         imports = ImportWorker(runtime.sessions, region=settings.default_region)
         await imports.start()
+        sla_clocks = SlaScheduler(runtime.sessions, runtime.bus)
+        sla_clocks.start()
         asgi, _sio = create_asgi(runtime, pbx=telephony.pbx, voice=(ivr.flows, ivr.crm), import_worker=imports)
         try:
             await _serve_http(asgi, settings)
         finally:
+            await sla_clocks.stop()
             await imports.stop()
             await pool.stop()
             await dialer.stop()

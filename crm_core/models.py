@@ -9,8 +9,9 @@ from crm_core.customers.import_jobs import ImportJob
 from crm_core.customers.models import Customer, CustomerEmail, CustomerPhone, Note, Payment, Tag
 from crm_core.db import Base
 from crm_core.segments.models import Segment
+from crm_core.sla.models import SlaCalendar, SlaClock, SlaEscalation, SlaEscalationRule, SlaPolicy
 from crm_core.sms.models import SmsMessage
-from crm_core.tickets.models import Ticket, TicketLink
+from crm_core.tickets.models import Ticket, TicketLink, TicketMessage
 from crm_core.users.models import LoginThrottle, Role, User
 
 __all__ = [
@@ -31,10 +32,16 @@ __all__ = [
     "Payment",
     "Role",
     "Segment",
+    "SlaCalendar",
+    "SlaClock",
+    "SlaEscalation",
+    "SlaEscalationRule",
+    "SlaPolicy",
     "SmsMessage",
     "Tag",
     "Ticket",
     "TicketLink",
+    "TicketMessage",
     "User",
     "WrapUpDraft",
 ]

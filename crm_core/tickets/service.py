@@ -1,11 +1,13 @@
-"""Tickets: create (numbered), change status/priority/assignee, list a customer's open ones, link to calls/SMS."""
+"""Tickets: create (numbered), change status/priority/assignee/team, the conversation (replies and internal notes),
+the desk's list with saved views and filters, a customer's open ones, links to calls/SMS; SLA clocks follow."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Select, case, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,14 +18,23 @@ from crm_core.customers.models import Customer
 from crm_core.db import utcnow
 from crm_core.errors import NotFound, ValidationFailed
 from crm_core.inputs import LONG_TEXT, check_text, column_length
+from crm_core.sla import service as sla
+from crm_core.sla.models import SlaClock
 from crm_core.tickets.errors import InvalidTicketChange
-from crm_core.tickets.models import Ticket, TicketLink
+from crm_core.tickets.models import (
+    CLOSED_STATUSES,
+    OPEN_CONDITION,
+    OPEN_STATUSES,
+    PRIORITIES,
+    STATUSES,
+    Ticket,
+    TicketLink,
+    TicketMessage,
+)
 from crm_core.users.models import Role, User
 from crm_core.users.service import Actor, require_role
 
-STATUSES = ("open", "pending", "resolved", "closed")
-OPEN_STATUSES = ("open", "pending")
-PRIORITIES = ("low", "normal", "high", "urgent")
+__all__ = ["CLOSED_STATUSES", "OPEN_STATUSES", "PRIORITIES", "STATUSES"]
 STAFF = (Role.AGENT, Role.SUPERVISOR)
 NUMBER_ATTEMPTS = 5
 TICKET_NUMBER_LOCK = 0x7469636B  # 'tick'
@@ -40,6 +51,7 @@ def _snapshot(ticket: Ticket) -> dict[str, Any]:
         "priority": ticket.priority,
         "category": ticket.category,
         "assignee_id": ticket.assignee_id,
+        "team": ticket.team,
         "customer_id": ticket.customer_id,
     }
 
@@ -91,6 +103,8 @@ async def create_ticket(
     call_id: str | None = None,
     sms_id: str | None = None,
     due_at: datetime | None = None,
+    team: str | None = None,
+    now: datetime | None = None,
 ) -> Ticket:
     require_role(actor, *STAFF)
     check_ticket_fields(subject=subject, priority=priority)
@@ -98,6 +112,7 @@ async def create_ticket(
     if category is not None:
         category = check_text(category, field="category", max_length=CATEGORY_LENGTH) or None
     await check_ticket_people(session=session, customer_id=customer_id, assignee_id=assignee_id)
+    when = now or utcnow()
     if call_id:
         await _check_call_of_ticket(session=session, actor=actor, call_id=call_id)
     # The next number is max+1. On PostgreSQL a transaction-scoped advisory lock makes concurrent creators take
@@ -115,7 +130,10 @@ async def create_ticket(
             priority=priority,
             category=category,
             assignee_id=assignee_id,
+            team=(team or "").strip() or None,
             created_by=actor.user_id,
+            created_at=when,
+            updated_at=when,
             due_at=due_at,
         )
         try:
@@ -129,6 +147,7 @@ async def create_ticket(
         raise ValidationFailed("Could not number the ticket; try again.")
     if call_id or sms_id:
         session.add(TicketLink(ticket_id=ticket.id, call_id=call_id, sms_id=sms_id))
+    await sla.ticket_opened(session=session, ticket=ticket, now=when)
     await record_audit(
         session=session,
         actor=actor.user_id,
@@ -162,16 +181,23 @@ async def update_ticket(
     priority: str | None = None,
     assignee_id: str | None = None,
     subject: str | None = None,
+    category: str | None = None,
+    team: str | None = None,
     now: datetime | None = None,
 ) -> Ticket:
+    """Change a ticket (an empty assignee_id, category or team clears it); the SLA clocks follow: a status the policy
+    pauses on pauses them, resolving stops them, a new priority, category or team may choose another policy."""
     check_ticket_fields(subject=subject, status=status, priority=priority)
     ticket = await get_ticket(session=session, actor=actor, ticket_id=ticket_id)
     await check_ticket_people(session=session, assignee_id=assignee_id)
+    if assignee_id:
+        await _check_assignee(session=session, user_id=assignee_id)
     before = _snapshot(ticket)
     when = now or utcnow()
+    old_status = ticket.status
     if status is not None and status != ticket.status:
         ticket.status = status
-        if status in ("resolved", "closed") and ticket.resolved_at is None:
+        if status in CLOSED_STATUSES and ticket.resolved_at is None:
             ticket.resolved_at = when
         if status in OPEN_STATUSES:
             ticket.resolved_at = None
@@ -181,9 +207,19 @@ async def update_ticket(
         ticket.assignee_id = assignee_id or None
     if subject is not None:
         ticket.subject = subject.strip()
-    if ticket.first_response_at is None and actor.user_id and actor.user_id != ticket.created_by:
-        ticket.first_response_at = when
+    if category is not None:
+        ticket.category = category.strip() or None
+    if team is not None:
+        ticket.team = team.strip() or None
+    after = _snapshot(ticket)
+    if after == before:
+        return ticket
+    ticket.updated_at = when
     await session.flush()
+    if ticket.status != old_status:
+        await sla.status_changed(session=session, ticket=ticket, old=old_status, now=when)
+    if ticket.status in OPEN_STATUSES and any(before[k] != after[k] for k in ("priority", "category", "team")):
+        await sla.recompute_ticket(session=session, ticket=ticket, now=when)
     await record_audit(
         session=session,
         actor=actor.user_id,
@@ -191,9 +227,59 @@ async def update_ticket(
         entity_type="ticket",
         entity_id=ticket.id,
         before=before,
-        after=_snapshot(ticket),
+        after=after,
     )
     return ticket
+
+
+async def _check_assignee(*, session: AsyncSession, user_id: str) -> None:
+    user = await session.get(User, user_id)
+    if user is None or not user.is_active or user.role not in (Role.AGENT.value, Role.SUPERVISOR.value):
+        raise InvalidTicketChange("The assignee must be an active agent or supervisor.", field="assignee_id")
+
+
+async def add_message(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    ticket_id: str,
+    body: str,
+    kind: str = "reply",
+    now: datetime | None = None,
+) -> TicketMessage:
+    """Add to the conversation: a reply (the customer sees it) or an internal note (staff only). A reply is the
+    agent's response: it satisfies first response and restarts next response; a note changes no clock."""
+    if kind not in ("reply", "note"):
+        raise InvalidTicketChange("kind must be reply or note.", field="kind")
+    if not body.strip():
+        raise InvalidTicketChange("Write something first: the message is empty.", field="body")
+    if len(body) > 20000:
+        raise InvalidTicketChange("A message is at most 20,000 characters.", field="body")
+    ticket = await get_ticket(session=session, actor=actor, ticket_id=ticket_id)
+    when = now or utcnow()
+    message = TicketMessage(ticket_id=ticket.id, kind=kind, author_id=actor.user_id, body=body.strip(), created_at=when)
+    session.add(message)
+    ticket.updated_at = when
+    if kind == "reply":
+        if ticket.first_response_at is None:
+            ticket.first_response_at = when
+        await sla.agent_replied(session=session, ticket=ticket, now=when)
+    await session.flush()
+    await record_audit(
+        session=session,
+        actor=actor.user_id,
+        action="create",
+        entity_type="ticket_message",
+        entity_id=message.id,
+        after={"ticket_id": ticket.id, "kind": kind, "length": len(message.body)},
+    )
+    return message
+
+
+async def ticket_messages(*, session: AsyncSession, actor: Actor, ticket_id: str) -> list[TicketMessage]:
+    await get_ticket(session=session, actor=actor, ticket_id=ticket_id)
+    query = select(TicketMessage).where(TicketMessage.ticket_id == ticket_id)
+    return list(await session.scalars(query.order_by(TicketMessage.created_at, TicketMessage.id)))
 
 
 async def open_tickets_of(*, session: AsyncSession, customer_id: str, limit: int = 20) -> list[Ticket]:
@@ -219,3 +305,179 @@ async def link_ticket(
     session.add(link)
     await session.flush()
     return link
+
+
+VIEWS = ("all", "mine", "team", "unassigned", "breaching", "overdue", "pending")
+VIEW_LABELS = {
+    "all": "All open",
+    "mine": "Mine",
+    "team": "My team",
+    "unassigned": "Unassigned",
+    "breaching": "Breaching soon",
+    "overdue": "Overdue",
+    "pending": "Pending customer",
+}
+SORTS = ("created", "-created", "updated", "-updated", "priority", "-priority", "number", "-number", "due", "-due")
+MAX_PAGE_SIZE = 100
+_PRIORITY_RANK = case({p: i for i, p in enumerate(PRIORITIES)}, value=Ticket.priority, else_=0)
+
+
+@dataclass(frozen=True, slots=True)
+class TicketFilters:
+    """What the desk's list shows: a saved view, filters, a sort and a page."""
+
+    view: str = "all"
+    status: str | None = None
+    priority: str | None = None
+    customer_id: str | None = None
+    category: str | None = None
+    team: str | None = None
+    older_than_days: int | None = None
+    sort: str = "-created"
+    page: int = 1
+    page_size: int = 25
+
+    def check(self) -> None:
+        if self.view not in VIEWS:
+            raise InvalidTicketChange(f"view must be one of {', '.join(VIEWS)}.", field="view")
+        if self.status is not None and self.status not in STATUSES:
+            raise InvalidTicketChange(f"status must be one of {', '.join(STATUSES)}.", field="status")
+        if self.priority is not None and self.priority not in PRIORITIES:
+            raise InvalidTicketChange(f"priority must be one of {', '.join(PRIORITIES)}.", field="priority")
+        if self.sort not in SORTS:
+            raise InvalidTicketChange(f"sort must be one of {', '.join(SORTS)}.", field="sort")
+        if self.page < 1:
+            raise InvalidTicketChange("page must be 1 or more.", field="page")
+        if not 1 <= self.page_size <= MAX_PAGE_SIZE:
+            raise InvalidTicketChange(f"page_size must be from 1 to {MAX_PAGE_SIZE}.", field="page_size")
+        if self.older_than_days is not None and self.older_than_days < 0:
+            raise InvalidTicketChange("age must be 0 days or more.", field="older_than_days")
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRow:
+    ticket: Ticket
+    customer_name: str | None
+    assignee_name: str | None
+    next_clock: SlaClock | None
+
+
+@dataclass(frozen=True, slots=True)
+class TicketPage:
+    rows: list[TicketRow]
+    page: int
+    has_more: bool
+
+
+def _active_clocks_where(*conditions: Any) -> Any:
+    return Ticket.id.in_(select(SlaClock.ticket_id).where(SlaClock.stopped_at.is_(None), *conditions))
+
+
+async def _view_query(*, session: AsyncSession, actor: Actor, filters: TicketFilters, now: datetime) -> Select[Any]:
+    query = select(Ticket)
+    view = filters.view
+    if filters.status is not None:
+        query = query.where(Ticket.status == filters.status)
+    elif view == "pending":
+        query = query.where(Ticket.status == "pending")
+    else:
+        query = query.where(text(f"tickets.{OPEN_CONDITION}"))
+    if view == "pending":
+        query = query.where(Ticket.status == "pending")
+    elif view == "mine":
+        query = query.where(Ticket.assignee_id == actor.user_id)
+    elif view == "team":
+        queues: list[Any] = []
+        if actor.user_id:
+            queues = list(await session.scalar(select(User.queues).where(User.id == actor.user_id)) or [])
+        teams = [str(q) for q in queues]
+        query = query.where(Ticket.team.in_(teams)) if teams else query.where(Ticket.id.is_(None))
+    elif view == "unassigned":
+        query = query.where(Ticket.assignee_id.is_(None))
+    elif view == "breaching":
+        query = query.where(_active_clocks_where(SlaClock.warned_at.is_not(None), SlaClock.breached_at.is_(None)))
+    elif view == "overdue":
+        query = query.where(_active_clocks_where(SlaClock.breached_at.is_not(None)))
+    if filters.priority is not None:
+        query = query.where(Ticket.priority == filters.priority)
+    if filters.customer_id:
+        query = query.where(Ticket.customer_id == filters.customer_id)
+    if filters.category:
+        query = query.where(Ticket.category == filters.category)
+    if filters.team:
+        query = query.where(Ticket.team == filters.team)
+    if filters.older_than_days is not None:
+        query = query.where(Ticket.created_at <= now - timedelta(days=filters.older_than_days))
+    descending = filters.sort.startswith("-")
+    column: Any = {
+        "created": Ticket.created_at,
+        "updated": Ticket.updated_at,
+        "priority": _PRIORITY_RANK,
+        "number": Ticket.number,
+        "due": Ticket.due_at,
+    }[filters.sort.lstrip("-")]
+    order = column.desc() if descending else column.asc()
+    if filters.sort.lstrip("-") == "due":
+        order = order.nulls_last()
+    tiebreak = Ticket.number.desc() if descending else Ticket.number.asc()
+    return query.order_by(order, tiebreak)
+
+
+async def list_tickets(
+    *, session: AsyncSession, actor: Actor, filters: TicketFilters, now: datetime | None = None
+) -> TicketPage:
+    """One page of the desk's list (one row more is read to know whether there is a next page, never a count of a
+    large backlog), with each ticket's customer, assignee and the active clock due first."""
+    require_role(actor, *STAFF)
+    filters.check()
+    when = now or utcnow()
+    query = await _view_query(session=session, actor=actor, filters=filters, now=when)
+    offset = (filters.page - 1) * filters.page_size
+    tickets = list(await session.scalars(query.offset(offset).limit(filters.page_size + 1)))
+    has_more = len(tickets) > filters.page_size
+    tickets = tickets[: filters.page_size]
+    ids = [t.id for t in tickets]
+    customers = {t.customer_id for t in tickets if t.customer_id}
+    users = {t.assignee_id for t in tickets if t.assignee_id}
+    names: dict[str, str] = {}
+    if customers:
+        names.update(
+            {
+                cid: name
+                for cid, name in await session.execute(
+                    select(Customer.id, Customer.name).where(Customer.id.in_(customers))
+                )
+            }
+        )
+    agents: dict[str, str] = {}
+    if users:
+        agents = {
+            uid: name
+            for uid, name in await session.execute(select(User.id, User.display_name).where(User.id.in_(users)))
+        }
+    clocks: dict[str, SlaClock] = {}
+    if ids:
+        for clock in await session.scalars(
+            select(SlaClock).where(SlaClock.ticket_id.in_(ids), SlaClock.stopped_at.is_(None))
+        ):
+            known = clocks.get(clock.ticket_id)
+            if known is None or _clock_order(clock) < _clock_order(known):
+                clocks[clock.ticket_id] = clock
+    rows = [
+        TicketRow(
+            ticket=t,
+            customer_name=names.get(t.customer_id or ""),
+            assignee_name=agents.get(t.assignee_id or ""),
+            next_clock=clocks.get(t.id),
+        )
+        for t in tickets
+    ]
+    return TicketPage(rows=rows, page=filters.page, has_more=has_more)
+
+
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+def _clock_order(clock: SlaClock) -> tuple[int, datetime, str]:
+    # running clocks by due time first, then paused ones
+    return (0 if clock.due_at is not None else 1, clock.due_at or _NEVER, clock.kind)

@@ -91,6 +91,17 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/reports"): SUPERVISION,
     ("GET", "/reports.csv"): SUPERVISION,
     ("POST", "/api/admin/users/<user_id>/unlock"): {"admin"},
+    ("GET", "/tickets"): STAFF,
+    ("POST", "/tickets"): STAFF,
+    ("GET", "/tickets/<ticket_id>"): STAFF,
+    ("POST", "/tickets/<ticket_id>"): STAFF,
+    ("GET", "/tickets/<ticket_id>/clocks"): STAFF,
+    ("POST", "/tickets/<ticket_id>/messages"): STAFF,
+    ("GET", "/tickets/sla"): SUPERVISION,
+    ("POST", "/tickets/sla/policies"): SUPERVISION,
+    ("POST", "/tickets/sla/policies/<policy_id>"): SUPERVISION,
+    ("POST", "/tickets/sla/calendars"): SUPERVISION,
+    ("POST", "/tickets/sla/calendars/<calendar_id>/holidays"): SUPERVISION,
 }
 # (namespace, event) -> roles allowed; "connect" is the handshake itself. Admin "root" has no extension, so no
 # agent device to work from: it may supervise but not take calls.
@@ -133,6 +144,9 @@ def concrete(rule: str, center: LiveCenter) -> str:
         .replace("<customer_id>", center.customers["Bob Example"])
         .replace("<linkedid>", "1795462442.0")
         .replace("<job_id>", "0" * 32)
+        .replace("<ticket_id>", "0" * 32)
+        .replace("<policy_id>", "0" * 32)
+        .replace("<calendar_id>", "0" * 32)
     )
 
 
