@@ -25,8 +25,8 @@ _POSTGRES_PROBE = _PROBE_SQL.format("$1")
 # the IVR's questions about a caller: VIP tier and the newest open ticket, in one probe
 _PROFILE_SQL = (
     "SELECT c.id, c.vip_tier, t.number, t.status FROM customers AS c LEFT JOIN tickets AS t ON t.id = ("
-    "SELECT t2.id FROM tickets AS t2 WHERE t2.customer_id = c.id AND t2.status IN ('open', 'pending') "
-    "ORDER BY t2.created_at DESC LIMIT 1) WHERE c.id = {}"
+    "SELECT t2.id FROM tickets AS t2 WHERE t2.customer_id = c.id "
+    "AND t2.status IN ('new', 'open', 'pending', 'on_hold') ORDER BY t2.created_at DESC LIMIT 1) WHERE c.id = {}"
 )
 _TICKET_SQL = "SELECT number, status FROM tickets WHERE number = {}"
 # the screen pop's card of a customer: small queries on indexed columns, no ORM (it is built for every call)
@@ -37,7 +37,7 @@ _CARD_SQL = {
     "phones": "SELECT e164 FROM customer_phones WHERE customer_id = {} ORDER BY is_primary DESC, e164",
     "emails": "SELECT email FROM customer_emails WHERE customer_id = {} ORDER BY email",
     "tickets": "SELECT id, number, subject, status, priority FROM tickets WHERE customer_id = {} "
-    "AND status IN ('open', 'pending') ORDER BY created_at DESC LIMIT 10",
+    "AND status IN ('new', 'open', 'pending', 'on_hold') ORDER BY created_at DESC LIMIT 10",
     "calls": "SELECT linkedid, offered_at, direction, outcome, agent, disposition_code FROM call_logs "
     "WHERE customer_id = {} ORDER BY offered_at DESC LIMIT 5",
     "sms": "SELECT created_at, direction, body FROM sms_messages WHERE customer_id = {} "
