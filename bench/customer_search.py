@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import random
@@ -28,6 +27,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -204,17 +204,50 @@ def p99(timings: list[float]) -> float:
     return round(ordered[max(0, int(len(ordered) * 0.99) - 1)], 3)
 
 
+def _serve(database_url: str, workdir: str, port_fd: int, ready: Any) -> None:
+    """The app in a process of its own, as a web worker would be: the bench's clients never share its loop."""
+    import gc
+
+    async def main() -> None:
+        settings = load_settings(
+            {
+                "CRM_DATABASE_URL": database_url,
+                "CRM_DATA_DIR": workdir,
+                "CRM_SECRET_KEY": "bench-secret-key-of-reasonable-length",
+            }
+        )
+        runtime = await build_runtime(settings)
+        app = create_app(runtime)
+        config = Config()
+        config.bind = [f"fd://{port_fd}"]
+        config.accesslog = None
+        config.errorlog = None
+        gc.freeze()  # what crm serve's GC policy does for long-lived objects
+        ready.set()
+        await hypercorn_serve(app, config)  # type: ignore[arg-type]
+
+    asyncio.run(main())
+
+
 async def measure(database_url: str, workdir: Path, kinds: dict[str, list[tuple[str, str]]]) -> dict[str, float]:
+    import multiprocessing
+
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(128)
     port = int(listener.getsockname()[1])
+    # the server forks first, before this process has database threads of its own
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    server = context.Process(target=_serve, args=(database_url, str(workdir), listener.fileno(), ready), daemon=True)
+    server.start()
+    listener.close()
+    await asyncio.to_thread(ready.wait, 60)
     settings = load_settings(
         {
             "CRM_DATABASE_URL": database_url,
             "CRM_DATA_DIR": str(workdir),
             "CRM_SECRET_KEY": "bench-secret-key-of-reasonable-length",
-            "CRM_HTTP_PORT": str(port),
         }
     )
     runtime = await build_runtime(settings)
@@ -228,13 +261,6 @@ async def measure(database_url: str, workdir: Path, kinds: dict[str, list[tuple[
             session=session, actor=SYSTEM, username="bench-agent", password=PASSWORD, role=Role.AGENT, extension="1001"
         )
         agent = Actor.of(user)
-    app = create_app(runtime)
-    stop = asyncio.Event()
-    config = Config()
-    config.bind = [f"fd://{listener.detach()}"]
-    config.accesslog = None
-    config.errorlog = None
-    server = asyncio.create_task(hypercorn_serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
     figures: dict[str, float] = {}
     base = f"http://127.0.0.1:{port}"
     try:
@@ -274,9 +300,8 @@ async def measure(database_url: str, workdir: Path, kinds: dict[str, list[tuple[
                 figures[f"{kind}_service_p99_ms"] = p99(service)
                 print(f"  {kind}: {figures[f'{kind}_p99_ms']} ms p99 round trip", file=sys.stderr)
     finally:
-        stop.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await server
+        server.terminate()
+        await asyncio.to_thread(server.join, 10)
         await runtime.close()
     return figures
 
