@@ -8,6 +8,7 @@ from crm_core.calls.wrapups import WrapUpDraft
 from crm_core.customers.import_jobs import ImportJob
 from crm_core.customers.models import Customer, CustomerEmail, CustomerPhone, Note, Payment, Tag
 from crm_core.db import Base
+from crm_core.recordings.models import Recording, RecordingJob, Transcript
 from crm_core.segments.models import Segment
 from crm_core.sms.models import SmsMessage
 from crm_core.tickets.models import Ticket, TicketLink
@@ -28,12 +29,15 @@ __all__ = [
     "Note",
     "PauseReason",
     "Payment",
+    "Recording",
+    "RecordingJob",
     "Role",
     "Segment",
     "SmsMessage",
     "Tag",
     "Ticket",
     "TicketLink",
+    "Transcript",
     "User",
     "WrapUpDraft",
 ]

@@ -1,0 +1,420 @@
+"""Recording jobs (found, claimed, retried with backoff, finished once), stored recordings and transcripts, and who
+may read a transcript (the agents who answered the call, supervisors, admins; every read audited)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_core.audit.service import record_audit
+from crm_core.calls.models import CallLeg, CallLog
+from crm_core.calls.service import check_call_access, get_call
+from crm_core.db import new_id, record_event, utcnow
+from crm_core.errors import CrmError, NotFound, ValidationFailed
+from crm_core.recordings.events import RecordingFailed, RecordingStored, TranscriptStored
+from crm_core.recordings.models import JobKind, JobStatus, Recording, RecordingJob, RecordingStatus, Transcript
+from crm_core.users.models import Role
+from crm_core.users.service import Actor, require_role
+
+# calls that ended longer ago than this are not looked at for new recordings (they were, when they ended)
+DISCOVERY_WINDOW = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    job_id: str
+    token: str
+    kind: str
+    attempts: int
+    seen_size: int | None
+    recording_id: str
+    call_id: str
+    linkedid: str
+    source_ref: str
+    storage_key: str | None
+    layout: str | None
+
+
+async def discover_recordings(*, session: AsyncSession, now: datetime | None = None) -> int:
+    """A recording row and its ingest job for every ended call whose recording the PBX reported and that has
+    none yet. Safe with several workers: the recording's call is unique, a second insert is skipped."""
+    now = now or utcnow()
+    found = await session.execute(
+        select(CallLog.id, CallLog.recording_ref)
+        .outerjoin(Recording, Recording.call_id == CallLog.id)
+        .where(
+            CallLog.recording_ref.is_not(None),
+            CallLog.ended_at.is_not(None),
+            CallLog.ended_at >= now - DISCOVERY_WINDOW,
+            Recording.id.is_(None),
+        )
+        .limit(500)
+    )
+    created = 0
+    for call_id, ref in found:
+        recording = Recording(id=new_id(), call_id=call_id, source_ref=str(ref)[:255])
+        try:
+            async with session.begin_nested():
+                session.add(recording)
+        except IntegrityError:  # another worker found it first (unique call); its row stands
+            continue
+        session.add(RecordingJob(recording_id=recording.id, kind=JobKind.INGEST.value, due_at=now))
+        created += 1
+    await session.flush()
+    return created
+
+
+async def claim_job(
+    *, session: AsyncSession, kind: JobKind, worker: str, lease_s: float, now: datetime | None = None
+) -> ClaimedJob | None:
+    """The next due job of `kind`, or one whose worker stopped renewing its lease (it died), now ours for
+    `lease_s`. Row locks with SKIP LOCKED on PostgreSQL, so several workers never take the same job."""
+    now = now or utcnow()
+    due = and_(RecordingJob.status == JobStatus.QUEUED.value, RecordingJob.due_at <= now)
+    abandoned = and_(RecordingJob.status == JobStatus.WORKING.value, RecordingJob.lease_until < now)
+    query = (
+        select(RecordingJob)
+        .where(RecordingJob.kind == kind.value, due | abandoned)
+        .order_by(RecordingJob.due_at)
+        .limit(1)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    job = await session.scalar(query)
+    if job is None:
+        return None
+    token = new_id()
+    claimed = await session.execute(
+        update(RecordingJob)
+        .where(
+            RecordingJob.id == job.id,
+            RecordingJob.status == job.status,
+            RecordingJob.claim_token.is_not_distinct_from(job.claim_token),
+        )
+        .values(
+            status=JobStatus.WORKING.value,
+            claim_token=token,
+            claimed_by=worker[:100],
+            lease_until=now + timedelta(seconds=lease_s),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]  # SQLite: another process took it between the look and the update
+        return None
+    row = (
+        await session.execute(
+            select(Recording, CallLog.linkedid)
+            .join(CallLog, CallLog.id == Recording.call_id)
+            .where(Recording.id == job.recording_id)
+        )
+    ).one()
+    recording: Recording = row[0]
+    return ClaimedJob(
+        job_id=job.id,
+        token=token,
+        kind=job.kind,
+        attempts=job.attempts,
+        seen_size=job.seen_size,
+        recording_id=recording.id,
+        call_id=recording.call_id,
+        linkedid=str(row[1]),
+        source_ref=recording.source_ref,
+        storage_key=recording.storage_key,
+        layout=recording.layout,
+    )
+
+
+async def renew_lease(*, session: AsyncSession, job: ClaimedJob, lease_s: float) -> bool:
+    """Keep the job ours; False when it is not ours any more (taken over after our lease ran out)."""
+    result = await session.execute(
+        update(RecordingJob)
+        .where(RecordingJob.id == job.job_id, RecordingJob.claim_token == job.token)
+        .values(lease_until=utcnow() + timedelta(seconds=lease_s))
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def _finish(session: AsyncSession, job: ClaimedJob, **values: Any) -> bool:
+    """Close the job if it is still ours: the one place a job ends, so it ends once."""
+    result = await session.execute(
+        update(RecordingJob)
+        .where(
+            RecordingJob.id == job.job_id,
+            RecordingJob.claim_token == job.token,
+            RecordingJob.status == JobStatus.WORKING.value,
+        )
+        .values(claim_token=None, lease_until=None, **values)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def postpone_job(*, session: AsyncSession, job: ClaimedJob, after_s: float, seen_size: int | None = None) -> bool:
+    """Look again later without counting a failed attempt (a file still being written)."""
+    return await _finish(
+        session,
+        job,
+        status=JobStatus.QUEUED.value,
+        due_at=utcnow() + timedelta(seconds=after_s),
+        seen_size=seen_size,
+    )
+
+
+async def retry_or_fail_job(
+    *, session: AsyncSession, job: ClaimedJob, reason: str, retry_s: float, max_attempts: int
+) -> str:
+    """A failed attempt: queued again after retry_s·2^(attempts-1), or failed for good after max_attempts. The
+    reason is kept on the job and on the recording (for an ingest). Returns the job's new status."""
+    attempts = job.attempts + 1
+    now = utcnow()
+    final = attempts >= max_attempts
+    status = JobStatus.FAILED if final else JobStatus.QUEUED
+    if not await _finish(
+        session,
+        job,
+        status=status.value,
+        attempts=attempts,
+        reason=reason[:500],
+        due_at=now + timedelta(seconds=retry_s * 2 ** (attempts - 1)),
+        finished_at=now if final else None,
+    ):
+        return "lost"
+    if job.kind == JobKind.INGEST.value:
+        values: dict[str, Any] = {"reason": reason[:500]}
+        if final:
+            values["status"] = RecordingStatus.FAILED.value
+            record_event(session, RecordingFailed(job.recording_id, job.linkedid, reason, now))
+        await session.execute(update(Recording).where(Recording.id == job.recording_id).values(**values))
+    return status.value
+
+
+async def store_recording(
+    *,
+    session: AsyncSession,
+    job: ClaimedJob,
+    storage_key: str,
+    layout: str,
+    audio_format: str,
+    channels: int,
+    sample_rate: int,
+    duration_s: float,
+    size_bytes: int,
+    sha256: str,
+    transcribe: bool,
+) -> bool:
+    """The recording is in storage: its facts on its row, its ingest job done, and (unless transcription is off)
+    its transcription job queued. False (nothing written) when the job was taken over meanwhile."""
+    now = utcnow()
+    if not await _finish(session, job, status=JobStatus.DONE.value, attempts=job.attempts + 1, finished_at=now):
+        return False
+    await session.execute(
+        update(Recording)
+        .where(Recording.id == job.recording_id)
+        .values(
+            status=RecordingStatus.STORED.value,
+            reason=None,
+            storage_key=storage_key,
+            layout=layout,
+            audio_format=audio_format,
+            channels=channels,
+            sample_rate=sample_rate,
+            duration_s=duration_s,
+            size_bytes=size_bytes,
+            sha256=sha256,
+            stored_at=now,
+        )
+    )
+    if transcribe:
+        session.add(RecordingJob(recording_id=job.recording_id, kind=JobKind.TRANSCRIBE.value, due_at=now))
+    record_event(session, RecordingStored(job.recording_id, job.linkedid, duration_s, now))
+    return True
+
+
+async def store_transcript(
+    *,
+    session: AsyncSession,
+    job: ClaimedJob,
+    lines: list[dict[str, Any]],
+    model: str,
+    audio_s: float,
+    took_s: float,
+) -> Transcript | None:
+    """The transcript of the job's recording, written with the job's end in one transaction; None (nothing
+    written) when the job is no longer ours: a transcript is stored once."""
+    now = utcnow()
+    if not await _finish(session, job, status=JobStatus.DONE.value, attempts=job.attempts + 1, finished_at=now):
+        return None
+    transcript = Transcript(
+        recording_id=job.recording_id,
+        call_id=job.call_id,
+        text=" ".join(line["text"] for line in lines if line.get("text")),
+        lines=lines,
+        model=model[:200],
+        audio_s=audio_s,
+        took_s=took_s,
+        created_at=now,
+    )
+    session.add(transcript)
+    await session.flush()
+    customer_id = await session.scalar(select(CallLog.customer_id).where(CallLog.id == job.call_id))
+    record_event(session, TranscriptStored(transcript.id, job.recording_id, job.linkedid, customer_id, now))
+    return transcript
+
+
+async def requeue_job(*, session: AsyncSession, job: ClaimedJob) -> bool:
+    """Give a job back untried (its worker is stopping, or its process pool broke)."""
+    return await _finish(session, job, status=JobStatus.QUEUED.value, due_at=utcnow())
+
+
+async def pending_count(*, session: AsyncSession, kind: JobKind) -> int:
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(RecordingJob)
+            .where(
+                RecordingJob.kind == kind.value,
+                RecordingJob.status.in_([JobStatus.QUEUED.value, JobStatus.WORKING.value]),
+            )
+        )
+        or 0
+    )
+
+
+# --- reading transcripts -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallTranscript:
+    call: CallLog
+    recording: Recording
+    transcript: Transcript | None
+
+
+async def read_transcript(*, session: AsyncSession, actor: Actor, linkedid: str) -> CallTranscript:
+    """The call's recording and transcript for `actor` (the agents who answered the call, supervisors, admins).
+    Every read is audited."""
+    call = await get_call(session=session, actor=actor, linkedid=linkedid)
+    recording = await session.scalar(select(Recording).where(Recording.call_id == call.id))
+    if recording is None:
+        raise NotFound("This call has no recording.", linkedid=linkedid)
+    transcript = await session.scalar(select(Transcript).where(Transcript.recording_id == recording.id))
+    if transcript is not None:
+        await record_audit(
+            session=session,
+            actor=actor.user_id,
+            action="read",
+            entity_type="transcript",
+            entity_id=transcript.id,
+            after={"linkedid": linkedid},
+        )
+    return CallTranscript(call, recording, transcript)
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptHit:
+    linkedid: str
+    customer_id: str | None
+    caller_number: str
+    agent: str | None
+    offered_at: datetime
+    transcript_id: str
+    line: dict[str, Any]  # the first line holding a searched word
+    at_s: float  # where that word starts in the recording
+
+
+MAX_QUERY_WORDS = 8
+
+
+def _query_words(query: str) -> list[str]:
+    words = [w for w in "".join(c if c.isalnum() else " " for c in query).split() if w]
+    if not words:
+        raise ValidationFailed("Type at least one word to search the transcripts for.", field="q")
+    return words[:MAX_QUERY_WORDS]
+
+
+async def search_transcripts(
+    *, session: AsyncSession, actor: Actor, query: str, customer_id: str | None = None, limit: int = 50
+) -> list[TranscriptHit]:
+    """Transcripts holding every word of `query` (newest call first): all of them for supervisors and admins, an
+    agent's only on calls the agent answered. The search is audited, with the transcripts it showed."""
+    require_role(actor, Role.AGENT, Role.SUPERVISOR)
+    words = _query_words(query)
+    statement = select(Transcript, CallLog).join(CallLog, CallLog.id == Transcript.call_id)
+    if session.get_bind().dialect.name == "postgresql":
+        statement = statement.where(
+            text("to_tsvector('simple', transcripts.text) @@ plainto_tsquery('simple', :tsquery)").bindparams(
+                tsquery=" ".join(words)
+            )
+        )
+    else:
+        match = " ".join('"' + w.replace('"', "") + '"' for w in words)
+        statement = statement.where(
+            Transcript.search_key.in_(
+                select(text("rowid")).select_from(text("transcripts_fts")).where(text("transcripts_fts MATCH :m"))
+            )
+        ).params(m=match)
+    if customer_id is not None:
+        statement = statement.where(CallLog.customer_id == customer_id)
+    if actor.role is Role.AGENT:
+        answered = select(CallLeg.call_id).where(
+            CallLeg.agent == (actor.extension or ""), CallLeg.answered_at.is_not(None)
+        )
+        statement = statement.where((CallLog.agent == (actor.extension or "")) | CallLog.id.in_(answered))
+    rows = (await session.execute(statement.order_by(CallLog.offered_at.desc()).limit(limit))).all()
+    hits = []
+    wanted = {w.lower() for w in words}
+    for transcript, call in rows:
+        line, at_s = _first_line_with(transcript.lines, wanted)
+        hits.append(
+            TranscriptHit(
+                linkedid=call.linkedid,
+                customer_id=call.customer_id,
+                caller_number=call.caller_number,
+                agent=call.agent,
+                offered_at=call.offered_at,
+                transcript_id=transcript.id,
+                line=line,
+                at_s=at_s,
+            )
+        )
+    await record_audit(
+        session=session,
+        actor=actor.user_id,
+        action="read",
+        entity_type="transcript_search",
+        entity_id=customer_id or "*",
+        after={"q": query[:200], "transcripts": [h.transcript_id for h in hits]},
+    )
+    return hits
+
+
+def _first_line_with(lines: list[dict[str, Any]], wanted: set[str]) -> tuple[dict[str, Any], float]:
+    for line in lines:
+        for word in line.get("words", []):
+            if str(word[0]).lower() in wanted:
+                return line, float(word[1])
+    return (lines[0], float(lines[0].get("start", 0.0))) if lines else ({}, 0.0)
+
+
+async def customer_transcripts(*, session: AsyncSession, actor: Actor, customer_id: str) -> list[tuple[CallLog, str]]:
+    """The customer's calls with a transcript that `actor` may read (for the customer page): (call, first words)."""
+    require_role(actor, Role.AGENT, Role.SUPERVISOR)
+    rows = await session.execute(
+        select(CallLog, Transcript.text)
+        .join(Transcript, Transcript.call_id == CallLog.id)
+        .where(CallLog.customer_id == customer_id)
+        .order_by(CallLog.offered_at.desc())
+        .limit(20)
+    )
+    readable = []
+    for call, words in rows:
+        try:
+            await check_call_access(session=session, actor=actor, call=call)
+        except CrmError:
+            continue
+        readable.append((call, str(words)[:160]))
+    return readable
