@@ -12,6 +12,7 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
 from agent_desktop.app import create_asgi
+from agent_desktop.cli_recordings import recording_workers
 from agent_desktop.gc_policy import GcPolicy
 from agent_desktop.ivr_service import start_ivr
 from agent_desktop.remote_pbx import RemotePbx
@@ -51,10 +52,17 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
         pool.start()
         imports = ImportWorker(runtime.sessions, region=settings.default_region)
         await imports.start()
+        ingester, transcriber = recording_workers(runtime)  # Vosk in a process pool beside the web app
+        ingester.start()
+        if transcriber is not None:
+            transcriber.start()
         asgi, _sio = create_asgi(runtime, pbx=telephony.pbx, voice=(ivr.flows, ivr.crm), import_worker=imports)
         try:
             await _serve_http(asgi, settings)
         finally:
+            if transcriber is not None:
+                await transcriber.stop()
+            await ingester.stop()
             await imports.stop()
             await pool.stop()
             await dialer.stop()

@@ -71,6 +71,13 @@ def load_model(model_path: str) -> None:
     _libc = ctypes.CDLL(None)
 
 
+def loaded_model() -> Any:
+    """The model this process loaded (load_model), for a caller that runs Vosk itself."""
+    if _model is None:
+        raise TranscriptionError("no Vosk model is loaded in this worker.")
+    return _model
+
+
 def pcm_of(side: AudioSide, channels: int, rate: int) -> bytes:
     """16-bit mono PCM of one side at the model's rate. A mono file already at that rate is read as is; anything
     else goes through sox (telephone audio is 8 kHz; MixMonitor's stereo holds both sides)."""

@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from crm_core import migrate
 from crm_core.calls.models import CallLog
-from crm_core.db import make_sessionmaker
+from crm_core.db import make_engine, make_sessionmaker
 from crm_core.recordings.models import Recording
 from recordings.vosk_engine import default_model_path, load_model
 
@@ -47,3 +48,15 @@ async def sessions(engine: AsyncEngine) -> AsyncIterator[async_sessionmaker[Asyn
         await session.execute(delete(Recording))
         await session.execute(delete(CallLog))
     yield maker
+
+
+@pytest.fixture
+async def sqlite_sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """A database of the embedded default for tests whose cost is Vosk, not the database (run once, not per
+    database: the claims they rely on are tested on both)."""
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}")
+    await migrate.upgrade(engine)
+    try:
+        yield make_sessionmaker(engine)
+    finally:
+        await engine.dispose()
