@@ -23,6 +23,7 @@ from agent_desktop.routes import auth as auth_routes
 from agent_desktop.routes import calls as calls_routes
 from agent_desktop.routes import customers as customers_routes
 from agent_desktop.routes import desktop as desktop_routes
+from agent_desktop.routes import recordings as recordings_routes
 from agent_desktop.routes import reports as reports_routes
 from agent_desktop.runtime import Runtime
 from agent_desktop.sockets import Sockets
@@ -133,7 +134,15 @@ def create_app(
         snapshot = pbx.snapshot() if pbx is not None else None
         return {"status": "ok", "pbx_connected": bool(snapshot and snapshot.connected)}
 
-    for routes in (auth_routes, desktop_routes, customers_routes, calls_routes, reports_routes, admin_routes):
+    for routes in (
+        auth_routes,
+        desktop_routes,
+        customers_routes,
+        calls_routes,
+        reports_routes,
+        admin_routes,
+        recordings_routes,
+    ):
         app.register_blueprint(routes.blueprint)
 
     # --- realtime -----------------------------------------------------------------------------------------------

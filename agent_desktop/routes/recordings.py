@@ -1,0 +1,59 @@
+"""Recordings and transcripts: the transcript search page, and a call's transcript beside its player."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, render_template, request
+from sqlalchemy import select
+
+from agent_desktop.auth import roles_allowed
+from agent_desktop.routes.common import STAFF, actor, runtime
+from crm_core.errors import ValidationFailed
+from crm_core.recordings.models import JobKind, RecordingJob
+from crm_core.recordings.service import read_transcript, search_transcripts
+
+blueprint = Blueprint("recordings", __name__)
+MAX_QUERY = 200
+
+
+@blueprint.get("/transcripts")
+@roles_allowed(*STAFF)
+async def transcript_search() -> Any:
+    """Search the transcripts this person may read (all of them, or one customer's)."""
+    query = request.args.get("q", "").strip()[:MAX_QUERY]
+    customer_id = request.args.get("customer") or None
+    hits = None
+    if query:
+        async with runtime().unit_of_work() as db:
+            hits = await search_transcripts(session=db, actor=actor(), query=query, customer_id=customer_id)
+    words = {w.lower() for w in query.split()}
+    return await render_template("recordings/search.html", query=query, customer_id=customer_id, hits=hits, words=words)
+
+
+@blueprint.get("/calls/<linkedid>/transcript")
+@roles_allowed(*STAFF)
+async def call_transcript(linkedid: str) -> Any:
+    """The call's transcript (read audited) with its player; `t` is where the player starts (a search hit's word)."""
+    try:
+        start = max(0.0, float(request.args.get("t", "0") or 0))
+    except ValueError:
+        raise ValidationFailed("t must be a number of seconds into the recording.", field="t") from None
+    async with runtime().unit_of_work() as db:
+        found = await read_transcript(session=db, actor=actor(), linkedid=linkedid)
+        job = None
+        if found.transcript is None:
+            job = await db.scalar(
+                select(RecordingJob)
+                .where(RecordingJob.recording_id == found.recording.id, RecordingJob.kind == JobKind.TRANSCRIBE.value)
+                .order_by(RecordingJob.created_at.desc())
+                .limit(1)
+            )
+    return await render_template(
+        "recordings/transcript.html",
+        call=found.call,
+        recording=found.recording,
+        transcript=found.transcript,
+        job=job,
+        start=start,
+    )
