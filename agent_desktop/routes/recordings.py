@@ -11,7 +11,12 @@ from agent_desktop.auth import roles_allowed
 from agent_desktop.routes.common import STAFF, actor, runtime
 from crm_core.errors import ValidationFailed
 from crm_core.recordings.models import JobKind, RecordingJob
-from crm_core.recordings.service import read_transcript, search_transcripts
+from crm_core.recordings.service import (
+    read_transcript,
+    recording_backlog,
+    retry_failed_job,
+    search_transcripts,
+)
 
 blueprint = Blueprint("recordings", __name__)
 MAX_QUERY = 200
@@ -57,3 +62,25 @@ async def call_transcript(linkedid: str) -> Any:
         job=job,
         start=start,
     )
+
+
+@blueprint.get("/admin/recordings")
+@roles_allowed()
+async def backlog() -> Any:
+    """Admins: the ingest and transcription backlog (refreshed by htmx), failed jobs with their reason, retry."""
+    async with runtime().sessions() as db:
+        found = await recording_backlog(session=db, actor=actor())
+    partial = request.headers.get("HX-Request") == "true"
+    return await render_template(
+        "recordings/backlog_table.html" if partial else "recordings/backlog.html", backlog=found
+    )
+
+
+@blueprint.post("/admin/recordings/<job_id>/retry")
+@roles_allowed(api=True)
+async def retry_job(job_id: str) -> Any:
+    async with runtime().unit_of_work() as db:
+        await retry_failed_job(session=db, actor=actor(), job_id=job_id)
+    async with runtime().sessions() as db:
+        found = await recording_backlog(session=db, actor=actor())
+    return await render_template("recordings/backlog_table.html", backlog=found)

@@ -418,3 +418,79 @@ async def customer_transcripts(*, session: AsyncSession, actor: Actor, customer_
             continue
         readable.append((call, str(words)[:160]))
     return readable
+
+
+# --- the admin's backlog ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BacklogJob:
+    job_id: str
+    kind: str
+    status: str
+    linkedid: str
+    attempts: int
+    reason: str | None
+    due_at: datetime
+    claimed_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    counts: dict[tuple[str, str], int]  # (kind, status) -> jobs
+    open_jobs: list[BacklogJob]  # failed, working and waiting ones, failed first
+
+
+async def recording_backlog(*, session: AsyncSession, actor: Actor, limit: int = 100) -> Backlog:
+    """How many ingest and transcription jobs are queued, working, failed and done, and the unfinished ones."""
+    require_role(actor, Role.ADMIN)
+    counts = {
+        (str(kind), str(status)): int(n)
+        for kind, status, n in await session.execute(
+            select(RecordingJob.kind, RecordingJob.status, func.count()).group_by(
+                RecordingJob.kind, RecordingJob.status
+            )
+        )
+    }
+    failed_first = (RecordingJob.status != JobStatus.FAILED.value, RecordingJob.due_at)
+    rows = await session.execute(
+        select(RecordingJob, CallLog.linkedid)
+        .join(Recording, Recording.id == RecordingJob.recording_id)
+        .join(CallLog, CallLog.id == Recording.call_id)
+        .where(RecordingJob.status != JobStatus.DONE.value)
+        .order_by(*failed_first)
+        .limit(limit)
+    )
+    jobs = [
+        BacklogJob(job.id, job.kind, job.status, str(linkedid), job.attempts, job.reason, job.due_at, job.claimed_by)
+        for job, linkedid in rows
+    ]
+    return Backlog(counts, jobs)
+
+
+async def retry_failed_job(*, session: AsyncSession, actor: Actor, job_id: str) -> RecordingJob:
+    """An admin tries a failed job again now, from its first attempt (audited)."""
+    require_role(actor, Role.ADMIN)
+    job = await session.get(RecordingJob, job_id)
+    if job is None:
+        raise NotFound("No such recording job.", job_id=job_id)
+    if job.status != JobStatus.FAILED.value:
+        raise ValidationFailed("Only a failed job can be retried.", field="job_id")
+    before = {"status": job.status, "attempts": job.attempts, "reason": job.reason}
+    job.status, job.attempts, job.reason, job.due_at, job.finished_at = JobStatus.QUEUED.value, 0, None, utcnow(), None
+    if job.kind == JobKind.INGEST.value:
+        await session.execute(
+            update(Recording)
+            .where(Recording.id == job.recording_id)
+            .values(status=RecordingStatus.PENDING.value, reason=None)
+        )
+    await record_audit(
+        session=session,
+        actor=actor.user_id,
+        action="update",
+        entity_type="recording_job",
+        entity_id=job.id,
+        before=before,
+        after={"status": job.status, "kind": job.kind},
+    )
+    return job

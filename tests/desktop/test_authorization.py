@@ -86,6 +86,8 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/reports.csv"): SUPERVISION,
     ("GET", "/transcripts"): STAFF,
     ("GET", "/calls/<linkedid>/transcript"): STAFF,
+    ("GET", "/admin/recordings"): ADMIN_ONLY,
+    ("POST", "/admin/recordings/<job_id>/retry"): ADMIN_ONLY,
 }
 # (namespace, event) -> roles allowed; "connect" is the handshake itself. Admin "root" has no extension, so no
 # agent device to work from: it may supervise but not take calls.
