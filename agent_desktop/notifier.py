@@ -29,6 +29,7 @@ from crm_core.calls.events import (
     CallWrappedUp,
     QueueStatsChanged,
 )
+from crm_core.recordings.events import KeywordHeard
 from cti_bridge.adapter import PbxAdapter, PbxSnapshot
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Notifier:
         bus.subscribe(AgentStateChanged, self._agent_state)
         bus.subscribe(QueueStatsChanged, self._queue_stats)
         bus.subscribe(CallWrappedUp, self._wrapped_up)
+        bus.subscribe(KeywordHeard, self._keyword_heard)
 
     # Delivery never holds up the bus (and so the CTI bridge). In one process (python-socketio's in-memory manager)
     # a message is encoded once and put straight on the Engine.IO queue of each browser in the room: nothing there
@@ -228,6 +230,10 @@ class Notifier:
         data = plain(asdict(event))
         await self._emit_agent(event.agent, "agent_state", data)
         await self._emit_supervisors("agent_state", data)
+
+    async def _keyword_heard(self, event: KeywordHeard) -> None:
+        """A supervisors' phrase in a call's transcript: the flagged call goes to the wallboards."""
+        await self._emit_supervisors("keyword_heard", plain(asdict(event)))
 
     async def _queue_stats(self, event: QueueStatsChanged) -> None:
         if self._supervisors_listening():

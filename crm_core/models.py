@@ -8,7 +8,7 @@ from crm_core.calls.wrapups import WrapUpDraft
 from crm_core.customers.import_jobs import ImportJob
 from crm_core.customers.models import Customer, CustomerEmail, CustomerPhone, Note, Payment, Tag
 from crm_core.db import Base
-from crm_core.recordings.models import Recording, RecordingJob, Transcript
+from crm_core.recordings.models import CallKeywordHit, KeywordPhrase, Recording, RecordingJob, Transcript
 from crm_core.segments.models import Segment
 from crm_core.sms.models import SmsMessage
 from crm_core.tickets.models import Ticket, TicketLink
@@ -17,6 +17,7 @@ from crm_core.users.models import Role, User
 __all__ = [
     "AuditEntry",
     "Base",
+    "CallKeywordHit",
     "CallLeg",
     "CallLog",
     "CallbackRequest",
@@ -25,6 +26,7 @@ __all__ = [
     "CustomerPhone",
     "Disposition",
     "ImportJob",
+    "KeywordPhrase",
     "MissedCallFollowUp",
     "Note",
     "PauseReason",

@@ -12,11 +12,16 @@ from agent_desktop.routes.common import STAFF, actor, runtime
 from crm_core.errors import ValidationFailed
 from crm_core.recordings.models import JobKind, RecordingJob
 from crm_core.recordings.service import (
+    add_keyword,
+    flagged_calls,
+    keywords,
     read_transcript,
     recording_backlog,
+    remove_keyword,
     retry_failed_job,
     search_transcripts,
 )
+from crm_core.users.models import Role
 
 blueprint = Blueprint("recordings", __name__)
 MAX_QUERY = 200
@@ -84,3 +89,38 @@ async def retry_job(job_id: str) -> Any:
     async with runtime().sessions() as db:
         found = await recording_backlog(session=db, actor=actor())
     return await render_template("recordings/backlog_table.html", backlog=found)
+
+
+# --- supervisors: phrases that flag calls ------------------------------------------------------------------------
+
+
+async def _keywords_view(template: str) -> Any:
+    async with runtime().sessions() as db:
+        me = actor()
+        phrases = await keywords(session=db, actor=me)
+        flagged = await flagged_calls(session=db, actor=me)
+    return await render_template(template, phrases=phrases, flagged=flagged)
+
+
+@blueprint.get("/keywords")
+@roles_allowed(Role.SUPERVISOR)
+async def keyword_page() -> Any:
+    """The phrases supervisors listen for, and the calls they were heard on (newest first)."""
+    return await _keywords_view("recordings/keywords.html")
+
+
+@blueprint.post("/keywords")
+@roles_allowed(Role.SUPERVISOR, api=True)
+async def add_keyword_phrase() -> Any:
+    form = await request.form
+    async with runtime().unit_of_work() as db:
+        await add_keyword(session=db, actor=actor(), phrase=str(form.get("phrase", "")))
+    return await _keywords_view("recordings/keywords_list.html")
+
+
+@blueprint.post("/keywords/<keyword_id>/delete")
+@roles_allowed(Role.SUPERVISOR, api=True)
+async def remove_keyword_phrase(keyword_id: str) -> Any:
+    async with runtime().unit_of_work() as db:
+        await remove_keyword(session=db, actor=actor(), keyword_id=keyword_id)
+    return await _keywords_view("recordings/keywords_list.html")

@@ -34,3 +34,17 @@ class TranscriptStored:
     linkedid: str
     customer_id: str | None
     stored_at: datetime
+
+
+@register_event
+@dataclass(frozen=True, slots=True)
+class KeywordHeard:
+    """A supervisor's phrase was said on a call (found in its transcript)."""
+
+    linkedid: str
+    phrase: str
+    speaker: str | None
+    at_s: float
+    customer_id: str | None
+    agent: str | None
+    heard_at: datetime

@@ -97,3 +97,29 @@ class Transcript(Base):
     original_text: Mapped[str | None] = mapped_column(Text, default=None)
     corrected_by: Mapped[str | None] = mapped_column(String(32), default=None)
     corrected_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class KeywordPhrase(Base):
+    """A phrase supervisors want to hear about ("cancel my contract", a competitor's name)."""
+
+    __tablename__ = "keyword_phrases"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    phrase: Mapped[str] = mapped_column(String(200), unique=True)  # its words, lower case, one space apart
+    created_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CallKeywordHit(Base):
+    """A supervisor's phrase heard on a call: the call is flagged; `at_s` is where in the recording."""
+
+    __tablename__ = "call_keyword_hits"
+    __table_args__ = (Index("ix_call_keyword_hits_created_at", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    call_id: Mapped[str] = mapped_column(ForeignKey("call_logs.id", ondelete="CASCADE"), index=True)
+    transcript_id: Mapped[str] = mapped_column(ForeignKey("transcripts.id", ondelete="CASCADE"))
+    phrase: Mapped[str] = mapped_column(String(200))
+    speaker: Mapped[str | None] = mapped_column(String(16), default=None)
+    at_s: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

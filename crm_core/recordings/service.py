@@ -16,8 +16,17 @@ from crm_core.calls.models import CallLeg, CallLog
 from crm_core.calls.service import check_call_access, get_call
 from crm_core.db import new_id, record_event, utcnow
 from crm_core.errors import CrmError, NotFound, ValidationFailed
-from crm_core.recordings.events import RecordingFailed, RecordingStored, TranscriptStored
-from crm_core.recordings.models import JobKind, JobStatus, Recording, RecordingJob, RecordingStatus, Transcript
+from crm_core.recordings.events import KeywordHeard, RecordingFailed, RecordingStored, TranscriptStored
+from crm_core.recordings.models import (
+    CallKeywordHit,
+    JobKind,
+    JobStatus,
+    KeywordPhrase,
+    Recording,
+    RecordingJob,
+    RecordingStatus,
+    Transcript,
+)
 from crm_core.users.models import Role
 from crm_core.users.service import Actor, require_role
 
@@ -260,9 +269,102 @@ async def store_transcript(
     )
     session.add(transcript)
     await session.flush()
-    customer_id = await session.scalar(select(CallLog.customer_id).where(CallLog.id == job.call_id))
-    record_event(session, TranscriptStored(transcript.id, job.recording_id, job.linkedid, customer_id, now))
+    call = (await session.execute(select(CallLog.customer_id, CallLog.agent).where(CallLog.id == job.call_id))).one()
+    record_event(session, TranscriptStored(transcript.id, job.recording_id, job.linkedid, call[0], now))
+    for phrase, speaker, at_s in await _phrases_heard(session, lines):
+        session.add(
+            CallKeywordHit(call_id=job.call_id, transcript_id=transcript.id, phrase=phrase, speaker=speaker, at_s=at_s)
+        )
+        record_event(session, KeywordHeard(job.linkedid, phrase, speaker, at_s, call[0], call[1], now))
     return transcript
+
+
+async def _phrases_heard(session: AsyncSession, lines: list[dict[str, Any]]) -> list[tuple[str, str | None, float]]:
+    """(phrase, speaker, where) of each supervisors' phrase said in `lines`, the first time each speaker said it."""
+    phrases = [p.split() for p in await session.scalars(select(KeywordPhrase.phrase))]
+    if not phrases:
+        return []
+    by_speaker: dict[str | None, list[tuple[str, float]]] = {}
+    for line in lines:
+        by_speaker.setdefault(line.get("speaker"), []).extend(
+            (str(w[0]).lower(), float(w[1])) for w in line.get("words", [])
+        )
+    heard = []
+    for speaker, said in by_speaker.items():
+        words = [w for w, _ in said]
+        for phrase in phrases:
+            for start in range(len(words) - len(phrase) + 1):
+                if words[start : start + len(phrase)] == phrase:
+                    heard.append((" ".join(phrase), speaker, said[start][1]))
+                    break
+    return heard
+
+
+# --- supervisors' keyword phrases --------------------------------------------------------------------------------
+
+
+def _phrase_words(phrase: str) -> str:
+    words = "".join(c if c.isalnum() or c == "'" else " " for c in phrase.lower()).split()
+    if not words:
+        raise ValidationFailed("Type the phrase to listen for.", field="phrase")
+    if len(words) > 8:
+        raise ValidationFailed("A phrase has at most 8 words.", field="phrase")
+    return " ".join(words)[:200]
+
+
+async def add_keyword(*, session: AsyncSession, actor: Actor, phrase: str) -> KeywordPhrase:
+    """A phrase to flag calls by (supervisors; audited). Its words, lower case: the recogniser writes no capitals."""
+    require_role(actor, Role.SUPERVISOR)
+    words = _phrase_words(phrase)
+    if await session.scalar(select(KeywordPhrase.id).where(KeywordPhrase.phrase == words)) is not None:
+        raise ValidationFailed(f"“{words}” is already listened for.", field="phrase")
+    keyword = KeywordPhrase(phrase=words, created_by=actor.user_id)
+    session.add(keyword)
+    await session.flush()
+    await record_audit(
+        session=session,
+        actor=actor.user_id,
+        action="create",
+        entity_type="keyword_phrase",
+        entity_id=keyword.id,
+        after={"phrase": words},
+    )
+    return keyword
+
+
+async def remove_keyword(*, session: AsyncSession, actor: Actor, keyword_id: str) -> None:
+    require_role(actor, Role.SUPERVISOR)
+    keyword = await session.get(KeywordPhrase, keyword_id)
+    if keyword is None:
+        raise NotFound("No such phrase.", keyword_id=keyword_id)
+    await session.delete(keyword)
+    await record_audit(
+        session=session,
+        actor=actor.user_id,
+        action="delete",
+        entity_type="keyword_phrase",
+        entity_id=keyword_id,
+        before={"phrase": keyword.phrase},
+    )
+
+
+async def keywords(*, session: AsyncSession, actor: Actor) -> list[KeywordPhrase]:
+    require_role(actor, Role.SUPERVISOR)
+    return list(await session.scalars(select(KeywordPhrase).order_by(KeywordPhrase.phrase)))
+
+
+async def flagged_calls(
+    *, session: AsyncSession, actor: Actor, limit: int = 100
+) -> list[tuple[CallKeywordHit, CallLog]]:
+    """The latest calls on which a phrase was heard, newest first (supervisors)."""
+    require_role(actor, Role.SUPERVISOR)
+    rows = await session.execute(
+        select(CallKeywordHit, CallLog)
+        .join(CallLog, CallLog.id == CallKeywordHit.call_id)
+        .order_by(CallKeywordHit.created_at.desc())
+        .limit(limit)
+    )
+    return [(hit, call) for hit, call in rows]
 
 
 async def requeue_job(*, session: AsyncSession, job: ClaimedJob) -> bool:

@@ -88,6 +88,9 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/calls/<linkedid>/transcript"): STAFF,
     ("GET", "/admin/recordings"): ADMIN_ONLY,
     ("POST", "/admin/recordings/<job_id>/retry"): ADMIN_ONLY,
+    ("GET", "/keywords"): SUPERVISION,
+    ("POST", "/keywords"): SUPERVISION,
+    ("POST", "/keywords/<keyword_id>/delete"): SUPERVISION,
 }
 # (namespace, event) -> roles allowed; "connect" is the handshake itself. Admin "root" has no extension, so no
 # agent device to work from: it may supervise but not take calls.
@@ -130,6 +133,7 @@ def concrete(rule: str, center: LiveCenter) -> str:
         .replace("<customer_id>", center.customers["Bob Example"])
         .replace("<linkedid>", "1795462442.0")
         .replace("<job_id>", "0" * 32)
+        .replace("<keyword_id>", "0" * 32)
     )
 
 

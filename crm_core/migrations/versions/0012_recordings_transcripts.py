@@ -120,6 +120,37 @@ def upgrade() -> None:
         sa.UniqueConstraint("search_key", name=op.f("uq_transcripts_search_key")),
     )
     op.create_index(op.f("ix_transcripts_call_id"), "transcripts", ["call_id"])
+    op.create_table(
+        "keyword_phrases",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("phrase", sa.String(length=200), nullable=False),
+        sa.Column("created_by", sa.String(length=32), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_keyword_phrases")),
+        sa.UniqueConstraint("phrase", name=op.f("uq_keyword_phrases_phrase")),
+    )
+    op.create_table(
+        "call_keyword_hits",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("call_id", sa.String(length=32), nullable=False),
+        sa.Column("transcript_id", sa.String(length=32), nullable=False),
+        sa.Column("phrase", sa.String(length=200), nullable=False),
+        sa.Column("speaker", sa.String(length=16), nullable=True),
+        sa.Column("at_s", sa.Float(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["call_id"], ["call_logs.id"], name=op.f("fk_call_keyword_hits_call_id_call_logs"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["transcript_id"],
+            ["transcripts.id"],
+            name=op.f("fk_call_keyword_hits_transcript_id_transcripts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_call_keyword_hits")),
+    )
+    op.create_index(op.f("ix_call_keyword_hits_call_id"), "call_keyword_hits", ["call_id"])
+    op.create_index("ix_call_keyword_hits_created_at", "call_keyword_hits", ["created_at"])
     for statement in _SQLITE_UP if op.get_bind().dialect.name == "sqlite" else _POSTGRES_UP:
         op.execute(statement)
 
@@ -127,6 +158,10 @@ def upgrade() -> None:
 def downgrade() -> None:
     for statement in _SQLITE_DOWN if op.get_bind().dialect.name == "sqlite" else _POSTGRES_DOWN:
         op.execute(statement)
+    op.drop_index("ix_call_keyword_hits_created_at", table_name="call_keyword_hits")
+    op.drop_index(op.f("ix_call_keyword_hits_call_id"), table_name="call_keyword_hits")
+    op.drop_table("call_keyword_hits")
+    op.drop_table("keyword_phrases")
     op.drop_index(op.f("ix_transcripts_call_id"), table_name="transcripts")
     op.drop_table("transcripts")
     op.drop_index(op.f("ix_recording_jobs_recording_id"), table_name="recording_jobs")
