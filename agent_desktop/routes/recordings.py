@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, render_template, request
+from quart import Blueprint, render_template, request, url_for
 from sqlalchemy import select
 
 from agent_desktop.auth import roles_allowed
@@ -13,6 +13,7 @@ from crm_core.errors import ValidationFailed
 from crm_core.recordings.models import JobKind, RecordingJob
 from crm_core.recordings.service import (
     add_keyword,
+    correct_transcript,
     flagged_calls,
     keywords,
     read_transcript,
@@ -124,3 +125,14 @@ async def remove_keyword_phrase(keyword_id: str) -> Any:
     async with runtime().unit_of_work() as db:
         await remove_keyword(session=db, actor=actor(), keyword_id=keyword_id)
     return await _keywords_view("recordings/keywords_list.html")
+
+
+@blueprint.post("/calls/<linkedid>/transcript")
+@roles_allowed(Role.SUPERVISOR, api=True)
+async def correct_call_transcript(linkedid: str) -> Any:
+    """A supervisor corrects the transcript's text (the recogniser's is kept); the page shows it again."""
+    form = await request.form
+    async with runtime().unit_of_work() as db:
+        await correct_transcript(session=db, actor=actor(), linkedid=linkedid, text=str(form.get("text", "")))
+    # htmx loads the page again (the corrected text and the audit with it)
+    return "", 204, {"HX-Redirect": url_for("recordings.call_transcript", linkedid=linkedid)}

@@ -596,3 +596,37 @@ async def retry_failed_job(*, session: AsyncSession, actor: Actor, job_id: str) 
         after={"status": job.status, "kind": job.kind},
     )
     return job
+
+
+MAX_TRANSCRIPT_CHARS = 100_000
+
+
+async def correct_transcript(*, session: AsyncSession, actor: Actor, linkedid: str, text: str) -> Transcript:
+    """A supervisor's correction of what the recogniser heard: the searched text becomes `text`; the recogniser's
+    own text is kept (the first time) in `original_text`, its lines and word times stay for the player. Audited."""
+    require_role(actor, Role.SUPERVISOR)
+    corrected = " ".join(text.split())
+    if not corrected:
+        raise ValidationFailed("Type the corrected transcript.", field="text")
+    if len(corrected) > MAX_TRANSCRIPT_CHARS:
+        raise ValidationFailed(f"A transcript has at most {MAX_TRANSCRIPT_CHARS} characters.", field="text")
+    found = await read_transcript(session=session, actor=actor, linkedid=linkedid)
+    transcript = found.transcript
+    if transcript is None:
+        raise NotFound("This call has no transcript yet.", linkedid=linkedid)
+    before = transcript.text
+    if transcript.original_text is None:
+        transcript.original_text = before
+    transcript.text = corrected
+    transcript.corrected_by = actor.user_id
+    transcript.corrected_at = utcnow()
+    await record_audit(
+        session=session,
+        actor=actor.user_id,
+        action="update",
+        entity_type="transcript",
+        entity_id=transcript.id,
+        before={"text": before},
+        after={"text": corrected},
+    )
+    return transcript

@@ -88,6 +88,7 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/calls/<linkedid>/transcript"): STAFF,
     ("GET", "/admin/recordings"): ADMIN_ONLY,
     ("POST", "/admin/recordings/<job_id>/retry"): ADMIN_ONLY,
+    ("POST", "/calls/<linkedid>/transcript"): SUPERVISION,
     ("GET", "/keywords"): SUPERVISION,
     ("POST", "/keywords"): SUPERVISION,
     ("POST", "/keywords/<keyword_id>/delete"): SUPERVISION,
@@ -261,6 +262,7 @@ OWNERSHIP_HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("POST", "/customers/<customer_id>/edit"): STAFF_PARTIES,  # the 360 page's labelled form
     ("GET", "/customers/<customer_id>/merge-candidates"): {"supervisor", "admin"},
     ("GET", "/calls/<linkedid>/transcript"): CALL_OWNERS,  # reading it is audited, as hearing the recording is
+    ("POST", "/calls/<linkedid>/transcript"): {"supervisor", "admin"},  # a correction (the original kept)
 }
 # Live: the PBX's snapshot decides (the agent talking on the call); the supervisor passes the rule and the PBX then
 # answers for its own extension (9001 has no channel on the call: channel_gone; hold: not_supported). Admin "root"
@@ -302,6 +304,14 @@ async def ownership_state(center: LiveCenter, linkedid: str) -> dict[str, Any]:
             "notes": sorted(await db.scalars(select(Note.body))),
             "owners": sorted(tuple(row) for row in await db.execute(select(Customer.id, Customer.owner_id))),
             "drafts": sorted(tuple(row) for row in await db.execute(select(WrapUpDraft.call_id, WrapUpDraft.notes))),
+            "transcript": tuple(
+                (
+                    await db.execute(
+                        select(Transcript.text, Transcript.original_text).where(Transcript.call_id == call.id)
+                    )
+                ).first()
+                or ()
+            ),
             "audit": sorted(
                 (entry.id, entry.action, entry.entity_type, entry.entity_id)
                 for entry in await db.scalars(select(AuditEntry).where(AuditEntry.action != "login"))
@@ -455,6 +465,8 @@ async def test_every_call_customer_and_recording_action_by_whose_it_is(center: L
                     url += "?q=Example"
                 elif rule.endswith("/transcript"):
                     await transcribed(center, call_id)
+                    if method == "POST":
+                        form = {"text": f"hello world corrected by {party}"}
                 elif method == "POST" and not rule.endswith("/claim"):
                     body = {"city": f"Springfield {party}"}
                 before = await ownership_state(center, linkedid)
@@ -491,6 +503,10 @@ async def test_every_call_customer_and_recording_action_by_whose_it_is(center: L
                     assert dict(after["owners"])[bob] is not None and audited == [("update", "customer")]
                 elif rule.endswith("/owner"):
                     assert dict(after["owners"])[bob] is None and audited == [("update", "customer")]
+                elif rule.endswith("/transcript") and method == "POST":
+                    assert status == 204 and response.headers["HX-Redirect"] == f"/calls/{linkedid}/transcript"
+                    assert audited == [("read", "transcript"), ("update", "transcript")]
+                    assert after["transcript"] == (f"hello world corrected by {party}", "hello world")
                 elif rule.endswith("/transcript"):
                     assert b'<span class="word" data-start="0.5">' in content
                     assert audited == [("read", "transcript")]

@@ -15,7 +15,7 @@ from crm_core.customers.service import create_customer
 from crm_core.db import utcnow
 from crm_core.errors import PermissionDenied, ValidationFailed
 from crm_core.recordings.models import Recording, Transcript
-from crm_core.recordings.service import read_transcript, search_transcripts
+from crm_core.recordings.service import correct_transcript, read_transcript, search_transcripts
 from crm_core.users.models import Role
 from crm_core.users.service import SYSTEM, Actor
 
@@ -131,3 +131,51 @@ async def test_a_transcript_is_read_by_who_answered_and_supervisors_each_read_au
                 assert exc.details == {"field": "q"}
             else:
                 raise AssertionError(f"{bad!r} was searched")
+
+
+async def test_a_supervisor_corrects_a_transcript_the_original_kept_and_the_correction_searched(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    since = utcnow()
+    async with sessions() as db, db.begin():
+        transcript = await transcribed_call(
+            db, "c.1", "cancel my contrast", agent="1001", customer_id=None, minutes_ago=1
+        )
+    async with sessions() as db, db.begin():
+        try:
+            await correct_transcript(session=db, actor=AGENT_1001, linkedid="c.1", text="cancel my contract")
+        except PermissionDenied:
+            pass
+        else:
+            raise AssertionError("an agent corrected a transcript")
+    for text in ("cancel my contract", "  cancel   my contract please "):
+        async with sessions() as db, db.begin():
+            await correct_transcript(session=db, actor=SUPERVISOR, linkedid="c.1", text=text)
+    async with sessions() as db, db.begin():
+        stored = await db.get(Transcript, transcript.id)
+        assert stored is not None
+        assert (stored.text, stored.original_text, stored.corrected_by) == (
+            "cancel my contract please",
+            "cancel my contrast",
+            "boss",
+        )
+        assert stored.lines == transcript.lines  # what the recogniser heard, with its times, stays
+        assert [
+            h.linkedid for h in await search_transcripts(session=db, actor=SUPERVISOR, query="contract please")
+        ] == ["c.1"]
+        assert await search_transcripts(session=db, actor=SUPERVISOR, query="contrast") == []
+        try:
+            await correct_transcript(session=db, actor=SUPERVISOR, linkedid="c.1", text="   ")
+        except ValidationFailed as exc:
+            assert exc.details == {"field": "text"}
+        else:
+            raise AssertionError("an empty correction was saved")
+    async with sessions() as db:
+        audit = select(AuditEntry).where(
+            AuditEntry.entity_type == "transcript", AuditEntry.action == "update", AuditEntry.at >= since
+        )
+        changes = [(e.before, e.after) for e in await db.scalars(audit.order_by(AuditEntry.at))]
+    assert changes == [
+        ({"text": "cancel my contrast"}, {"text": "cancel my contract"}),
+        ({"text": "cancel my contract"}, {"text": "cancel my contract please"}),
+    ]
