@@ -132,4 +132,43 @@ async def _pending(runtime: Runtime, ingester: RecordingIngester, transcriber: T
     console.print(f"{transcriber.stored} transcript(s) stored, {failed} attempt(s) failed.", highlight=False)
 
 
-COMMANDS: list[click.Command] = [transcribe]
+@click.command("retention")
+@click.argument("queue")
+@click.argument("days", required=False, type=int)
+def retention(queue: str, days: int | None) -> None:
+    """Keep QUEUE's recordings and transcripts DAYS days after the call (no DAYS: keep them for ever)."""
+    from agent_desktop.cli import console, run_with_runtime
+    from crm_core.recordings.service import set_retention
+    from crm_core.users.service import SYSTEM
+
+    async def _work(runtime: Runtime) -> None:
+        async with runtime.unit_of_work() as session:
+            await set_retention(session=session, actor=SYSTEM, queue=queue, days=days)
+
+    run_with_runtime(_work)
+    kept = f"{days} days after the call" if days else "for ever"
+    console.print(f"Recordings of queue {queue} are kept {kept}.", highlight=False)
+
+
+@click.command("legal-hold")
+@click.option("--customer", "customer_id", default=None, help="Hold every recording of this customer (id).")
+@click.option("--call", "linkedid", default=None, help="Hold the recording of this call (the PBX's Linkedid).")
+@click.option("--reason", required=True, help="Why (a case number, a request).")
+def legal_hold(customer_id: str | None, linkedid: str | None, reason: str) -> None:
+    """Stop retention from deleting a customer's recordings, or one call's."""
+    from agent_desktop.cli import console, run_with_runtime
+    from crm_core.recordings.service import place_legal_hold
+    from crm_core.users.service import SYSTEM
+
+    async def _work(runtime: Runtime) -> str:
+        async with runtime.unit_of_work() as session:
+            hold = await place_legal_hold(
+                session=session, actor=SYSTEM, reason=reason, customer_id=customer_id, linkedid=linkedid
+            )
+            return hold.id
+
+    hold_id = run_with_runtime(_work)
+    console.print(f"Legal hold {hold_id} placed.", highlight=False)
+
+
+COMMANDS: list[click.Command] = [transcribe, retention, legal_hold]

@@ -22,6 +22,8 @@ from crm_core.customers.import_jobs import ImportWorker
 from crm_core.customers.scheduled import PoolReturner
 from crm_core.settings import Settings
 from ivr.callback_dialer import CallbackDialer
+from recordings.retention import RetentionSweeper
+from recordings.store import LocalArchive
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
         await imports.start()
         ingester, transcriber = recording_workers(runtime)  # Vosk in a process pool beside the web app
         ingester.start()
+        retention = RetentionSweeper(runtime.sessions, archive=LocalArchive(settings.recordings_store_folder))
+        retention.start()
         if transcriber is not None:
             transcriber.start()
         asgi, _sio = create_asgi(runtime, pbx=telephony.pbx, voice=(ivr.flows, ivr.crm), import_worker=imports)
@@ -63,6 +67,7 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
             if transcriber is not None:
                 await transcriber.stop()
             await ingester.stop()
+            await retention.stop()
             await imports.stop()
             await pool.stop()
             await dialer.stop()

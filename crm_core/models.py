@@ -8,7 +8,15 @@ from crm_core.calls.wrapups import WrapUpDraft
 from crm_core.customers.import_jobs import ImportJob
 from crm_core.customers.models import Customer, CustomerEmail, CustomerPhone, Note, Payment, Tag
 from crm_core.db import Base
-from crm_core.recordings.models import CallKeywordHit, KeywordPhrase, Recording, RecordingJob, Transcript
+from crm_core.recordings.models import (
+    CallKeywordHit,
+    KeywordPhrase,
+    LegalHold,
+    Recording,
+    RecordingJob,
+    RetentionRule,
+    Transcript,
+)
 from crm_core.segments.models import Segment
 from crm_core.sms.models import SmsMessage
 from crm_core.tickets.models import Ticket, TicketLink
@@ -27,12 +35,14 @@ __all__ = [
     "Disposition",
     "ImportJob",
     "KeywordPhrase",
+    "LegalHold",
     "MissedCallFollowUp",
     "Note",
     "PauseReason",
     "Payment",
     "Recording",
     "RecordingJob",
+    "RetentionRule",
     "Role",
     "Segment",
     "SmsMessage",

@@ -16,6 +16,7 @@ class RecordingStatus(StrEnum):
     PENDING = "pending"  # reported by the PBX, not in storage yet
     STORED = "stored"
     FAILED = "failed"  # given up on after the last attempt; `reason` says why
+    DELETED = "deleted"  # removed by the queue's retention rule (the row stays so it is not taken in again)
 
 
 class JobKind(StrEnum):
@@ -123,3 +124,32 @@ class CallKeywordHit(Base):
     speaker: Mapped[str | None] = mapped_column(String(16), default=None)
     at_s: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RetentionRule(Base):
+    """How long a queue's recordings and transcripts are kept (days after the call ended)."""
+
+    __tablename__ = "recording_retention"
+
+    queue: Mapped[str] = mapped_column(String(64), primary_key=True)
+    days: Mapped[int] = mapped_column(Integer)
+    updated_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LegalHold(Base):
+    """Recordings of a customer (all their calls) or of one call that must not be deleted while the hold stands."""
+
+    __tablename__ = "legal_holds"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    customer_id: Mapped[str | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), default=None, index=True
+    )
+    call_id: Mapped[str | None] = mapped_column(
+        ForeignKey("call_logs.id", ondelete="CASCADE"), default=None, index=True
+    )
+    reason: Mapped[str] = mapped_column(String(500))
+    placed_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    placed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    released_at: Mapped[datetime | None] = mapped_column(default=None)

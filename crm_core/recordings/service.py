@@ -22,9 +22,11 @@ from crm_core.recordings.models import (
     JobKind,
     JobStatus,
     KeywordPhrase,
+    LegalHold,
     Recording,
     RecordingJob,
     RecordingStatus,
+    RetentionRule,
     Transcript,
 )
 from crm_core.users.models import Role
@@ -630,3 +632,132 @@ async def correct_transcript(*, session: AsyncSession, actor: Actor, linkedid: s
         after={"text": corrected},
     )
     return transcript
+
+
+# --- retention and legal holds -----------------------------------------------------------------------------------
+
+
+async def set_retention(*, session: AsyncSession, actor: Actor, queue: str, days: int | None) -> None:
+    """Keep `queue`'s recordings and transcripts `days` days after the call (None: for ever). Admins; audited."""
+    require_role(actor, Role.ADMIN)
+    queue = queue.strip()
+    if not queue or len(queue) > 64:
+        raise ValidationFailed("Name the queue (at most 64 characters).", field="queue")
+    if days is not None and not 1 <= days <= 36500:
+        raise ValidationFailed("Days must be between 1 and 36500.", field="days")
+    rule = await session.get(RetentionRule, queue)
+    before = {"days": rule.days} if rule is not None else None
+    if days is None:
+        if rule is not None:
+            await session.delete(rule)
+    elif rule is None:
+        session.add(RetentionRule(queue=queue, days=days, updated_by=actor.user_id))
+    else:
+        rule.days, rule.updated_by, rule.updated_at = days, actor.user_id, utcnow()
+    await record_audit(
+        session=session,
+        actor=actor.user_id,
+        action="update",
+        entity_type="recording_retention",
+        entity_id=queue,
+        before=before,
+        after={"days": days},
+    )
+
+
+async def place_legal_hold(
+    *, session: AsyncSession, actor: Actor, reason: str, customer_id: str | None = None, linkedid: str | None = None
+) -> LegalHold:
+    """Stop the deletion of a customer's recordings, or one call's (supervisors; audited)."""
+    require_role(actor, Role.SUPERVISOR)
+    reason = " ".join(reason.split())
+    if not reason:
+        raise ValidationFailed("Say why the recordings are held.", field="reason")
+    if (customer_id is None) == (linkedid is None):
+        raise ValidationFailed("Hold either a customer or a call.", field="customer_id")
+    call_id = None
+    if linkedid is not None:
+        call_id = await session.scalar(select(CallLog.id).where(CallLog.linkedid == linkedid))
+        if call_id is None:
+            raise NotFound("No such call.", linkedid=linkedid)
+    hold = LegalHold(customer_id=customer_id, call_id=call_id, reason=reason[:500], placed_by=actor.user_id)
+    session.add(hold)
+    await session.flush()
+    await record_audit(
+        session=session,
+        actor=actor.user_id,
+        action="create",
+        entity_type="legal_hold",
+        entity_id=hold.id,
+        after={"customer_id": customer_id, "linkedid": linkedid, "reason": hold.reason},
+    )
+    return hold
+
+
+async def release_legal_hold(*, session: AsyncSession, actor: Actor, hold_id: str) -> None:
+    require_role(actor, Role.SUPERVISOR)
+    hold = await session.get(LegalHold, hold_id)
+    if hold is None or hold.released_at is not None:
+        raise NotFound("No such legal hold in force.", hold_id=hold_id)
+    hold.released_at = utcnow()
+    await record_audit(
+        session=session,
+        actor=actor.user_id,
+        action="update",
+        entity_type="legal_hold",
+        entity_id=hold.id,
+        after={"released": True},
+    )
+
+
+async def expire_recordings(*, session: AsyncSession, now: datetime | None = None, limit: int = 500) -> list[str]:
+    """Recordings past their queue's retention and under no legal hold: their transcripts deleted, the recordings
+    marked deleted (each audited); the storage keys whose files the caller deletes after commit."""
+    now = now or utcnow()
+    held_call = select(LegalHold.id).where(LegalHold.released_at.is_(None), LegalHold.call_id == CallLog.id)
+    held_customer = select(LegalHold.id).where(
+        LegalHold.released_at.is_(None), LegalHold.customer_id == CallLog.customer_id
+    )
+    rows = await session.execute(
+        select(Recording, CallLog.linkedid, CallLog.ended_at, RetentionRule.days)
+        .join(CallLog, CallLog.id == Recording.call_id)
+        .join(RetentionRule, RetentionRule.queue == CallLog.queue)
+        .where(
+            Recording.status != RecordingStatus.DELETED.value,
+            CallLog.ended_at.is_not(None),
+            ~held_call.exists(),
+            ~held_customer.exists(),
+        )
+        .order_by(CallLog.ended_at)
+    )
+    keys: list[str] = []
+    for recording, linkedid, call_ended, days in rows:
+        if call_ended is None or call_ended > now - timedelta(days=int(days)):
+            continue
+        if recording.storage_key:
+            keys.append(recording.storage_key)
+            if recording.layout == "split":
+                stem = recording.storage_key.rsplit(".", 1)[0]
+                keys += [f"{stem}-r.wav", f"{stem}-t.wav"]
+        transcript_id = await session.scalar(select(Transcript.id).where(Transcript.recording_id == recording.id))
+        if transcript_id is not None:
+            await session.delete(await session.get(Transcript, transcript_id))
+        await session.execute(
+            update(RecordingJob)
+            .where(RecordingJob.recording_id == recording.id, RecordingJob.status != JobStatus.DONE.value)
+            .values(status=JobStatus.FAILED.value, reason="The recording was deleted by its retention rule.")
+        )
+        recording.status, recording.storage_key = RecordingStatus.DELETED.value, None
+        recording.reason = f"Deleted after {days} days (retention of its queue)."
+        await record_audit(
+            session=session,
+            actor=None,
+            action="delete",
+            entity_type="recording",
+            entity_id=recording.id,
+            before={"linkedid": linkedid, "transcript": transcript_id},
+            after={"retention_days": int(days)},
+        )
+        if len(keys) >= limit:
+            break
+    return keys

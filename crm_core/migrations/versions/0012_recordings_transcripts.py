@@ -151,6 +151,33 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_call_keyword_hits_call_id"), "call_keyword_hits", ["call_id"])
     op.create_index("ix_call_keyword_hits_created_at", "call_keyword_hits", ["created_at"])
+    op.create_table(
+        "recording_retention",
+        sa.Column("queue", sa.String(length=64), nullable=False),
+        sa.Column("days", sa.Integer(), nullable=False),
+        sa.Column("updated_by", sa.String(length=32), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("queue", name=op.f("pk_recording_retention")),
+    )
+    op.create_table(
+        "legal_holds",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("customer_id", sa.String(length=32), nullable=True),
+        sa.Column("call_id", sa.String(length=32), nullable=True),
+        sa.Column("reason", sa.String(length=500), nullable=False),
+        sa.Column("placed_by", sa.String(length=32), nullable=True),
+        sa.Column("placed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("released_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["call_id"], ["call_logs.id"], name=op.f("fk_legal_holds_call_id_call_logs"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["customer_id"], ["customers.id"], name=op.f("fk_legal_holds_customer_id_customers"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_legal_holds")),
+    )
+    op.create_index(op.f("ix_legal_holds_call_id"), "legal_holds", ["call_id"])
+    op.create_index(op.f("ix_legal_holds_customer_id"), "legal_holds", ["customer_id"])
     for statement in _SQLITE_UP if op.get_bind().dialect.name == "sqlite" else _POSTGRES_UP:
         op.execute(statement)
 
@@ -158,6 +185,10 @@ def upgrade() -> None:
 def downgrade() -> None:
     for statement in _SQLITE_DOWN if op.get_bind().dialect.name == "sqlite" else _POSTGRES_DOWN:
         op.execute(statement)
+    op.drop_index(op.f("ix_legal_holds_customer_id"), table_name="legal_holds")
+    op.drop_index(op.f("ix_legal_holds_call_id"), table_name="legal_holds")
+    op.drop_table("legal_holds")
+    op.drop_table("recording_retention")
     op.drop_index("ix_call_keyword_hits_created_at", table_name="call_keyword_hits")
     op.drop_index(op.f("ix_call_keyword_hits_call_id"), table_name="call_keyword_hits")
     op.drop_table("call_keyword_hits")
