@@ -761,3 +761,8 @@ async def expire_recordings(*, session: AsyncSession, now: datetime | None = Non
         if len(keys) >= limit:
             break
     return keys
+
+
+async def stored_recording(*, session: AsyncSession, call_id: str) -> Recording | None:
+    """The recording row of a call (None: not reported or not found yet), for the player to pick its file."""
+    return await session.scalar(select(Recording).where(Recording.call_id == call_id))
