@@ -45,6 +45,7 @@ def recording_workers(runtime: Runtime, *, workers: int | None = None) -> tuple[
         retry_s=settings.recordings_retry_s,
         max_attempts=settings.recordings_max_attempts,
         transcribe=model is not None,
+        skip_queues=settings.transcription_off_queues,
     )
     if model is None or size < 1:
         return ingester, None

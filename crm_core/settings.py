@@ -65,6 +65,9 @@ class Settings(BaseModel):
     transcribe_workers: int = Field(
         default=1, ge=0, description="Vosk processes transcribing beside `crm serve` (0 = only `crm transcribe`)"
     )
+    transcribe_off_queues: str = Field(
+        default="", description="queues whose calls are recorded but never transcribed (comma-separated)"
+    )
     transcribe_lease_s: float = Field(
         default=60.0, gt=0, description="a transcription job whose worker is silent this long is taken over"
     )
@@ -85,6 +88,10 @@ class Settings(BaseModel):
     @property
     def recordings_folder(self) -> Path:
         return self.recordings_dir or self.data_dir / "recordings"
+
+    @property
+    def transcription_off_queues(self) -> frozenset[str]:
+        return frozenset(q.strip() for q in self.transcribe_off_queues.split(",") if q.strip())
 
     @property
     def recordings_store_folder(self) -> Path:

@@ -60,6 +60,7 @@ class RecordingIngester:
         retry_s: float = 10.0,
         max_attempts: int = 8,
         transcribe: bool = True,
+        skip_queues: frozenset[str] = frozenset(),
         every_s: float = 2.0,
         lease_s: float = 120.0,
     ) -> None:
@@ -71,6 +72,7 @@ class RecordingIngester:
         self.retry_s = retry_s
         self.max_attempts = max_attempts
         self.transcribe = transcribe
+        self.skip_queues = skip_queues
         self.every_s = every_s
         self.lease_s = lease_s
         self.name = worker_name("ingest")
@@ -129,6 +131,7 @@ class RecordingIngester:
                     size_bytes=outcome.stored.size_bytes,
                     sha256=outcome.stored.sha256,
                     transcribe=self.transcribe,
+                    skip_queues=self.skip_queues,
                 )
                 if not stored:
                     log.warning("the ingest of call %s was taken over by another worker", job.linkedid)

@@ -216,6 +216,7 @@ async def store_recording(
     size_bytes: int,
     sha256: str,
     transcribe: bool,
+    skip_queues: frozenset[str] = frozenset(),
 ) -> bool:
     """The recording is in storage: its facts on its row, its ingest job done, and (unless transcription is off)
     its transcription job queued. False (nothing written) when the job was taken over meanwhile."""
@@ -239,10 +240,24 @@ async def store_recording(
             stored_at=now,
         )
     )
-    if transcribe:
+    if transcribe and await transcription_wanted(session=session, call_id=job.call_id, skip_queues=skip_queues):
         session.add(RecordingJob(recording_id=job.recording_id, kind=JobKind.TRANSCRIBE.value, due_at=now))
     record_event(session, RecordingStored(job.recording_id, job.linkedid, duration_s, now))
     return True
+
+
+# The IVR sets this channel variable to "no" when the caller declines to be transcribed (the recording stays).
+DECLINE_VARIABLE = "CRM_TRANSCRIBE"
+_DECLINED = {"no", "n", "0", "false", "off", "declined"}
+
+
+async def transcription_wanted(*, session: AsyncSession, call_id: str, skip_queues: frozenset[str]) -> bool:
+    """Whether a call's recording is transcribed: not in a queue where transcription is off, not when the
+    caller declined (CRM_TRANSCRIBE=no set in the IVR)."""
+    row = (await session.execute(select(CallLog.queue, CallLog.ivr_vars).where(CallLog.id == call_id))).one()
+    if row[0] is not None and row[0] in skip_queues:
+        return False
+    return str((row[1] or {}).get(DECLINE_VARIABLE, "")).strip().lower() not in _DECLINED
 
 
 async def store_transcript(

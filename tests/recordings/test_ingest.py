@@ -10,8 +10,10 @@ import time
 import wave
 from pathlib import Path
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from crm_core.calls.models import CallLog
 from crm_core.db import utcnow
 from crm_core.recordings.events import RecordingFailed, RecordingStored
 from crm_core.recordings.models import JobKind, JobStatus, RecordingStatus
@@ -147,3 +149,32 @@ async def test_bad_files_get_a_reason_each_are_retried_with_backoff_and_the_good
     assert sorted((e.linkedid, e.reason) for e in failed) == sorted(expected.items())  # type: ignore[attr-defined]
     assert len(bus.of_type(RecordingStored)) == 1
     assert len(bus.published) == len(expected) + 1
+
+
+async def test_no_transcription_in_a_queue_where_it_is_off_or_when_the_caller_declined(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    (tmp_path / "spool").mkdir()
+    for n, (queue, ivr_vars) in enumerate(
+        (("support", {}), ("legal", {}), ("support", {"CRM_TRANSCRIBE": "no"}), ("support", {"CRM_TRANSCRIBE": "yes"}))
+    ):
+        pcm_wav(tmp_path / "spool" / f"c{n}.wav", seconds=1)
+        await ended_call(sessions, f"c.{n}", f"c{n}.wav")
+        async with sessions() as session, session.begin():
+            await session.execute(
+                update(CallLog).where(CallLog.linkedid == f"c.{n}").values(queue=queue, ivr_vars=ivr_vars)
+            )
+    worker = ingester(sessions, tmp_path, skip_queues=frozenset({"legal"}))
+    while await worker.run_once() is not None:
+        pass
+    kinds = {}
+    for n in range(4):
+        recording, jobs = await recording_of(sessions, f"c.{n}")
+        assert recording.status == RecordingStatus.STORED  # recorded and kept in every case
+        kinds[n] = [j.kind for j in jobs]
+    assert kinds == {
+        0: ["ingest", "transcribe"],
+        1: ["ingest"],
+        2: ["ingest"],
+        3: ["ingest", "transcribe"],
+    }
