@@ -53,7 +53,7 @@ async def call_transcript(linkedid: str) -> Any:
     async with runtime().unit_of_work() as db:
         found = await read_transcript(session=db, actor=actor(), linkedid=linkedid)
         job = None
-        if found.transcript is None:
+        if found.transcript is None and found.recording is not None:
             job = await db.scalar(
                 select(RecordingJob)
                 .where(RecordingJob.recording_id == found.recording.id, RecordingJob.kind == JobKind.TRANSCRIBE.value)

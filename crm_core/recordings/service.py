@@ -409,7 +409,7 @@ async def pending_count(*, session: AsyncSession, kind: JobKind) -> int:
 @dataclass(frozen=True, slots=True)
 class CallTranscript:
     call: CallLog
-    recording: Recording
+    recording: Recording | None
     transcript: Transcript | None
 
 
@@ -419,7 +419,9 @@ async def read_transcript(*, session: AsyncSession, actor: Actor, linkedid: str)
     call = await get_call(session=session, actor=actor, linkedid=linkedid)
     recording = await session.scalar(select(Recording).where(Recording.call_id == call.id))
     if recording is None:
-        raise NotFound("This call has no recording.", linkedid=linkedid)
+        if not call.recording_ref:
+            raise NotFound("This call has no recording.", linkedid=linkedid)
+        return CallTranscript(call, None, None)  # reported by the PBX, not taken in yet
     transcript = await session.scalar(select(Transcript).where(Transcript.recording_id == recording.id))
     if transcript is not None:
         await record_audit(

@@ -42,6 +42,10 @@ async def test_the_stored_copy_is_played_and_a_deleted_recording_is_not(center: 
     await ended_call(sessions, "p.1", "kept.wav")
     async with sessions() as db, db.begin():
         await db.execute(update(CallLog).values(queue="support"))
+    agent, _ = await signed_in_as(center, "agent1001")
+    async with agent.get(f"{center.base_url}/calls/p.1/transcript") as response:
+        assert response.status == 200  # the customer page links it already: it says what is coming
+        assert "The recording has not been taken in yet; its transcript follows." in await response.text()
     ingester = RecordingIngester(
         sessions,
         spool=RecordingStore(settings.recordings_folder),
@@ -52,7 +56,6 @@ async def test_the_stored_copy_is_played_and_a_deleted_recording_is_not(center: 
     assert await ingester.run_once() is not None
     spooled.unlink()  # the PBX's folder cleaned up
 
-    agent, _ = await signed_in_as(center, "agent1001")
     url = f"{center.base_url}/api/calls/p.1/recording"
     try:
         async with agent.get(url) as response:
