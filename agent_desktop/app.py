@@ -23,6 +23,7 @@ from agent_desktop.routes import auth as auth_routes
 from agent_desktop.routes import calls as calls_routes
 from agent_desktop.routes import customers as customers_routes
 from agent_desktop.routes import desktop as desktop_routes
+from agent_desktop.routes import recordings as recordings_routes
 from agent_desktop.routes import reports as reports_routes
 from agent_desktop.routes import tickets as tickets_routes
 from agent_desktop.routes.common import refuse_control_characters
@@ -36,7 +37,7 @@ from crm_core.inputs import first_problem
 from cti_bridge.adapter import PbxAdapter
 from ivr.engine import CrmContext
 from ivr.flow import Flow
-from recordings.store import RecordingStore
+from recordings.store import LocalArchive, RecordingStore
 
 _TITLES = {400: "Bad request", 403: "Not allowed", 404: "Not found", 409: "Conflict", 422: "Check what you entered"}
 
@@ -102,6 +103,7 @@ def create_app(
     app.jinja_env.globals["csrf_token"] = csrf_token
     settings = runtime.settings
     app.extensions["recordings"] = RecordingStore(settings.recordings_folder)
+    app.extensions["recording_archive"] = LocalArchive(settings.recordings_store_folder)
     if voice is not None:
         token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
         app.register_blueprint(
@@ -153,6 +155,7 @@ def create_app(
         tickets_routes,
         reports_routes,
         admin_routes,
+        recordings_routes,
     ):
         app.register_blueprint(routes.blueprint)
 

@@ -29,6 +29,7 @@ from crm_core.calls.events import (
     CallWrappedUp,
     QueueStatsChanged,
 )
+from crm_core.recordings.events import KeywordHeard
 from crm_core.sla.events import SlaClockBreached, SlaClockWarned, TicketEscalated
 from cti_bridge.adapter import PbxAdapter, PbxSnapshot
 
@@ -81,6 +82,7 @@ class Notifier:
         bus.subscribe(SlaClockWarned, self._sla_warned)
         bus.subscribe(SlaClockBreached, self._sla_breached)
         bus.subscribe(TicketEscalated, self._ticket_escalated)
+        bus.subscribe(KeywordHeard, self._keyword_heard)
 
     # Delivery never holds up the bus (and so the CTI bridge). In one process (python-socketio's in-memory manager)
     # a message is encoded once and put straight on the Engine.IO queue of each browser in the room: nothing there
@@ -252,6 +254,10 @@ class Notifier:
         data = plain(asdict(event))
         await self._emit_agent(event.agent, "agent_state", data)
         await self._emit_supervisors("agent_state", data)
+
+    async def _keyword_heard(self, event: KeywordHeard) -> None:
+        """A supervisors' phrase in a call's transcript: the flagged call goes to the wallboards."""
+        await self._emit_supervisors("keyword_heard", plain(asdict(event)))
 
     async def _queue_stats(self, event: QueueStatsChanged) -> None:
         if self._supervisors_listening():

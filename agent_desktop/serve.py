@@ -12,6 +12,7 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
 from agent_desktop.app import create_asgi
+from agent_desktop.cli_recordings import recording_workers
 from agent_desktop.gc_policy import GcPolicy
 from agent_desktop.ivr_service import start_ivr
 from agent_desktop.remote_pbx import RemotePbx
@@ -22,6 +23,8 @@ from crm_core.customers.scheduled import PoolReturner
 from crm_core.settings import Settings
 from crm_core.sla.scheduler import SlaScheduler
 from ivr.callback_dialer import CallbackDialer
+from recordings.retention import RetentionSweeper
+from recordings.store import LocalArchive
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +57,21 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
         await imports.start()
         sla_clocks = SlaScheduler(runtime.sessions, runtime.bus)
         sla_clocks.start()
+        ingester, transcriber = recording_workers(runtime)  # Vosk in a process pool beside the web app
+        ingester.start()
+        retention = RetentionSweeper(runtime.sessions, archive=LocalArchive(settings.recordings_store_folder))
+        retention.start()
+        if transcriber is not None:
+            transcriber.start()
         asgi, _sio = create_asgi(runtime, pbx=telephony.pbx, voice=(ivr.flows, ivr.crm), import_worker=imports)
         try:
             await _serve_http(asgi, settings)
         finally:
             await sla_clocks.stop()
+            if transcriber is not None:
+                await transcriber.stop()
+            await ingester.stop()
+            await retention.stop()
             await imports.stop()
             await pool.stop()
             await dialer.stop()

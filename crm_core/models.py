@@ -8,6 +8,15 @@ from crm_core.calls.wrapups import WrapUpDraft
 from crm_core.customers.import_jobs import ImportJob
 from crm_core.customers.models import Customer, CustomerEmail, CustomerPhone, Note, Payment, Tag
 from crm_core.db import Base
+from crm_core.recordings.models import (
+    CallKeywordHit,
+    KeywordPhrase,
+    LegalHold,
+    Recording,
+    RecordingJob,
+    RetentionRule,
+    Transcript,
+)
 from crm_core.segments.models import Segment
 from crm_core.sla.models import SlaCalendar, SlaClock, SlaEscalation, SlaEscalationRule, SlaPolicy
 from crm_core.sms.models import SmsMessage
@@ -17,6 +26,7 @@ from crm_core.users.models import LoginThrottle, Role, User
 __all__ = [
     "AuditEntry",
     "Base",
+    "CallKeywordHit",
     "CallLeg",
     "CallLog",
     "CallbackRequest",
@@ -25,11 +35,16 @@ __all__ = [
     "CustomerPhone",
     "Disposition",
     "ImportJob",
+    "KeywordPhrase",
+    "LegalHold",
     "LoginThrottle",
     "MissedCallFollowUp",
     "Note",
     "PauseReason",
     "Payment",
+    "Recording",
+    "RecordingJob",
+    "RetentionRule",
     "Role",
     "Segment",
     "SlaCalendar",
@@ -42,6 +57,7 @@ __all__ = [
     "Ticket",
     "TicketLink",
     "TicketMessage",
+    "Transcript",
     "User",
     "WrapUpDraft",
 ]

@@ -54,6 +54,23 @@ class Settings(BaseModel):
         default=None,
         description="where the PBX's call recordings arrive (a mount or a sync); unset = data_dir/recordings",
     )
+    recordings_store_dir: Path | None = Field(
+        default=None, description="where recordings are kept once ingested; unset = data_dir/recording-store"
+    )
+    recordings_settle_s: float = Field(
+        default=5.0, ge=0, description="a recording untouched this long after its call ended is complete"
+    )
+    recordings_retry_s: float = Field(default=10.0, gt=0, description="first retry of a recording job (doubles)")
+    recordings_max_attempts: int = Field(default=8, ge=1, description="tries before a recording job fails for good")
+    transcribe_workers: int = Field(
+        default=1, ge=0, description="Vosk processes transcribing beside `crm serve` (0 = only `crm transcribe`)"
+    )
+    transcribe_off_queues: str = Field(
+        default="", description="queues whose calls are recorded but never transcribed (comma-separated)"
+    )
+    transcribe_lease_s: float = Field(
+        default=60.0, gt=0, description="a transcription job whose worker is silent this long is taken over"
+    )
     default_region: str = "US"
     pool_return_days: int = Field(default=30, ge=1)
     service_level_seconds: int = Field(default=20, ge=1)
@@ -80,6 +97,14 @@ class Settings(BaseModel):
     @property
     def recordings_folder(self) -> Path:
         return self.recordings_dir or self.data_dir / "recordings"
+
+    @property
+    def transcription_off_queues(self) -> frozenset[str]:
+        return frozenset(q.strip() for q in self.transcribe_off_queues.split(",") if q.strip())
+
+    @property
+    def recordings_store_folder(self) -> Path:
+        return self.recordings_store_dir or self.data_dir / "recording-store"
 
     @field_validator("database_url")
     @classmethod

@@ -14,8 +14,10 @@ from crm_core.calls.followups import mark_handled, missed_calls
 from crm_core.calls.service import get_call, open_recording
 from crm_core.calls.wrapups import save_draft
 from crm_core.errors import NotFound, ValidationFailed
+from crm_core.recordings.models import RecordingStatus
+from crm_core.recordings.service import stored_recording
 from crm_core.tickets.service import create_ticket
-from recordings.store import RecordingStore
+from recordings.store import RecordingArchive, RecordingStore
 
 blueprint = Blueprint("calls", __name__)
 
@@ -49,6 +51,12 @@ async def api_call_recording(linkedid: str) -> Any:
     async with runtime().unit_of_work() as db:
         call = await open_recording(session=db, actor=actor(), linkedid=linkedid)
         path = recordings.path_of(call.recording_ref or "")
+        stored = await stored_recording(session=db, call_id=call.id)
+        if stored is not None and stored.status == RecordingStatus.DELETED:  # its queue's retention ran out
+            raise NotFound("This recording was deleted under its queue's retention rule.", linkedid=linkedid)
+        if stored is not None and stored.storage_key:  # taken into the store: the checked copy is heard
+            archive: RecordingArchive = current_app.extensions["recording_archive"]
+            path = await asyncio.to_thread(archive.local_path, stored.storage_key) or path
         if path is None:  # raised inside the transaction: no file to hear, no listen audited
             raise NotFound("The recording has not reached the recordings store yet.", linkedid=linkedid)
     # read off the event loop and served from memory (a recording is ~1 MB a minute): Quart's file body can

@@ -19,6 +19,7 @@ from crm_core.calls.wrapups import WrapUpDraft
 from crm_core.customers.models import Customer, Note
 from crm_core.customers.schemas import CustomerIn
 from crm_core.customers.service import create_customer
+from crm_core.recordings.models import Recording, Transcript
 from crm_core.tickets.models import Ticket, TicketLink
 from crm_core.users.service import SYSTEM
 from tests.desktop.live import PASSWORD, LiveCenter, wait_event
@@ -102,6 +103,14 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("POST", "/tickets/sla/policies/<policy_id>"): SUPERVISION,
     ("POST", "/tickets/sla/calendars"): SUPERVISION,
     ("POST", "/tickets/sla/calendars/<calendar_id>/holidays"): SUPERVISION,
+    ("GET", "/transcripts"): STAFF,
+    ("GET", "/calls/<linkedid>/transcript"): STAFF,
+    ("GET", "/admin/recordings"): ADMIN_ONLY,
+    ("POST", "/admin/recordings/<job_id>/retry"): ADMIN_ONLY,
+    ("POST", "/calls/<linkedid>/transcript"): SUPERVISION,
+    ("GET", "/keywords"): SUPERVISION,
+    ("POST", "/keywords"): SUPERVISION,
+    ("POST", "/keywords/<keyword_id>/delete"): SUPERVISION,
 }
 # (namespace, event) -> roles allowed; "connect" is the handshake itself. Admin "root" has no extension, so no
 # agent device to work from: it may supervise but not take calls.
@@ -147,6 +156,7 @@ def concrete(rule: str, center: LiveCenter) -> str:
         .replace("<ticket_id>", "0" * 32)
         .replace("<policy_id>", "0" * 32)
         .replace("<calendar_id>", "0" * 32)
+        .replace("<keyword_id>", "0" * 32)
     )
 
 
@@ -273,6 +283,8 @@ OWNERSHIP_HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("POST", "/calls/<linkedid>/wrap-up-draft"): CALL_OWNERS,  # what the wrap-up form keeps as the agent types
     ("POST", "/customers/<customer_id>/edit"): STAFF_PARTIES,  # the 360 page's labelled form
     ("GET", "/customers/<customer_id>/merge-candidates"): {"supervisor", "admin"},
+    ("GET", "/calls/<linkedid>/transcript"): CALL_OWNERS,  # reading it is audited, as hearing the recording is
+    ("POST", "/calls/<linkedid>/transcript"): {"supervisor", "admin"},  # a correction (the original kept)
 }
 # Live: the PBX's snapshot decides (the agent talking on the call); the supervisor passes the rule and the PBX then
 # answers for its own extension (9001 has no channel on the call: channel_gone; hold: not_supported). Admin "root"
@@ -314,11 +326,32 @@ async def ownership_state(center: LiveCenter, linkedid: str) -> dict[str, Any]:
             "notes": sorted(await db.scalars(select(Note.body))),
             "owners": sorted(tuple(row) for row in await db.execute(select(Customer.id, Customer.owner_id))),
             "drafts": sorted(tuple(row) for row in await db.execute(select(WrapUpDraft.call_id, WrapUpDraft.notes))),
+            "transcript": tuple(
+                (
+                    await db.execute(
+                        select(Transcript.text, Transcript.original_text).where(Transcript.call_id == call.id)
+                    )
+                ).first()
+                or ()
+            ),
             "audit": sorted(
                 (entry.id, entry.action, entry.entity_type, entry.entity_id)
                 for entry in await db.scalars(select(AuditEntry).where(AuditEntry.action != "login"))
             ),
         }
+
+
+async def transcribed(center: LiveCenter, call_id: str | None) -> None:
+    """The call's recording taken in and transcribed (once), as the recordings workers leave it."""
+    async with center.runtime.unit_of_work() as db:
+        if await db.scalar(select(Recording.id).where(Recording.call_id == call_id)) is not None:
+            return
+        recording = Recording(call_id=call_id, source_ref="demo.wav", status="stored")
+        db.add(recording)
+        await db.flush()
+        words = [["hello", 0.0, 0.4, 1.0], ["world", 0.5, 0.9, 1.0]]
+        line = {"speaker": None, "start": 0.0, "end": 0.9, "text": "hello world", "words": words}
+        db.add(Transcript(recording_id=recording.id, call_id=call_id, text="hello world", lines=[line]))
 
 
 def new_audit(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, str]]:
@@ -465,6 +498,10 @@ async def test_every_call_customer_and_recording_action_by_whose_it_is(center: L
                     form = {"name": "Bob Example", "city": f"Springfield {party}", "phones": "+15551230002, mobile"}
                 elif rule.endswith("/merge-candidates"):
                     url += "?q=Example"
+                elif rule.endswith("/transcript"):
+                    await transcribed(center, call_id)
+                    if method == "POST":
+                        form = {"text": f"hello world corrected by {party}"}
                 elif method == "POST" and not rule.endswith("/claim"):
                     body = {"city": f"Springfield {party}"}
                 before = await ownership_state(center, linkedid)
@@ -501,6 +538,13 @@ async def test_every_call_customer_and_recording_action_by_whose_it_is(center: L
                     assert dict(after["owners"])[bob] is not None and audited == [("update", "customer")]
                 elif rule.endswith("/owner"):
                     assert dict(after["owners"])[bob] is None and audited == [("update", "customer")]
+                elif rule.endswith("/transcript") and method == "POST":
+                    assert status == 204 and response.headers["HX-Redirect"] == f"/calls/{linkedid}/transcript"
+                    assert audited == [("read", "transcript"), ("update", "transcript")]
+                    assert after["transcript"] == (f"hello world corrected by {party}", "hello world")
+                elif rule.endswith("/transcript"):
+                    assert b'<span class="word" data-start="0.5">' in content
+                    assert audited == [("read", "transcript")]
                 elif rule.endswith("/wrap-up-draft"):
                     assert status == 204 and (call_id, f"draft by {party}") in after["drafts"]
                 elif method == "POST":

@@ -1,0 +1,1 @@
+"""The recordings domain: recordings in storage, their ingest and transcription jobs, transcripts."""
