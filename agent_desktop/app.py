@@ -24,6 +24,7 @@ from agent_desktop.routes import calls as calls_routes
 from agent_desktop.routes import customers as customers_routes
 from agent_desktop.routes import desktop as desktop_routes
 from agent_desktop.routes import reports as reports_routes
+from agent_desktop.routes import sms as sms_routes
 from agent_desktop.runtime import Runtime
 from agent_desktop.sockets import Sockets
 from agent_desktop.voice_webhooks import voice_blueprint
@@ -76,6 +77,7 @@ def create_app(
     voice: tuple[dict[str, Flow], CrmContext] | None = None,
     notify: bool = True,
     import_worker: ImportWorker | None = None,
+    sms_outbox: Any = None,
 ) -> Quart:
     app = CrmQuart(__name__)
     app.secret_key = runtime.secret_key
@@ -89,6 +91,7 @@ def create_app(
     app.extensions["runtime"] = runtime
     app.extensions["pbx"] = pbx
     app.extensions["import_worker"] = import_worker  # woken when an admin uploads a file
+    app.extensions["sms_outbox"] = sms_outbox  # woken when an agent replies or a HELP is answered
     app.jinja_env.globals["csrf_token"] = csrf_token
     settings = runtime.settings
     app.extensions["recordings"] = RecordingStore(settings.recordings_folder)
@@ -133,7 +136,15 @@ def create_app(
         snapshot = pbx.snapshot() if pbx is not None else None
         return {"status": "ok", "pbx_connected": bool(snapshot and snapshot.connected)}
 
-    for routes in (auth_routes, desktop_routes, customers_routes, calls_routes, reports_routes, admin_routes):
+    for routes in (
+        auth_routes,
+        desktop_routes,
+        customers_routes,
+        calls_routes,
+        reports_routes,
+        admin_routes,
+        sms_routes,
+    ):
         app.register_blueprint(routes.blueprint)
 
     # --- realtime -----------------------------------------------------------------------------------------------
@@ -199,8 +210,11 @@ def create_asgi(
     voice: tuple[dict[str, Flow], CrmContext] | None = None,
     notify: bool = True,
     import_worker: ImportWorker | None = None,
+    sms_outbox: Any = None,
 ) -> tuple[Any, socketio.AsyncServer]:
     """The app and Socket.IO server as one ASGI application."""
     sio = make_socketio(runtime)
-    app = create_app(runtime, pbx=pbx, sio=sio, voice=voice, notify=notify, import_worker=import_worker)
+    app = create_app(
+        runtime, pbx=pbx, sio=sio, voice=voice, notify=notify, import_worker=import_worker, sms_outbox=sms_outbox
+    )
     return socketio.ASGIApp(sio, other_asgi_app=app, socketio_path="socket.io"), sio

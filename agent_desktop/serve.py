@@ -21,6 +21,8 @@ from crm_core.customers.import_jobs import ImportWorker
 from crm_core.customers.scheduled import PoolReturner
 from crm_core.settings import Settings
 from ivr.callback_dialer import CallbackDialer
+from sms_gateway.outbox import SmsOutbox
+from sms_gateway.twilio_provider import TwilioProvider
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +53,16 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
         pool.start()
         imports = ImportWorker(runtime.sessions, region=settings.default_region)
         await imports.start()
-        asgi, _sio = create_asgi(runtime, pbx=telephony.pbx, voice=(ivr.flows, ivr.crm), import_worker=imports)
+        sms_outbox = await start_sms_outbox(runtime)
+        asgi, _sio = create_asgi(
+            runtime, pbx=telephony.pbx, voice=(ivr.flows, ivr.crm), import_worker=imports, sms_outbox=sms_outbox
+        )
         try:
             await _serve_http(asgi, settings)
         finally:
+            if sms_outbox is not None:
+                await sms_outbox.stop()
+                await sms_outbox.provider.close()
             await imports.stop()
             await pool.stop()
             await dialer.stop()
@@ -62,6 +70,26 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
             await telephony.stop()
     finally:
         await runtime.close()
+
+
+async def start_sms_outbox(runtime: Any) -> SmsOutbox | None:
+    """The SMS outbox worker on Twilio, when Twilio is configured (this process is the only sender)."""
+    settings = runtime.settings
+    if not (settings.twilio_account_sid and settings.twilio_auth_token):
+        log.info("SMS: Twilio is not configured (CRM_TWILIO_ACCOUNT_SID, CRM_TWILIO_AUTH_TOKEN); nothing is sent")
+        return None
+    provider = TwilioProvider(
+        settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value(), api_base=settings.twilio_api_base
+    )
+    outbox = SmsOutbox(
+        runtime.sessions,
+        provider,
+        bus=runtime.bus,
+        public_base_url=settings.public_base_url,
+        default_mps=settings.sms_sender_mps,
+    )
+    await outbox.start(sole_worker=True)
+    return outbox
 
 
 async def _serve_http(asgi: Any, settings: Settings) -> None:

@@ -31,7 +31,7 @@ _BODY_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # a line feed is text i
 INVALID_NUMBER_CODES = {21211, 21214, 21217, 21401, 21407, 21408, 21612, 21614}
 
 
-class BasicAuthHttpClient(AsyncTwilioHttpClient):
+class BasicAuthHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
     """twilio's async client with the credentials sent as a ready Authorization header: aiohttp deprecated the
     BasicAuth object the SDK builds, and the header is what Twilio reads either way."""
 
@@ -50,7 +50,7 @@ class BasicAuthHttpClient(AsyncTwilioHttpClient):
         if auth is not None:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
             headers["Authorization"] = f"Basic {token}"
-        return await super().request(  # type: ignore[no-any-return]
+        return await super().request(
             method,
             url,
             params=params,
