@@ -37,7 +37,7 @@ class TokenBucket:
         """Seconds until `tokens` are there (0 when they are now)."""
         self._refill()
         need = min(tokens, self.burst) - self._tokens
-        return max(0.0, need / self.rate)
+        return need / self.rate if need > 1e-9 else 0.0  # float dust is not worth a sleep (nor an endless loop)
 
     async def take(self, tokens: float) -> None:
         """Spend `tokens` (a message longer than the burst still goes, leaving the bucket in debt)."""

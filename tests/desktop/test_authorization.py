@@ -83,6 +83,16 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/wallboard/today"): SUPERVISION,
     ("GET", "/reports"): SUPERVISION,
     ("GET", "/reports.csv"): SUPERVISION,
+    # Twilio's webhooks: no session opens them, only X-Twilio-Signature (tests/sms test the signed ones)
+    ("POST", "/sms/inbound"): set(),
+    ("POST", "/sms/status"): set(),
+    ("GET", "/sms"): STAFF,
+    ("GET", "/sms/list"): STAFF,
+    ("GET", "/sms/conversations/<conversation_id>"): STAFF,
+    ("GET", "/sms/conversations/<conversation_id>/thread"): STAFF,
+    ("POST", "/sms/conversations/<conversation_id>/reply"): STAFF,
+    ("POST", "/sms/conversations/<conversation_id>/assign"): STAFF,
+    ("POST", "/sms/conversations/<conversation_id>/close"): STAFF,
 }
 # (namespace, event) -> roles allowed; "connect" is the handshake itself. Admin "root" has no extension, so no
 # agent device to work from: it may supervise but not take calls.
@@ -125,6 +135,7 @@ def concrete(rule: str, center: LiveCenter) -> str:
         .replace("<customer_id>", center.customers["Bob Example"])
         .replace("<linkedid>", "1795462442.0")
         .replace("<job_id>", "0" * 32)
+        .replace("<conversation_id>", "0" * 32)
     )
 
 

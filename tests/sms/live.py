@@ -50,6 +50,20 @@ class SmsCenter:
     users: dict[str, str] = field(default_factory=dict)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _server: asyncio.Task[Any] | None = None
+    _clients: dict[str, tuple[aiohttp.ClientSession, str]] = field(default_factory=dict)
+
+    async def client(self, username: str) -> tuple[aiohttp.ClientSession, str]:
+        """A signed-in HTTP client kept for the center's life (signing in hashes a password: slow on purpose)."""
+        if username not in self._clients:
+            self._clients[username] = await self.signed_in(username)
+        return self._clients[username]
+
+    async def post_as(self, username: str, path: str, data: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        http, token = await self.client(username)
+        async with http.post(
+            f"{self.base_url}{path}", json=data, headers={"X-CSRF-Token": token, "Accept": "application/json"}
+        ) as response:
+            return response.status, await response.json()
 
     async def text_in(self, body: str, *, from_: str = ALICE, sid: str | None = None) -> int:
         return await self.twilio.text_in(f"{self.base_url}/sms/inbound", from_=from_, to=SENDER, body=body, sid=sid)
@@ -129,6 +143,8 @@ class SmsCenter:
         return await asyncio.wait_for(look(), within)
 
     async def stop(self) -> None:
+        for http, _token in self._clients.values():
+            await http.close()
         self._stop.set()
         if self._server is not None:
             with contextlib.suppress(asyncio.CancelledError):

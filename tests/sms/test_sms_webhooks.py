@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -47,17 +48,8 @@ async def new_customer(center: SmsCenter, name: str = "Alice Example") -> tuple[
     return customer.id, number
 
 
-async def reply(center: SmsCenter, username: str, conversation_id: str, body: str) -> tuple[int, dict[str, object]]:
-    http, token = await center.signed_in(username)
-    try:
-        async with http.post(
-            f"{center.base_url}/sms/conversations/{conversation_id}/reply",
-            json={"body": body},
-            headers={"X-CSRF-Token": token, "Accept": "application/json"},
-        ) as response:
-            return response.status, await response.json()
-    finally:
-        await http.close()
+async def reply(center: SmsCenter, username: str, conversation_id: str, body: str) -> tuple[int, dict[str, Any]]:
+    return await center.post_as(username, f"/sms/conversations/{conversation_id}/reply", {"body": body})
 
 
 async def test_a_text_opens_a_conversation_on_the_customer_and_the_reply_is_delivered(center: SmsCenter) -> None:
@@ -254,3 +246,29 @@ async def test_help_is_answered_with_the_help_text(center: SmsCenter) -> None:
     await center.text_in("help", from_=number)
     await center.twilio.wait_for(lambda fake: fake.sent_to(number))
     assert "Reply STOP to opt out" in center.twilio.sent_to(number)[0]["body"]
+
+
+async def test_whose_conversation_it_is_decides_who_answers_assigns_and_closes(center: SmsCenter) -> None:
+    _customer_id, number = await new_customer(center)
+    await center.text_in("Hello", from_=number)
+    conversation = await center.conversation_of(number)
+    path = f"/sms/conversations/{conversation.id}"
+    assert (await center.post_as("agent1001", f"{path}/reply", {"body": "Hi, Agent 1001 here"}))[0] == 200
+    status, answer = await center.post_as("agent1002", f"{path}/reply", {"body": "Me too"})
+    assert (status, answer["code"]) == (403, "permission_denied")
+    status, answer = await center.post_as("agent1002", f"{path}/assign", {"assignee_id": "me"})
+    assert (status, answer["code"]) == (403, "permission_denied")  # taking another agent's conversation
+    status, _ = await center.post_as("boss", f"{path}/assign", {"assignee_id": center.users["agent1002"]})
+    assert status == 200
+    assert (await center.post_as("agent1002", f"{path}/reply", {"body": "Agent 1002 now"}))[0] == 200
+    status, answer = await center.post_as("agent1002", f"{path}/reply", {"body": "   "})
+    assert (status, answer["code"]) == (422, "validation_failed")
+    assert (await center.post_as("agent1002", f"{path}/close", {}))[0] == 200
+    status, answer = await center.post_as("agent1002", f"{path}/reply", {"body": "After closing"})
+    assert (status, answer["code"]) == (409, "conversation_closed")
+    await center.twilio.wait_for(lambda fake: len(fake.sent_to(number)) == 2)
+    assert [m["body"] for m in center.twilio.sent_to(number)] == ["Hi, Agent 1001 here", "Agent 1002 now"]
+    await center.text_in("One more thing", from_=number)  # a closed conversation stays closed: a new one opens
+    async with center.runtime.sessions() as session:
+        found = list(await session.scalars(select(SmsConversation).where(SmsConversation.number == number)))
+    assert sorted(c.status for c in found) == ["closed", "open"]
