@@ -147,6 +147,22 @@ async def conversation_thread(conversation_id: str) -> Any:
     return await render_template("sms/thread.html", **await _conversation_context(conversation_id))
 
 
+@blueprint.get("/sms/customers/<customer_id>")
+@roles_allowed(*STAFF)
+async def customer_sms(customer_id: str) -> Any:
+    """The customer 360 page's SMS section: the newest conversation and every opt-out change of their numbers."""
+    me = actor()
+    async with runtime().sessions() as session:
+        customer = await session.get(Customer, customer_id)
+        if customer is None:
+            abort(404, "No such customer.")
+        conversation, messages = await sms.customer_conversation(session=session, actor=me, customer_id=customer_id)
+        consent = await sms.consent_history(session=session, customer_id=customer_id)
+    return await render_template(
+        "sms/customer_section.html", customer=customer, conversation=conversation, messages=messages, consent=consent
+    )
+
+
 async def _field(name: str, limit: int = 2000) -> str:
     form = await request.form
     value = form.get(name)

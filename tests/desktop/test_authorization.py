@@ -89,6 +89,7 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/sms"): STAFF,
     ("GET", "/sms/list"): STAFF,
     ("GET", "/sms/conversations/<conversation_id>"): STAFF,
+    ("GET", "/sms/customers/<customer_id>"): STAFF,
     ("GET", "/sms/conversations/<conversation_id>/thread"): STAFF,
     ("POST", "/sms/conversations/<conversation_id>/reply"): STAFF,
     ("POST", "/sms/conversations/<conversation_id>/assign"): STAFF,
@@ -262,6 +263,7 @@ OWNERSHIP_HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("POST", "/calls/<linkedid>/wrap-up-draft"): CALL_OWNERS,  # what the wrap-up form keeps as the agent types
     ("POST", "/customers/<customer_id>/edit"): STAFF_PARTIES,  # the 360 page's labelled form
     ("GET", "/customers/<customer_id>/merge-candidates"): {"supervisor", "admin"},
+    ("GET", "/sms/customers/<customer_id>"): STAFF_PARTIES,  # the 360 page's SMS section (customers are staff-wide)
 }
 # Live: the PBX's snapshot decides (the agent talking on the call); the supervisor passes the rule and the PBX then
 # answers for its own extension (9001 has no channel on the call: channel_gone; hold: not_supported). Admin "root"
@@ -473,6 +475,8 @@ async def test_every_call_customer_and_recording_action_by_whose_it_is(center: L
                     assert (body or {})["merge_id"] in {c[0] for c in after["customers"] if c[3] == bob}
                 elif rule == "/api/customers" and method == "GET":
                     assert audited == []
+                elif rule.startswith("/sms/customers/"):
+                    assert b"No SMS yet." in content and audited == []
                 elif rule.endswith("/claim"):
                     assert dict(after["owners"])[bob] is not None and audited == [("update", "customer")]
                 elif rule.endswith("/owner"):

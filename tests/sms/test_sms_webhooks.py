@@ -272,3 +272,20 @@ async def test_whose_conversation_it_is_decides_who_answers_assigns_and_closes(c
     async with center.runtime.sessions() as session:
         found = list(await session.scalars(select(SmsConversation).where(SmsConversation.number == number)))
     assert sorted(c.status for c in found) == ["closed", "open"]
+
+
+async def test_the_customer_page_shows_the_conversation_and_each_opt_out_change(center: SmsCenter) -> None:
+    customer_id, number = await new_customer(center, name="Carol <b>Example</b>")
+    await center.text_in("Is my <script>order</script> late?", from_=number)
+    await center.text_in("Stop. Thank you", from_=number)
+    await center.text_in("START", from_=number)
+    http, _token = await center.client("agent1001")
+    async with http.get(f"{center.base_url}/sms/customers/{customer_id}") as response:
+        assert response.status == 200
+        section = await response.text()
+    assert "Is my &lt;script&gt;order&lt;/script&gt; late?" in section  # escaped
+    assert "opted out (replied STOP)" in " ".join(section.split())
+    assert "opted back in (replied START)" in " ".join(section.split())
+    async with http.get(f"{center.base_url}/customers/{customer_id}") as response:
+        page = await response.text()
+    assert f'hx-get="/sms/customers/{customer_id}"' in page
