@@ -3,10 +3,22 @@
   "use strict";
   const live = document.getElementById("sms-live");
   const socket = io("/agent", {transports: ["websocket", "polling"]});
-  const refresh = () => {
-    for (const id of ["sms-list", "sms-thread"]) {
-      const element = document.getElementById(id);
-      if (element && window.htmx) window.htmx.trigger(element, "sms-changed");
+  const target = () => document.getElementById("sms-thread") || document.getElementById("sms-list");
+  // One refresh at a time; news arriving meanwhile asks for one more after it.
+  let busy = false;
+  let again = false;
+  const refresh = async () => {
+    if (busy) { again = true; return; }
+    busy = true;
+    try {
+      do {
+        again = false;
+        const element = target();
+        if (!element || !window.htmx) return;
+        await window.htmx.ajax("GET", element.dataset.refresh, {target: "#" + element.id, swap: "outerHTML"});
+      } while (again);
+    } finally {
+      busy = false;
     }
   };
   socket.on("connect", () => { if (live) live.textContent = "Live."; });
