@@ -9,7 +9,13 @@ from crm_core.customers.import_jobs import ImportJob
 from crm_core.customers.models import Customer, CustomerEmail, CustomerPhone, Note, Payment, Tag
 from crm_core.db import Base
 from crm_core.segments.models import Segment
-from crm_core.sms.models import SmsConsentChange, SmsConversation, SmsMessage
+from crm_core.sms.models import (
+    SmsCampaign,
+    SmsCampaignRecipient,
+    SmsConsentChange,
+    SmsConversation,
+    SmsMessage,
+)
 from crm_core.tickets.models import Ticket, TicketLink
 from crm_core.users.models import Role, User
 
@@ -30,6 +36,8 @@ __all__ = [
     "Payment",
     "Role",
     "Segment",
+    "SmsCampaign",
+    "SmsCampaignRecipient",
     "SmsConsentChange",
     "SmsConversation",
     "SmsMessage",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm_core.db import Base, new_id, utcnow
@@ -86,3 +86,45 @@ class SmsConsentChange(Base):
     detail: Mapped[str] = mapped_column(String(64), default="")  # the keyword, the provider's code, the agent
     message_id: Mapped[str | None] = mapped_column(String(32), default=None)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SmsCampaign(Base):
+    """A marketer's campaign: one template sent from one sender to an audience, outside each recipient's quiet
+    hours (in the recipient's own time zone)."""
+
+    __tablename__ = "sms_campaigns"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    template: Mapped[str] = mapped_column(Text)
+    sender: Mapped[str] = mapped_column(String(40))
+    # draft | running | paused | cancelled | done
+    status: Mapped[str] = mapped_column(String(16), default="draft", index=True)
+    quiet_start_hour: Mapped[int] = mapped_column(Integer, default=21)  # no message from 21:00 …
+    quiet_end_hour: Mapped[int] = mapped_column(Integer, default=9)  # … to 09:00, recipient's local time
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class SmsCampaignRecipient(Base):
+    """One recipient of a campaign. `pending` until the dispatcher writes its message into the outbox (in the same
+    transaction as it marks the recipient `queued`: a crash does both or neither); then the message's own status
+    is the recipient's."""
+
+    __tablename__ = "sms_campaign_recipients"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "number"),
+        Index("ix_sms_campaign_recipients_status_due", "status", "due_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("sms_campaigns.id", ondelete="CASCADE"), index=True)
+    customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"), default=None)
+    number: Mapped[str] = mapped_column(String(20))
+    # pending | queued | opted_out | failed | skipped
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    reason: Mapped[str | None] = mapped_column(String(255), default=None)
+    message_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    due_at: Mapped[datetime] = mapped_column(default=utcnow)

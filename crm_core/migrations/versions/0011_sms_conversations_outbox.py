@@ -68,6 +68,55 @@ def upgrade() -> None:
     with op.batch_alter_table("sms_consent_changes", schema=None) as batch_op:
         batch_op.create_index("ix_sms_consent_changes_number_at", ["number", "at"], unique=False)
 
+    op.create_table(
+        "sms_campaigns",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("template", sa.Text(), nullable=False),
+        sa.Column("sender", sa.String(length=40), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("quiet_start_hour", sa.Integer(), nullable=False),
+        sa.Column("quiet_end_hour", sa.Integer(), nullable=False),
+        sa.Column("created_by", sa.String(length=32), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["created_by"], ["users.id"], name=op.f("fk_sms_campaigns_created_by_users"), ondelete="SET NULL"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sms_campaigns")),
+    )
+    with op.batch_alter_table("sms_campaigns", schema=None) as batch_op:
+        batch_op.create_index("ix_sms_campaigns_status", ["status"], unique=False)
+    op.create_table(
+        "sms_campaign_recipients",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("campaign_id", sa.String(length=32), nullable=False),
+        sa.Column("customer_id", sa.String(length=32), nullable=True),
+        sa.Column("number", sa.String(length=20), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("reason", sa.String(length=255), nullable=True),
+        sa.Column("message_id", sa.String(length=32), nullable=True),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["campaign_id"],
+            ["sms_campaigns.id"],
+            name=op.f("fk_sms_campaign_recipients_campaign_id_sms_campaigns"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["customer_id"],
+            ["customers.id"],
+            name=op.f("fk_sms_campaign_recipients_customer_id_customers"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sms_campaign_recipients")),
+        sa.UniqueConstraint("campaign_id", "number", name=op.f("uq_sms_campaign_recipients_campaign_id")),
+    )
+    with op.batch_alter_table("sms_campaign_recipients", schema=None) as batch_op:
+        batch_op.create_index("ix_sms_campaign_recipients_campaign_id", ["campaign_id"], unique=False)
+        batch_op.create_index("ix_sms_campaign_recipients_status_due", ["status", "due_at"], unique=False)
+
     # SQLite keeps any length and cannot add a foreign key without copying the table: there, columns and indexes only
     postgres = op.get_bind().dialect.name != "sqlite"
     with op.batch_alter_table("sms_messages", schema=None) as batch_op:
@@ -123,5 +172,7 @@ def downgrade() -> None:
             "conversation_id",
         ):
             batch_op.drop_column(column)
+    op.drop_table("sms_campaign_recipients")
+    op.drop_table("sms_campaigns")
     op.drop_table("sms_consent_changes")
     op.drop_table("sms_conversations")
