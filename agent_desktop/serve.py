@@ -21,6 +21,7 @@ from crm_core.customers.import_jobs import ImportWorker
 from crm_core.customers.scheduled import PoolReturner
 from crm_core.settings import Settings
 from ivr.callback_dialer import CallbackDialer
+from sms_gateway.campaigns import CampaignDispatcher
 from sms_gateway.outbox import SmsOutbox
 from sms_gateway.twilio_provider import TwilioProvider
 
@@ -54,12 +55,17 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
         imports = ImportWorker(runtime.sessions, region=settings.default_region)
         await imports.start()
         sms_outbox = await start_sms_outbox(runtime)
+        campaigns = CampaignDispatcher(runtime.sessions, on_queued=sms_outbox.wake.set) if sms_outbox else None
+        if campaigns is not None:
+            campaigns.start()
         asgi, _sio = create_asgi(
             runtime, pbx=telephony.pbx, voice=(ivr.flows, ivr.crm), import_worker=imports, sms_outbox=sms_outbox
         )
         try:
             await _serve_http(asgi, settings)
         finally:
+            if campaigns is not None:
+                await campaigns.stop()
             if sms_outbox is not None:
                 await sms_outbox.stop()
                 await sms_outbox.provider.close()

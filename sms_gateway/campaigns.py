@@ -17,7 +17,7 @@ from crm_core.db import utcnow
 from crm_core.errors import ValidationFailed
 from crm_core.sms.campaigns import next_allowed, recipient_zone
 from crm_core.sms.models import SmsCampaign, SmsCampaignRecipient
-from crm_core.sms.service import is_opted_out, queue_outbound
+from crm_core.sms.service import opted_out_numbers, queue_outbound
 from crm_core.sms.templates import customer_fields, render
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class CampaignDispatcher:
                 query = query.with_for_update(of=SmsCampaignRecipient, skip_locked=True)
             rows = list(await session.execute(query))
             queued = 0
+            opted_out = await opted_out_numbers(session=session, numbers=[r.number for r, _c, _u in rows])
             for recipient, campaign, customer in rows:
                 later = next_allowed(
                     now,
@@ -71,7 +72,7 @@ class CampaignDispatcher:
                 if later is not None:
                     recipient.due_at = later
                     continue
-                if await is_opted_out(session=session, number=recipient.number) or (customer and customer.sms_opt_out):
+                if recipient.number in opted_out or (customer and customer.sms_opt_out):
                     recipient.status, recipient.reason = "opted_out", "The number opted out of SMS."
                     continue
                 values = customer_fields(customer.name, customer.custom_fields) if customer else {}
@@ -87,7 +88,6 @@ class CampaignDispatcher:
                     body=rendered.body,
                     customer_id=recipient.customer_id,
                 )
-                await session.flush()
                 recipient.status, recipient.message_id = "queued", message.id
                 queued += 1
             await self._finish(session)

@@ -16,8 +16,8 @@ from crm_core.customers.models import Customer, CustomerPhone
 from crm_core.db import utcnow
 from crm_core.errors import Conflict, NotFound, ValidationFailed
 from crm_core.segments.service import segment_members
-from crm_core.sms.models import SmsCampaign, SmsCampaignRecipient, SmsConsentChange, SmsMessage
-from crm_core.sms.service import check_body
+from crm_core.sms.models import SmsCampaign, SmsCampaignRecipient, SmsMessage
+from crm_core.sms.service import check_body, opted_out_numbers
 from crm_core.sms.templates import template_fields
 from crm_core.users.models import Role
 from crm_core.users.service import Actor, require_role
@@ -128,19 +128,7 @@ async def add_recipients(*, session: AsyncSession, campaign: SmsCampaign, custom
         for customer_id, number, opted_out in phones:
             first.setdefault(customer_id, (number, bool(opted_out)))
         numbers = [n for n, _ in first.values()]
-        latest = (
-            select(SmsConsentChange.number, func.max(SmsConsentChange.at).label("at"))
-            .where(SmsConsentChange.number.in_(numbers))
-            .group_by(SmsConsentChange.number)
-            .subquery()
-        )
-        out = set(
-            await session.scalars(
-                select(SmsConsentChange.number)
-                .join(latest, (latest.c.number == SmsConsentChange.number) & (latest.c.at == SmsConsentChange.at))
-                .where(SmsConsentChange.opted_out.is_(True))
-            )
-        )
+        out = await opted_out_numbers(session=session, numbers=numbers)
         rows = []
         for customer_id in chunk:
             if customer_id not in first:

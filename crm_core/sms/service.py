@@ -13,7 +13,7 @@ from crm_core.audit.service import record_audit
 from crm_core.customers.lookup import find_customer_id_by_phone
 from crm_core.customers.models import Customer, CustomerPhone
 from crm_core.customers.phones import caller_id_to_e164
-from crm_core.db import record_event, utcnow
+from crm_core.db import new_id, record_event, utcnow
 from crm_core.errors import NotFound, PermissionDenied, ValidationFailed
 from crm_core.sms.errors import ConversationClosed, RecipientOptedOut
 from crm_core.sms.events import SmsConsentChanged
@@ -42,6 +42,25 @@ async def latest_consent(*, session: AsyncSession, number: str) -> SmsConsentCha
 async def is_opted_out(*, session: AsyncSession, number: str) -> bool:
     latest = await latest_consent(session=session, number=number)
     return bool(latest and latest.opted_out)
+
+
+async def opted_out_numbers(*, session: AsyncSession, numbers: list[str]) -> set[str]:
+    """Which of `numbers` are opted out now (their latest change says so), in one query."""
+    if not numbers:
+        return set()
+    latest = (
+        select(SmsConsentChange.number, func.max(SmsConsentChange.at).label("at"))
+        .where(SmsConsentChange.number.in_(numbers))
+        .group_by(SmsConsentChange.number)
+        .subquery()
+    )
+    return set(
+        await session.scalars(
+            select(SmsConsentChange.number)
+            .join(latest, (latest.c.number == SmsConsentChange.number) & (latest.c.at == SmsConsentChange.at))
+            .where(SmsConsentChange.opted_out.is_(True))
+        )
+    )
 
 
 async def record_consent(
@@ -119,6 +138,7 @@ def queue_outbound(
     shape = sms_shape(body)
     now = utcnow()
     message = SmsMessage(
+        id=new_id(),  # known before the flush: a caller may link to it at once
         direction="outbound",
         from_number=sender,
         to_number=to,
