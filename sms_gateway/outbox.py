@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_core.bus import EventBus
@@ -83,29 +83,44 @@ class SmsOutbox:
         return bucket
 
     async def _claim(self) -> list[Claimed]:
+        """One UPDATE … RETURNING: the write lock is taken by the first statement (SQLite never meets a stale read
+        snapshot), and on PostgreSQL the rows are picked FOR UPDATE SKIP LOCKED, so workers never share one."""
         now = utcnow()
         async with self.sessions() as session, session.begin():
-            query = (
-                select(SmsMessage)
+            due = (
+                select(SmsMessage.id)
                 .where(SmsMessage.status == "queued", SmsMessage.due_at <= now)
                 .order_by(SmsMessage.due_at, SmsMessage.created_at)
                 .limit(self.batch)
             )
             if session.get_bind().dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            rows = list(await session.scalars(query))
-            for row in rows:
-                row.status = "sending"
-                row.claimed_at = now
-                row.attempts += 1
-            return [
-                Claimed(r.id, r.to_number, r.from_number, r.body, r.segments, r.attempts, r.customer_id) for r in rows
-            ]
+                due = due.with_for_update(skip_locked=True)
+            claimed = await session.execute(
+                update(SmsMessage)
+                .where(SmsMessage.id.in_(due.scalar_subquery()), SmsMessage.status == "queued")
+                .values(status="sending", claimed_at=now, attempts=SmsMessage.attempts + 1)
+                .returning(
+                    SmsMessage.id,
+                    SmsMessage.to_number,
+                    SmsMessage.from_number,
+                    SmsMessage.body,
+                    SmsMessage.segments,
+                    SmsMessage.attempts,
+                    SmsMessage.customer_id,
+                    SmsMessage.due_at,
+                    SmsMessage.created_at,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            found = sorted(claimed, key=lambda r: (r.due_at, r.created_at))
+            return [Claimed(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in found]
 
     async def _mark(self, message_id: str, **values: Any) -> None:
         """Record what became of a send, never moving a message back (a status callback may have come first)."""
         async with unit_of_work(self.sessions, self.bus) as session:
-            row = await session.get(SmsMessage, message_id, with_for_update=True)
+            # a write first: it takes the lock (the row's on PostgreSQL, the database's on SQLite) before the read
+            await session.execute(update(SmsMessage).where(SmsMessage.id == message_id).values(updated_at=utcnow()))
+            row = await session.get(SmsMessage, message_id, populate_existing=True)
             if row is None:
                 return
             status = values.pop("status")
