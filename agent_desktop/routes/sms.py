@@ -10,10 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from agent_desktop.auth import roles_allowed
-from agent_desktop.routes.common import STAFF, actor, runtime
+from agent_desktop.routes.common import STAFF, actor, json_body, runtime
 from crm_core.customers.models import Customer
 from crm_core.errors import ValidationFailed
+from crm_core.sms import campaigns
 from crm_core.sms import service as sms
+from crm_core.sms.models import SmsCampaign
 from crm_core.users.models import Role, User
 from sms_gateway.inbound import receive_sms, record_status, signature_valid
 
@@ -215,3 +217,55 @@ async def _after_change(conversation_id: str) -> Any:
     if request.accept_mimetypes.best == "application/json" or request.is_json:
         return {"ok": True, "conversation_id": conversation_id}
     return redirect(url_for("sms.conversation_page", conversation_id=conversation_id))
+
+
+# --- campaigns (marketers; a JSON API for now, the screens are still to come) --------------------------------------
+
+
+@blueprint.post("/api/sms/campaigns")
+@roles_allowed(Role.MARKETER, api=True)
+async def campaign_create() -> Any:
+    data = await json_body()
+    customer_ids = data.get("customer_ids")
+    if customer_ids is not None and (
+        not isinstance(customer_ids, list) or not all(isinstance(c, str) for c in customer_ids)
+    ):
+        raise ValidationFailed("customer_ids is a list of customer ids.", field="customer_ids")
+    for name in ("quiet_start_hour", "quiet_end_hour"):
+        if name in data and not isinstance(data[name], int):
+            raise ValidationFailed(f"{name} is a whole hour from 0 to 23.", field=name)
+    async with runtime().unit_of_work() as session:
+        campaign = await campaigns.create_campaign(
+            session=session,
+            actor=actor(),
+            name=str(data.get("name") or ""),
+            template=str(data.get("template") or ""),
+            sender=str(data.get("sender") or runtime().settings.sms_sender or ""),
+            segment_id=str(data["segment_id"]) if data.get("segment_id") else None,
+            customer_ids=customer_ids,
+            quiet_start_hour=data.get("quiet_start_hour", 21),
+            quiet_end_hour=data.get("quiet_end_hour", 9),
+        )
+        progress = await campaigns.campaign_progress(session=session, actor=actor(), campaign_id=campaign.id)
+    return {"id": campaign.id, "status": campaign.status, "recipients": progress}, 201
+
+
+@blueprint.post("/api/sms/campaigns/<campaign_id>/<action>")
+@roles_allowed(Role.MARKETER, api=True)
+async def campaign_action(campaign_id: str, action: str) -> Any:
+    async with runtime().unit_of_work() as session:
+        campaign = await campaigns.change_campaign(
+            session=session, actor=actor(), campaign_id=campaign_id, action=action
+        )
+    return {"id": campaign.id, "status": campaign.status}
+
+
+@blueprint.get("/api/sms/campaigns/<campaign_id>")
+@roles_allowed(Role.MARKETER, Role.SUPERVISOR, api=True)
+async def campaign_status(campaign_id: str) -> Any:
+    async with runtime().sessions() as session:
+        progress = await campaigns.campaign_progress(session=session, actor=actor(), campaign_id=campaign_id)
+        campaign = await session.get(SmsCampaign, campaign_id)
+    if campaign is None:
+        abort(404, "No such campaign.")
+    return {"id": campaign.id, "name": campaign.name, "status": campaign.status, "recipients": progress}

@@ -94,6 +94,9 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("POST", "/sms/conversations/<conversation_id>/reply"): STAFF,
     ("POST", "/sms/conversations/<conversation_id>/assign"): STAFF,
     ("POST", "/sms/conversations/<conversation_id>/close"): STAFF,
+    ("POST", "/api/sms/campaigns"): {"marketer", "admin"},
+    ("POST", "/api/sms/campaigns/<campaign_id>/<action>"): {"marketer", "admin"},
+    ("GET", "/api/sms/campaigns/<campaign_id>"): {"marketer", "supervisor", "admin"},
 }
 # (namespace, event) -> roles allowed; "connect" is the handshake itself. Admin "root" has no extension, so no
 # agent device to work from: it may supervise but not take calls.
@@ -137,6 +140,8 @@ def concrete(rule: str, center: LiveCenter) -> str:
         .replace("<linkedid>", "1795462442.0")
         .replace("<job_id>", "0" * 32)
         .replace("<conversation_id>", "0" * 32)
+        .replace("<campaign_id>", "0" * 32)
+        .replace("<action>", "start")
     )
 
 

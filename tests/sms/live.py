@@ -26,6 +26,7 @@ from crm_core.settings import load_settings
 from crm_core.sms.models import SmsConversation, SmsMessage
 from crm_core.users.models import Role
 from crm_core.users.service import SYSTEM, create_user
+from sms_gateway.campaigns import CampaignDispatcher
 from sms_gateway.outbox import SmsOutbox
 from sms_gateway.twilio_provider import TwilioProvider
 from tests.fakes.twilio_api import FakeTwilio
@@ -37,6 +38,7 @@ USERS = {
     "agent1001": (Role.AGENT, "1001"),
     "agent1002": (Role.AGENT, "1002"),
     "boss": (Role.SUPERVISOR, "9001"),
+    "mkt": (Role.MARKETER, None),
 }
 
 
@@ -45,6 +47,7 @@ class SmsCenter:
     runtime: Runtime
     twilio: FakeTwilio
     outbox: SmsOutbox
+    dispatcher: CampaignDispatcher
     base_url: str
     customers: dict[str, str] = field(default_factory=dict)
     users: dict[str, str] = field(default_factory=dict)
@@ -58,7 +61,7 @@ class SmsCenter:
             self._clients[username] = await self.signed_in(username)
         return self._clients[username]
 
-    async def post_as(self, username: str, path: str, data: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    async def post_as(self, username: str, path: str, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         http, token = await self.client(username)
         async with http.post(
             f"{self.base_url}{path}", json=data, headers={"X-CSRF-Token": token, "Accept": "application/json"}
@@ -149,6 +152,7 @@ class SmsCenter:
         if self._server is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._server
+        await self.dispatcher.stop()
         await self.outbox.stop()
         await self.outbox.provider.close()
         await self.twilio.stop()
@@ -212,10 +216,12 @@ async def start_sms_center(tmp: Path, *, mps: float = 50.0, start_outbox: bool =
         every_s=0.05,
         backoff_s=0.05,
     )
+    dispatcher = CampaignDispatcher(runtime.sessions, every_s=0.05, on_queued=outbox.wake.set)
     if start_outbox:
         await outbox.start()
+        dispatcher.start()
     asgi, _sio = create_asgi(runtime, sms_outbox=outbox)
-    center = SmsCenter(runtime, twilio, outbox, base_url, customers, users)
+    center = SmsCenter(runtime, twilio, outbox, dispatcher, base_url, customers, users)
     config = Config()
     config.bind = [f"fd://{listener.detach()}"]
     config.accesslog = None

@@ -289,3 +289,43 @@ async def test_the_customer_page_shows_the_conversation_and_each_opt_out_change(
     async with http.get(f"{center.base_url}/customers/{customer_id}") as response:
         page = await response.text()
     assert f'hx-get="/sms/customers/{customer_id}"' in page
+
+
+async def test_a_marketer_runs_a_campaign_through_the_api(center: SmsCenter) -> None:
+    first_id, first = await new_customer(center, name="Mia Market")
+    second_id, second = await new_customer(center, name="Max Market")
+    opted_id, opted = await new_customer(center, name="Otto Out")
+    await center.text_in("STOP", from_=opted)
+    payload: dict[str, Any] = {
+        "name": "Spring sale",
+        "template": "Hi {first_name}, spring sale starts today!",
+        "customer_ids": [first_id, second_id, opted_id, first_id],
+        "quiet_start_hour": 0,
+        "quiet_end_hour": 0,
+    }
+    status, answer = await center.post_as("agent1001", "/api/sms/campaigns", payload)
+    assert (status, answer["code"]) == (403, "forbidden")
+    status, answer = await center.post_as("mkt", "/api/sms/campaigns", {**payload, "template": "Hi {first_name"})
+    assert (status, answer["code"]) == (422, "validation_failed")
+    status, answer = await center.post_as("mkt", "/api/sms/campaigns", payload)
+    assert status == 201 and answer["recipients"] == {"pending": 2, "opted_out": 1}
+    campaign_id = answer["id"]
+    status, answer = await center.post_as("mkt", f"/api/sms/campaigns/{campaign_id}/start", {})
+    assert (status, answer["status"]) == (200, "running")
+    await center.twilio.wait_for(lambda fake: fake.sent_to(first) and fake.sent_to(second))
+    assert [m["body"] for m in center.twilio.sent_to(first)] == ["Hi Mia, spring sale starts today!"]
+    assert center.twilio.sent_to(opted) == []
+    http, _token = await center.client("mkt")
+
+    async def delivered() -> dict[str, Any]:
+        while True:
+            async with http.get(f"{center.base_url}/api/sms/campaigns/{campaign_id}") as response:
+                progress: dict[str, Any] = await response.json()
+            if progress["recipients"].get("delivered") == 2:
+                return progress
+            await asyncio.sleep(0.05)
+
+    progress = await asyncio.wait_for(delivered(), 10)
+    assert progress["status"] == "done" and progress["recipients"] == {"delivered": 2, "opted_out": 1}
+    status, answer = await center.post_as("mkt", f"/api/sms/campaigns/{campaign_id}/pause", {})
+    assert (status, answer["code"]) == (409, "conflict")
