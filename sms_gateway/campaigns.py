@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from crm_core.customers.models import Customer
 from crm_core.db import utcnow
 from crm_core.errors import ValidationFailed
-from crm_core.sms.campaigns import next_allowed, recipient_zone
+from crm_core.sms.campaigns import next_allowed, quiet_begins, recipient_zone
 from crm_core.sms.models import SmsCampaign, SmsCampaignRecipient
 from crm_core.sms.service import opted_out_numbers, queue_outbound
 from crm_core.sms.templates import customer_fields, render
@@ -63,12 +63,8 @@ class CampaignDispatcher:
             queued = 0
             opted_out = await opted_out_numbers(session=session, numbers=[r.number for r, _c, _u in rows])
             for recipient, campaign, customer in rows:
-                later = next_allowed(
-                    now,
-                    recipient_zone(recipient.number, customer.timezone if customer else None),
-                    campaign.quiet_start_hour,
-                    campaign.quiet_end_hour,
-                )
+                zone = recipient_zone(recipient.number, customer.timezone if customer else None)
+                later = next_allowed(now, zone, campaign.quiet_start_hour, campaign.quiet_end_hour)
                 if later is not None:
                     recipient.due_at = later
                     continue
@@ -87,6 +83,7 @@ class CampaignDispatcher:
                     sender=campaign.sender,
                     body=rendered.body,
                     customer_id=recipient.customer_id,
+                    expires_at=quiet_begins(now, zone, campaign.quiet_start_hour, campaign.quiet_end_hour),
                 )
                 recipient.status, recipient.message_id = "queued", message.id
                 queued += 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -26,6 +26,7 @@ from sms_gateway.ratelimit import TokenBucket
 log = logging.getLogger(__name__)
 STATUS_RANK = {"queued": 0, "sending": 1, "accepted": 2, "sent": 3, "delivered": 4, "undelivered": 4, "failed": 4}
 STATUS_RANK["opted_out"] = 4
+MAX_VALIDITY_S = 36_000  # Twilio's longest validity period
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,7 @@ class Claimed:
     segments: int
     attempts: int
     customer_id: str | None
+    expires_at: datetime | None = None
 
 
 def status_callback_for(base_url: str, message_id: str) -> str:
@@ -107,13 +109,14 @@ class SmsOutbox:
                     SmsMessage.segments,
                     SmsMessage.attempts,
                     SmsMessage.customer_id,
+                    SmsMessage.expires_at,
                     SmsMessage.due_at,
                     SmsMessage.created_at,
                 )
                 .execution_options(synchronize_session=False)
             )
             found = sorted(claimed, key=lambda r: (r.due_at, r.created_at))
-            return [Claimed(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in found]
+            return [Claimed(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in found]
 
     async def _mark(self, message_id: str, **values: Any) -> None:
         """Record what became of a send, never moving a message back (a status callback may have come first)."""
@@ -144,7 +147,23 @@ class SmsOutbox:
     async def send_one(self, claimed: Claimed) -> None:
         await self.bucket(claimed.sender).take(claimed.segments)
         callback = status_callback_for(self.public_base_url, claimed.id) if self.public_base_url else None
-        outgoing = OutgoingSms(claimed.id, claimed.to, claimed.sender, claimed.body, status_callback=callback)
+        validity: int | None = None
+        if claimed.expires_at is not None:
+            # Twilio drops what it still holds at the end of the validity period (1 s to 10 h): nothing it queued
+            # goes out once the recipient's quiet hours begin
+            left = int((claimed.expires_at - utcnow()).total_seconds())
+            if left < 1:
+                await self._mark(
+                    claimed.id,
+                    status="failed",
+                    error_code="expired",
+                    error_detail="The recipient's quiet hours began before it could be sent.",
+                )
+                return
+            validity = min(left, MAX_VALIDITY_S)
+        outgoing = OutgoingSms(
+            claimed.id, claimed.to, claimed.sender, claimed.body, status_callback=callback, validity_period_s=validity
+        )
         try:
             sid = await self.provider.send(outgoing)
         except OptedOut as exc:

@@ -58,6 +58,17 @@ def next_allowed(now: datetime, zone: ZoneInfo, quiet_start: int, quiet_end: int
     return datetime.combine(day, time(quiet_end), tzinfo=zone).astimezone(now.tzinfo)
 
 
+def quiet_begins(now: datetime, zone: ZoneInfo, quiet_start: int, quiet_end: int) -> datetime | None:
+    """When the next quiet hours begin in `zone` (UTC), for a moment outside them; None without quiet hours."""
+    if quiet_start == quiet_end:
+        return None
+    local = now.astimezone(zone)
+    begins = datetime.combine(local.date(), time(quiet_start), tzinfo=zone)
+    if begins <= local:
+        begins = datetime.combine(local.date() + timedelta(days=1), time(quiet_start), tzinfo=zone)
+    return begins.astimezone(now.tzinfo)
+
+
 async def create_campaign(
     *,
     session: AsyncSession,

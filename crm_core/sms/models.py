@@ -64,6 +64,8 @@ class SmsMessage(Base):
     author_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     due_at: Mapped[datetime | None] = mapped_column(default=None)  # when a queued message may be sent
+    # the latest moment the provider may still deliver it (a campaign's quiet hours start then)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
     claimed_at: Mapped[datetime | None] = mapped_column(default=None)
     error_code: Mapped[str | None] = mapped_column(String(32), default=None)  # ours: opted_out, invalid_number …
     provider_error: Mapped[int | None] = mapped_column(Integer, default=None)  # Twilio's: 21610, 30003 …

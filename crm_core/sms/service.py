@@ -133,6 +133,7 @@ def queue_outbound(
     conversation_id: str | None = None,
     author_id: str | None = None,
     due_at: datetime | None = None,
+    expires_at: datetime | None = None,
 ) -> SmsMessage:
     """Write an outbound message as `queued`: the outbox worker sends it after this transaction commits."""
     shape = sms_shape(body)
@@ -150,6 +151,7 @@ def queue_outbound(
         conversation_id=conversation_id,
         author_id=author_id,
         due_at=due_at or now,
+        expires_at=expires_at,
         created_at=now,
     )
     session.add(message)

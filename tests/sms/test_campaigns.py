@@ -17,7 +17,14 @@ from crm_core.customers.schemas import CustomerIn, PhoneIn
 from crm_core.customers.service import create_customer
 from crm_core.db import make_sessionmaker
 from crm_core.errors import Conflict
-from crm_core.sms.campaigns import campaign_progress, change_campaign, create_campaign, next_allowed, recipient_zone
+from crm_core.sms.campaigns import (
+    campaign_progress,
+    change_campaign,
+    create_campaign,
+    next_allowed,
+    quiet_begins,
+    recipient_zone,
+)
 from crm_core.sms.models import SmsCampaign, SmsCampaignRecipient, SmsMessage
 from crm_core.sms.service import record_consent
 from crm_core.users.service import SYSTEM
@@ -73,6 +80,8 @@ def test_quiet_hours_in_the_recipients_own_zone() -> None:
     early = datetime(2026, 12, 4, 3, 0, tzinfo=UTC)  # New York 22:00 the day before
     assert next_allowed(early, new_york, 21, 9) == datetime(2026, 12, 4, 14, 0, tzinfo=UTC)
     assert next_allowed(EVENING_UTC, london, 0, 0) is None  # no quiet hours
+    assert quiet_begins(EVENING_UTC, new_york, 21, 9) == datetime(2026, 12, 4, 2, 0, tzinfo=UTC)  # 21:00 there
+    assert quiet_begins(EVENING_UTC, london, 0, 0) is None
 
 
 async def test_a_campaign_reaches_each_number_once_outside_quiet_hours(
@@ -107,6 +116,8 @@ async def test_a_campaign_reaches_each_number_once_outside_quiet_hours(
         await provider.close()
     assert [m["to"] for m in twilio.accepted] == ["+12125550101"]
     assert twilio.accepted[0]["body"].startswith("Hi Nina, use code NY10 this week.")
+    # Twilio is told to drop it if still unsent when the quiet hours begin there (capped at its 10 h maximum)
+    assert 0 < int(twilio.accepted[0]["validity_period"]) <= 36_000
     async with sessions() as session:
         recipients = {r.number: r for r in await session.scalars(select(SmsCampaignRecipient))}
         progress = await campaign_progress(session=session, actor=SYSTEM, campaign_id=campaign.id)
@@ -165,3 +176,33 @@ async def test_pause_resume_and_cancel(sessions: async_sessionmaker[AsyncSession
     # the one handed over was still waiting in the outbox: withdrawn with the campaign
     assert progress == {"failed": 1, "skipped": 2}
     assert len(customers) == 3
+
+
+async def test_a_message_whose_quiet_hours_began_before_sending_is_not_sent(
+    sessions: async_sessionmaker[AsyncSession], twilio: FakeTwilio
+) -> None:
+    from datetime import timedelta
+
+    from crm_core.db import utcnow
+    from crm_core.sms.service import queue_outbound
+
+    async with sessions() as session, session.begin():
+        late = queue_outbound(
+            session, to="+12125550199", sender=SENDER, body="Too late", expires_at=utcnow() - timedelta(seconds=5)
+        )
+        soon = queue_outbound(
+            session, to="+12125550198", sender=SENDER, body="In time", expires_at=utcnow() + timedelta(minutes=30)
+        )
+    provider = TwilioProvider(twilio.account_sid, twilio.auth_token, api_base=twilio.base_url)
+    try:
+        while await SmsOutbox(sessions, provider, default_mps=1000).run_once():
+            pass
+    finally:
+        await provider.close()
+    async with sessions() as session:
+        expired = await session.get(SmsMessage, late.id)
+        sent = await session.get(SmsMessage, soon.id)
+    assert expired is not None and (expired.status, expired.error_code) == ("failed", "expired")
+    assert sent is not None and sent.status == "accepted"
+    assert [m["to"] for m in twilio.accepted] == ["+12125550198"]
+    assert 1_700 <= int(twilio.accepted[0]["validity_period"]) <= 1_800

@@ -127,6 +127,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"))
         batch_op.add_column(sa.Column("due_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("error_code", sa.String(length=32), nullable=True))
         batch_op.add_column(sa.Column("provider_error", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("error_detail", sa.String(length=255), nullable=True))
@@ -163,6 +164,7 @@ def downgrade() -> None:
             "error_detail",
             "provider_error",
             "error_code",
+            "expires_at",
             "claimed_at",
             "due_at",
             "attempts",
