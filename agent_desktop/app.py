@@ -25,6 +25,7 @@ from agent_desktop.routes import customers as customers_routes
 from agent_desktop.routes import desktop as desktop_routes
 from agent_desktop.routes import recordings as recordings_routes
 from agent_desktop.routes import reports as reports_routes
+from agent_desktop.routes import sms as sms_routes
 from agent_desktop.routes import tickets as tickets_routes
 from agent_desktop.routes.common import refuse_control_characters
 from agent_desktop.runtime import Runtime
@@ -83,6 +84,7 @@ def create_app(
     voice: tuple[dict[str, Flow], CrmContext] | None = None,
     notify: bool = True,
     import_worker: ImportWorker | None = None,
+    sms_outbox: Any = None,
 ) -> Quart:
     app = CrmQuart(__name__)
     app.secret_key = runtime.secret_key
@@ -100,6 +102,7 @@ def create_app(
     signed_in = SignedInUsers(runtime.sessions)
     signed_in.attach(runtime.bus)
     install_session_check(app, signed_in)
+    app.extensions["sms_outbox"] = sms_outbox  # woken when an agent replies or a HELP is answered
     app.jinja_env.globals["csrf_token"] = csrf_token
     settings = runtime.settings
     app.extensions["recordings"] = RecordingStore(settings.recordings_folder)
@@ -156,6 +159,7 @@ def create_app(
         reports_routes,
         admin_routes,
         recordings_routes,
+        sms_routes,
     ):
         app.register_blueprint(routes.blueprint)
 
@@ -222,8 +226,11 @@ def create_asgi(
     voice: tuple[dict[str, Flow], CrmContext] | None = None,
     notify: bool = True,
     import_worker: ImportWorker | None = None,
+    sms_outbox: Any = None,
 ) -> tuple[Any, socketio.AsyncServer]:
     """The app and Socket.IO server as one ASGI application."""
     sio = make_socketio(runtime)
-    app = create_app(runtime, pbx=pbx, sio=sio, voice=voice, notify=notify, import_worker=import_worker)
+    app = create_app(
+        runtime, pbx=pbx, sio=sio, voice=voice, notify=notify, import_worker=import_worker, sms_outbox=sms_outbox
+    )
     return socketio.ASGIApp(sio, other_asgi_app=app, socketio_path="socket.io"), sio

@@ -31,6 +31,7 @@ from crm_core.calls.events import (
 )
 from crm_core.recordings.events import KeywordHeard
 from crm_core.sla.events import SlaClockBreached, SlaClockWarned, TicketEscalated
+from crm_core.sms.events import SmsReceived, SmsStatusChanged
 from cti_bridge.adapter import PbxAdapter, PbxSnapshot
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ class Notifier:
         bus.subscribe(SlaClockBreached, self._sla_breached)
         bus.subscribe(TicketEscalated, self._ticket_escalated)
         bus.subscribe(KeywordHeard, self._keyword_heard)
+        bus.subscribe(SmsReceived, self._sms)
+        bus.subscribe(SmsStatusChanged, self._sms)
 
     # Delivery never holds up the bus (and so the CTI bridge). In one process (python-socketio's in-memory manager)
     # a message is encoded once and put straight on the Engine.IO queue of each browser in the room: nothing there
@@ -262,6 +265,15 @@ class Notifier:
     async def _queue_stats(self, event: QueueStatsChanged) -> None:
         if self._supervisors_listening():
             await self._emit_supervisors("queue_stats", plain(asdict(event)))
+
+    async def _sms(self, event: SmsReceived | SmsStatusChanged) -> None:
+        """A text came in, or an outbound one moved on: every agent's SMS inbox (the conversations are staff-wide)
+        refreshes. The room None is python-socketio's room of every client of the namespace."""
+        name = "sms_received" if isinstance(event, SmsReceived) else "sms_status"
+        data = plain(asdict(event))
+        if isinstance(event, SmsReceived):
+            data["body"] = event.body[:160]
+        await self._send(None, AGENT_NAMESPACE, name, data)  # type: ignore[arg-type]
 
     def _supervisors_listening(self) -> bool:
         return self._listening(supervisors_room(), SUPERVISOR_NAMESPACE)

@@ -25,6 +25,9 @@ from crm_core.sla.scheduler import SlaScheduler
 from ivr.callback_dialer import CallbackDialer
 from recordings.retention import RetentionSweeper
 from recordings.store import LocalArchive
+from sms_gateway.campaigns import CampaignDispatcher
+from sms_gateway.outbox import SmsOutbox
+from sms_gateway.twilio_provider import TwilioProvider
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +66,21 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
         retention.start()
         if transcriber is not None:
             transcriber.start()
-        asgi, _sio = create_asgi(runtime, pbx=telephony.pbx, voice=(ivr.flows, ivr.crm), import_worker=imports)
+        sms_outbox = await start_sms_outbox(runtime)
+        campaigns = CampaignDispatcher(runtime.sessions, on_queued=sms_outbox.wake.set) if sms_outbox else None
+        if campaigns is not None:
+            campaigns.start()
+        asgi, _sio = create_asgi(
+            runtime, pbx=telephony.pbx, voice=(ivr.flows, ivr.crm), import_worker=imports, sms_outbox=sms_outbox
+        )
         try:
             await _serve_http(asgi, settings)
         finally:
+            if campaigns is not None:
+                await campaigns.stop()
+            if sms_outbox is not None:
+                await sms_outbox.stop()
+                await sms_outbox.provider.close()
             await sla_clocks.stop()
             if transcriber is not None:
                 await transcriber.stop()
@@ -79,6 +93,26 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
             await telephony.stop()
     finally:
         await runtime.close()
+
+
+async def start_sms_outbox(runtime: Any) -> SmsOutbox | None:
+    """The SMS outbox worker on Twilio, when Twilio is configured (this process is the only sender)."""
+    settings = runtime.settings
+    if not (settings.twilio_account_sid and settings.twilio_auth_token):
+        log.info("SMS: Twilio is not configured (CRM_TWILIO_ACCOUNT_SID, CRM_TWILIO_AUTH_TOKEN); nothing is sent")
+        return None
+    provider = TwilioProvider(
+        settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value(), api_base=settings.twilio_api_base
+    )
+    outbox = SmsOutbox(
+        runtime.sessions,
+        provider,
+        bus=runtime.bus,
+        public_base_url=settings.public_base_url,
+        default_mps=settings.sms_sender_mps,
+    )
+    await outbox.start(sole_worker=True)
+    return outbox
 
 
 async def _serve_http(asgi: Any, settings: Settings) -> None:

@@ -19,7 +19,13 @@ from crm_core.recordings.models import (
 )
 from crm_core.segments.models import Segment
 from crm_core.sla.models import SlaCalendar, SlaClock, SlaEscalation, SlaEscalationRule, SlaPolicy
-from crm_core.sms.models import SmsMessage
+from crm_core.sms.models import (
+    SmsCampaign,
+    SmsCampaignRecipient,
+    SmsConsentChange,
+    SmsConversation,
+    SmsMessage,
+)
 from crm_core.tickets.models import Ticket, TicketLink, TicketMessage
 from crm_core.users.models import LoginThrottle, Role, User
 
@@ -52,6 +58,10 @@ __all__ = [
     "SlaEscalation",
     "SlaEscalationRule",
     "SlaPolicy",
+    "SmsCampaign",
+    "SmsCampaignRecipient",
+    "SmsConsentChange",
+    "SmsConversation",
     "SmsMessage",
     "Tag",
     "Ticket",

@@ -83,6 +83,16 @@ class Settings(BaseModel):
     cookie_secure: bool | None = Field(
         default=None, description="send the session cookie over HTTPS only; unset = when public_base_url is https"
     )
+    sms_sender: str | None = Field(
+        default=None, description="the number (E.164) or Messaging Service SID (MG…) agents' SMS go out from"
+    )
+    sms_sender_mps: float = Field(default=1.0, gt=0, le=10000, description="messages a second per sender (segments)")
+    sms_queue: str = Field(default="support", description="the queue a new SMS conversation lands in")
+    sms_help_text: str = Field(
+        default="Contact center: reply to chat with an agent. Reply STOP to opt out, START to opt back in.",
+        max_length=320,
+        description="the answer to a customer's HELP",
+    )
     log_level: str = "INFO"
     gc_freeze_every_s: float = Field(
         default=2.0, gt=0, description="how often long-lived objects are frozen out of the collector's scans"

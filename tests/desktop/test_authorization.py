@@ -111,6 +111,20 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/keywords"): SUPERVISION,
     ("POST", "/keywords"): SUPERVISION,
     ("POST", "/keywords/<keyword_id>/delete"): SUPERVISION,
+    # Twilio's webhooks: no session opens them, only X-Twilio-Signature (tests/sms test the signed ones)
+    ("POST", "/sms/inbound"): set(),
+    ("POST", "/sms/status"): set(),
+    ("GET", "/sms"): STAFF,
+    ("GET", "/sms/list"): STAFF,
+    ("GET", "/sms/conversations/<conversation_id>"): STAFF,
+    ("GET", "/sms/customers/<customer_id>"): STAFF,
+    ("GET", "/sms/conversations/<conversation_id>/thread"): STAFF,
+    ("POST", "/sms/conversations/<conversation_id>/reply"): STAFF,
+    ("POST", "/sms/conversations/<conversation_id>/assign"): STAFF,
+    ("POST", "/sms/conversations/<conversation_id>/close"): STAFF,
+    ("POST", "/api/sms/campaigns"): {"marketer", "admin"},
+    ("POST", "/api/sms/campaigns/<campaign_id>/<action>"): {"marketer", "admin"},
+    ("GET", "/api/sms/campaigns/<campaign_id>"): {"marketer", "supervisor", "admin"},
 }
 # (namespace, event) -> roles allowed; "connect" is the handshake itself. Admin "root" has no extension, so no
 # agent device to work from: it may supervise but not take calls.
@@ -157,6 +171,9 @@ def concrete(rule: str, center: LiveCenter) -> str:
         .replace("<policy_id>", "0" * 32)
         .replace("<calendar_id>", "0" * 32)
         .replace("<keyword_id>", "0" * 32)
+        .replace("<conversation_id>", "0" * 32)
+        .replace("<campaign_id>", "0" * 32)
+        .replace("<action>", "start")
     )
 
 
@@ -285,6 +302,7 @@ OWNERSHIP_HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/customers/<customer_id>/merge-candidates"): {"supervisor", "admin"},
     ("GET", "/calls/<linkedid>/transcript"): CALL_OWNERS,  # reading it is audited, as hearing the recording is
     ("POST", "/calls/<linkedid>/transcript"): {"supervisor", "admin"},  # a correction (the original kept)
+    ("GET", "/sms/customers/<customer_id>"): STAFF_PARTIES,  # the 360 page's SMS section (customers are staff-wide)
 }
 # Live: the PBX's snapshot decides (the agent talking on the call); the supervisor passes the rule and the PBX then
 # answers for its own extension (9001 has no channel on the call: channel_gone; hold: not_supported). Admin "root"
@@ -534,6 +552,8 @@ async def test_every_call_customer_and_recording_action_by_whose_it_is(center: L
                     assert (body or {})["merge_id"] in {c[0] for c in after["customers"] if c[3] == bob}
                 elif rule == "/api/customers" and method == "GET":
                     assert audited == []
+                elif rule.startswith("/sms/customers/"):
+                    assert b"No SMS yet." in content and audited == []
                 elif rule.endswith("/claim"):
                     assert dict(after["owners"])[bob] is not None and audited == [("update", "customer")]
                 elif rule.endswith("/owner"):
