@@ -15,6 +15,8 @@ from crm_core.users.service import SYSTEM, Actor
 from tests.browser.test_desktop_browser import browser, center, sign_in  # noqa: F401  (fixtures)
 from tests.desktop.live import LiveCenter
 
+# no htmx request in flight and no swap settling (what a person waits for by looking before the next click)
+HTMX_IDLE = "() => document.querySelectorAll('.htmx-request, .htmx-swapping, .htmx-settling').length === 0"
 pytestmark = pytest.mark.browser
 
 
@@ -66,12 +68,14 @@ async def test_agent_works_a_ticket_from_the_list_to_resolved(
     await expect(page.locator("#internal-notes")).to_contain_text("Street works permit pending.")
     await expect(page.locator("#conversation")).not_to_contain_text("Street works permit pending.")
 
+    await page.wait_for_function(HTMX_IDLE)  # the note's swap has settled: the new form listens for changes
     await page.select_option('#ticket-fields select[name="status"]', "pending")
     await expect(page.locator("#ticket")).to_have_attribute("data-status", "pending")
     await expect(clocks.locator('li[data-clock-state="paused"]')).to_have_count(2)  # next response, resolution
     await expect(clocks.locator('li[data-clock-state="running"]')).to_have_count(0)
     await expect(clocks).to_contain_text("paused, ")
 
+    await page.wait_for_function(HTMX_IDLE)
     await page.select_option('#ticket-fields select[name="status"]', "resolved")
     await expect(page.locator("#ticket")).to_have_attribute("data-status", "resolved")
     await expect(clocks.locator('li[data-clock-state="met"]')).to_contain_text(["First response", "Resolution"])

@@ -220,6 +220,7 @@ async def test_blind_transfer_from_the_workspace_and_a_supervisor_listens_in(
     assert len(spies) == 1 and spies[0]["Channel"] == "Local/9001@agents"
     assert spies[0]["Data"] == "Local/1001@agents,q"
 
+    await center.bridge.pause("2002", "Meeting", queue="sales")  # the other sales agent is away: 2001 gets the call
     await mine.keyboard.press("Alt+T")
     await mine.keyboard.type("sales")
     await card.locator(".blind").click()
