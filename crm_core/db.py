@@ -67,6 +67,10 @@ def make_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            # reads served from the OS page cache through a mapping, not a read() per page; a larger page cache
+            # per connection keeps the hot index pages of a million customers (16 MB)
+            cursor.execute("PRAGMA mmap_size=268435456")
+            cursor.execute("PRAGMA cache_size=-16000")
             cursor.close()
 
         return engine

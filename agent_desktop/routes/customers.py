@@ -215,8 +215,8 @@ async def api_search_customers() -> Any:
                 "id": c.id,
                 "name": c.name,
                 "kind": c.kind,
-                "phones": [p.e164 for p in c.phones],
-                "emails": [e.email for e in c.emails],
+                "phones": list(c.phones),
+                "emails": list(c.emails),
                 "url": url_for("customers.customer_page", customer_id=c.id),
             }
             for c in found.customers

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, bindparam, func, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,6 +46,7 @@ SIMILAR_CANDIDATES = 2000
 MAX_ID_MATCHES = 1000  # customers sharing one phone number or one email prefix
 _WORD = re.compile(r"\w+", re.UNICODE)
 _EMAIL_LIKE = re.compile(r"^[^@\s]+@[^@\s]*$")
+SelectT = TypeVar("SelectT", bound=Select[*tuple[Any, ...]])
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +59,22 @@ class CustomerQuery:
     page: int = 1
 
 
+@dataclass(frozen=True, slots=True)
+class CustomerHit:
+    """What a search result shows of a customer: read in the same statement as the match, with no ORM objects."""
+
+    id: str
+    name: str
+    kind: str
+    city: str | None
+    phones: tuple[str, ...]  # E.164
+    emails: tuple[str, ...]
+    tags: tuple[str, ...]
+
+
 @dataclass(slots=True)
 class CustomerPage:
-    customers: list[Customer]
+    customers: list[CustomerHit]
     page: int
     has_next: bool
     matched_by: str  # "email", "phone", "name", "word", "similar", "list" or "" (no match)
@@ -77,7 +91,7 @@ def check_query(query: CustomerQuery) -> CustomerQuery:
     return query
 
 
-def _filtered(statement: Select[Any], query: CustomerQuery) -> Select[Any]:
+def _filtered(statement: SelectT, query: CustomerQuery) -> SelectT:
     statement = statement.where(Customer.merged_into_id.is_(None))
     if query.company_id:
         statement = statement.where(Customer.parent_id == query.company_id)
@@ -109,16 +123,50 @@ def _prefix_end(prefix: str) -> str:
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
-async def _page(session: AsyncSession, statement: Select[Any], query: CustomerQuery) -> tuple[list[Customer], bool]:
+_LIST_SEPARATOR = "\x1f"  # the unit separator: refused in every stored value, so it never splits one
+
+
+def _listed(session: AsyncSession, column: Any, where: Any) -> Any:
+    """One customer's values of `column`, joined into one string by a correlated subquery."""
+    if _is_postgres(session):
+        joined = func.string_agg(column, literal_column("chr(31)"))
+    else:
+        joined = func.group_concat(column, literal_column("char(31)"))
+    return select(joined).where(where).scalar_subquery()
+
+
+def _hits(session: AsyncSession) -> Select[Any]:
+    """The columns of a result, contacts and tags included: one round trip to the database per page, where loading
+    ORM objects with their collections would make three more (each a thread hop for aiosqlite)."""
+    return select(
+        Customer.id,
+        Customer.name,
+        Customer.kind,
+        Customer.city,
+        _listed(session, CustomerPhone.e164, CustomerPhone.customer_id == Customer.id),
+        _listed(session, CustomerEmail.email, CustomerEmail.customer_id == Customer.id),
+        _listed(session, Tag.name, (Tag.id == customer_tags.c.tag_id) & (customer_tags.c.customer_id == Customer.id)),
+    )
+
+
+def _split(joined: str | None) -> tuple[str, ...]:
+    return tuple(joined.split(_LIST_SEPARATOR)) if joined else ()
+
+
+def _hit(row: Any) -> CustomerHit:
+    return CustomerHit(row[0], row[1], row[2], row[3], _split(row[4]), _split(row[5]), _split(row[6]))
+
+
+async def _page(session: AsyncSession, statement: Select[Any], query: CustomerQuery) -> tuple[list[CustomerHit], bool]:
     offset = (query.page - 1) * PAGE_SIZE
-    rows = list(await session.scalars(statement.offset(offset).limit(PAGE_SIZE + 1)))
+    rows = [_hit(row) for row in await session.execute(statement.offset(offset).limit(PAGE_SIZE + 1))]
     return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
 
 
 async def _by_ids(session: AsyncSession, ids: Select[Any]) -> Select[Any]:
     """Customers whose ids `ids` selects: the few ids first, so that no planner walks the name index instead."""
     found = list(await session.scalars(ids.limit(MAX_ID_MATCHES)))
-    return select(Customer).where(Customer.id.in_(found))
+    return _hits(session).where(Customer.id.in_(found))
 
 
 async def search_customers(*, session: AsyncSession, actor: Actor, query: CustomerQuery, region: str) -> CustomerPage:
@@ -127,7 +175,7 @@ async def search_customers(*, session: AsyncSession, actor: Actor, query: Custom
     query = check_query(query)
     words = query.text.strip()
     if not words:
-        found, more = await _page(session, _filtered(select(Customer), query).order_by(Customer.name), query)
+        found, more = await _page(session, _filtered(_hits(session), query).order_by(Customer.name), query)
         return CustomerPage(found, query.page, more, "list", query)
     if "@" in words and _EMAIL_LIKE.match(words):
         email = words.lower()
@@ -154,7 +202,7 @@ async def search_customers(*, session: AsyncSession, actor: Actor, query: Custom
 async def _search_name(session: AsyncSession, words: str, query: CustomerQuery) -> CustomerPage:
     lowered = " ".join(words.lower().split())
     name_key = _lower_name(session)
-    whole = _filtered(select(Customer), query).where(name_key >= lowered, name_key < _prefix_end(lowered))
+    whole = _filtered(_hits(session), query).where(name_key >= lowered, name_key < _prefix_end(lowered))
     found, more = await _page(session, whole.order_by(name_key), query)
     if found or query.page > 1:
         return CustomerPage(found, query.page, more, "name" if found else "", query)
@@ -166,12 +214,12 @@ async def _search_name(session: AsyncSession, words: str, query: CustomerQuery) 
         matching = literal_column("to_tsvector('simple', crm_unaccent(customers.name))").op("@@")(
             func.to_tsquery("simple", func.crm_unaccent(tsquery))
         )
-        by_word = _filtered(select(Customer), query).where(matching).order_by(Customer.name)
+        by_word = _filtered(_hits(session), query).where(matching).order_by(Customer.name)
     else:
         fts = " ".join('"' + token.replace('"', '""') + '"*' for token in tokens)
         word_ids = text("SELECT rowid FROM customers_name_fts WHERE customers_name_fts MATCH :fts").bindparams(fts=fts)
         by_word = (
-            _filtered(select(Customer), query)
+            _filtered(_hits(session), query)
             .where(literal_column("customers.name_search_key").in_(word_ids))
             .order_by(Customer.name)
         )
@@ -184,17 +232,17 @@ async def _search_name(session: AsyncSession, words: str, query: CustomerQuery) 
     return CustomerPage(similar, 1, False, "similar" if similar else "", query)
 
 
-async def _similar(session: AsyncSession, lowered: str, query: CustomerQuery) -> list[Customer]:
+async def _similar(session: AsyncSession, lowered: str, query: CustomerQuery) -> list[CustomerHit]:
     """Names sharing most trigrams with the text: what a typo leaves in common."""
     if _is_postgres(session):
         closeness = func.similarity(func.lower(Customer.name), lowered)
         statement = (
-            _filtered(select(Customer), query)
+            _filtered(_hits(session), query)
             .where(func.lower(Customer.name).op("%")(lowered))
             .order_by(closeness.desc(), Customer.name)
             .limit(PAGE_SIZE)
         )
-        return list(await session.scalars(statement))
+        return [_hit(row) for row in await session.execute(statement)]
     trigrams = sorted({lowered[i : i + 3] for i in range(len(lowered) - 2)})
     counts = await session.execute(
         text("SELECT term, doc FROM customers_trigram_vocab WHERE term IN :terms").bindparams(
@@ -209,13 +257,17 @@ async def _similar(session: AsyncSession, lowered: str, query: CustomerQuery) ->
     candidates = text(
         "SELECT rowid FROM customers_trigram_fts WHERE customers_trigram_fts MATCH :fts LIMIT :n"
     ).bindparams(fts=fts, n=SIMILAR_CANDIDATES)
-    statement = _filtered(select(Customer), query).where(literal_column("customers.name_search_key").in_(candidates))
-    pool = list(await session.scalars(statement))
+    names = _filtered(select(Customer.id, Customer.name), query).where(
+        literal_column("customers.name_search_key").in_(candidates)
+    )
+    pool = (await session.execute(names)).all()
 
     # rank the candidates by how many of the text's trigrams each name holds, then by length difference
-    def score(customer: Customer) -> tuple[int, int, str]:
-        name = customer.name.lower()
+    def score(candidate: Any) -> tuple[int, int, str]:
+        name = candidate[1].lower()
         shared = sum(1 for gram in trigrams if gram in name)
         return (-shared, abs(len(name) - len(lowered)), name)
 
-    return sorted(pool, key=score)[:PAGE_SIZE]
+    best = [candidate[0] for candidate in sorted(pool, key=score)[:PAGE_SIZE]]
+    hits = {hit.id: hit for hit in map(_hit, await session.execute(_hits(session).where(Customer.id.in_(best))))}
+    return [hits[customer_id] for customer_id in best if customer_id in hits]
