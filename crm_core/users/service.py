@@ -203,35 +203,29 @@ async def deactivate_user(*, session: AsyncSession, actor: Actor, user_id: str) 
     require_role(actor, Role.ADMIN)
     if actor.user_id == user_id:
         raise PermissionDenied("Another admin must deactivate your account.", user_id=user_id)
-    user = await get_user(session=session, user_id=user_id)
-    if user.is_active:
-        user.is_active = False
-        _end_sessions(session, user, RevokeReason.DEACTIVATED)
-        await record_audit(
-            session=session,
-            actor=actor.user_id,
-            action="update",
-            entity_type="user",
-            entity_id=user_id,
-            before={"is_active": True},
-            after={"is_active": False},
-        )
-    return user
+    return await _set_active(session=session, actor=actor, user_id=user_id, active=False)
 
 
 async def activate_user(*, session: AsyncSession, actor: Actor, user_id: str) -> User:
+    return await _set_active(session=session, actor=actor, user_id=user_id, active=True)
+
+
+async def _set_active(*, session: AsyncSession, actor: Actor, user_id: str, active: bool) -> User:
+    """Switch a user on or off (admins only); a user switched off is signed out everywhere. Audited when it changes."""
     require_role(actor, Role.ADMIN)
     user = await get_user(session=session, user_id=user_id)
-    if not user.is_active:
-        user.is_active = True
+    if user.is_active != active:
+        user.is_active = active
+        if not active:
+            _end_sessions(session, user, RevokeReason.DEACTIVATED)
         await record_audit(
             session=session,
             actor=actor.user_id,
             action="update",
             entity_type="user",
             entity_id=user_id,
-            before={"is_active": False},
-            after={"is_active": True},
+            before={"is_active": not active},
+            after={"is_active": active},
         )
     return user
 
