@@ -4,7 +4,6 @@ customer-visible reply on the ticket and, when the customer has a mobile number 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +17,7 @@ from crm_core.errors import NotFound, PermissionDenied, ValidationFailed
 from crm_core.inputs import check_text, column_length
 from crm_core.kb.errors import InvalidSolution, SolutionNotPublished
 from crm_core.kb.models import SOLUTION_STATUSES, KbSolution, KbTicketSolution
+from crm_core.kb.search import POSTGRES_DOCUMENT, query_words
 from crm_core.sms.models import SmsMessage
 from crm_core.sms.service import MAX_BODY, is_opted_out, queue_outbound
 from crm_core.tickets.csat import customer_mobile
@@ -30,20 +30,8 @@ TITLE_LENGTH = column_length(KbSolution.title)
 TAGS_LENGTH = column_length(KbSolution.tags)
 BODY_LENGTH = 20_000  # what a ticket message may hold: a solution is sent as one
 MAX_TAGS = 20
-MAX_QUERY_WORDS = 12
 EDITORS = (Role.SUPERVISOR,)  # and admins
 READERS = (Role.AGENT, Role.SUPERVISOR)
-# the expression the migration's GIN index is built on (PostgreSQL); keep the two the same
-POSTGRES_DOCUMENT = (
-    "(setweight(to_tsvector('english', coalesce(kb_solutions.title, '')), 'A') || "
-    "setweight(to_tsvector('english', coalesce(kb_solutions.tags, '') || ' ' || coalesce(kb_solutions.body, '')), 'B'))"
-)
-# words that say nothing about what a ticket is about (a suggestion matches on the others)
-_STOP_WORDS = frozenset(
-    "a an and are as at be but by can cannot could do does for from has have how i in is it its my no not of on or "
-    "our please the this that to was we what when where which why will with you your".split()
-)
-_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 def _tags_of(raw: str | list[str]) -> str:
@@ -157,17 +145,6 @@ async def get_solution(*, session: AsyncSession, actor: Actor, solution_id: str)
 
 def _edits(actor: Actor) -> bool:
     return actor.role in (Role.SUPERVISOR, Role.ADMIN)
-
-
-def query_words(query: str, *, drop_stop_words: bool = False) -> list[str]:
-    words = [w.lower() for w in _WORD.findall(query or "")]
-    if drop_stop_words:
-        words = [w for w in words if w not in _STOP_WORDS and len(w) > 1]
-    unique: list[str] = []
-    for word in words:
-        if word not in unique:
-            unique.append(word)
-    return unique[:MAX_QUERY_WORDS]
 
 
 def _matching(statement: Select[Any], dialect: str, words: list[str], *, any_word: bool) -> Select[Any]:
