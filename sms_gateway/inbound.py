@@ -89,7 +89,8 @@ async def receive_sms(
     conversation.last_body = body[:160]
     conversation.unread += 1
     await session.flush()
-    await record_sms_reply(session=session, number=number, body=body, now=now)  # a CSAT score, when it is one
+    if await record_sms_reply(session=session, number=number, body=body, now=now) is not None:
+        conversation.unread -= 1  # a CSAT score, stored on its ticket: nothing for an agent to read
     found = keyword_of(body)
     keyword = found[0] if found else None
     if found is not None:

@@ -210,8 +210,10 @@ class CsatDispatcher:
         every_s: float = 30.0,
         on_queued: Callable[[], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        batch: int = 100,
     ) -> None:
         self.sessions = sessions
+        self.batch = batch
         self.policy = policy
         self.every_s = every_s
         self.on_queued = on_queued
@@ -222,7 +224,7 @@ class CsatDispatcher:
     async def run_once(self) -> list[TicketCsat]:
         try:
             async with self.sessions() as session, session.begin():
-                rows = await dispatch_due(session=session, policy=self.policy, now=self.clock())
+                rows = await dispatch_due(session=session, policy=self.policy, now=self.clock(), limit=self.batch)
         except IntegrityError:  # another dispatcher settled the same row first (SQLite has no SKIP LOCKED)
             return []
         if any(r.status == "sent" for r in rows) and self.on_queued is not None:

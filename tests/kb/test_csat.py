@@ -4,7 +4,9 @@ IVR survey of a linked call stored on the ticket — once, whichever comes first
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -12,18 +14,21 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm_core import migrate
 from crm_core.calls.events import CallDirection, CallOffered
 from crm_core.calls.models import CallLog
 from crm_core.calls.service import apply_call_event
-from crm_core.sms.models import SmsMessage
+from crm_core.db import make_engine, make_sessionmaker, unit_of_work
+from crm_core.sms.models import SmsConversation, SmsMessage
 from crm_core.sms.service import record_consent
-from crm_core.tickets.csat import CsatPolicy, dispatch_due, parse_score, record_survey_on_tickets
+from crm_core.tickets.csat import CsatDispatcher, CsatPolicy, dispatch_due, parse_score, record_survey_on_tickets
 from crm_core.tickets.csat_models import TicketCsat
 from crm_core.tickets.service import create_ticket, update_ticket
 from crm_core.users.models import Role
 from crm_core.users.service import SYSTEM
 from sms_gateway.inbound import receive_sms
 from tests.core.helpers import make_actor, make_customer
+from tests.desktop.app_client import database_of_its_own
 
 SENDER = "+15550000100"
 ALICE = "+15551230001"
@@ -70,6 +75,8 @@ async def test_request_by_sms_after_the_delay_and_the_reply_is_the_score(session
     await _text_in(session, "Thanks a lot", "SM-1")  # an ordinary message is no score
     assert (await _rows(session, ticket.id))[0].status == "sent"
     await _text_in(session, " 4 stars! ", "SM-2")
+    conversation = await session.scalar(select(SmsConversation).where(SmsConversation.number == ALICE))
+    assert conversation is not None and conversation.unread == 1  # the score is no message for an agent
     [answered] = await _rows(session, ticket.id)
     assert (answered.status, answered.score, answered.channel) == ("answered", 4, "sms")
     assert answered.answered_at is not None
@@ -185,3 +192,37 @@ def test_a_digit_with_padding_and_a_suffix_is_its_score(digit: int, pad: str, su
 def test_score_examples() -> None:
     assert [parse_score(b) for b in ("5", " 4 ", "3!", "2 stars", "1/5", "5.")] == [5, 4, 3, 2, 1, 5]
     assert [parse_score(b) for b in ("0", "6", "45", "5 but slow", "five", "", "STOP")] == [None] * 7
+
+
+@pytest.mark.postgres
+async def test_two_dispatchers_on_postgresql_send_each_request_once(tmp_path: Path) -> None:
+    """Two processes' dispatchers (an engine each) drain 30 requests at the same time: 30 SMS, none twice."""
+    async with database_of_its_own("postgres", tmp_path) as url:
+        engines = [make_engine(url, pool_size=2), make_engine(url, pool_size=2)]
+        try:
+            await migrate.upgrade(engines[0])
+            async with unit_of_work(make_sessionmaker(engines[0])) as db:
+                agent = await make_actor(db, Role.AGENT, "agent", "1001")
+                for i in range(30):
+                    customer = await make_customer(db, f"Customer {i}", f"+1555123{i:04d}")
+                    ticket = await create_ticket(session=db, actor=agent, subject=f"T{i}", customer_id=customer.id)
+                    await update_ticket(session=db, actor=agent, ticket_id=ticket.id, status="resolved", now=T0)
+            policy = CsatPolicy(enabled=True, sms_sender=SENDER, delay=timedelta(0))
+            dispatchers = [CsatDispatcher(make_sessionmaker(e), policy, batch=4) for e in engines]
+
+            async def drain(dispatcher: CsatDispatcher) -> list[str]:
+                handled: list[str] = []
+                while rows := await dispatcher.run_once():
+                    handled += [r.id for r in rows]
+                return handled
+
+            first, second = await asyncio.gather(*(drain(d) for d in dispatchers))
+            assert len(first) + len(second) == 30 and not set(first) & set(second)
+            assert first and second  # both took part
+            async with make_sessionmaker(engines[0])() as db:
+                sent = list(await db.scalars(select(SmsMessage.to_number)))
+                statuses = list(await db.scalars(select(TicketCsat.status)))
+            assert len(sent) == len(set(sent)) == 30 and statuses == ["sent"] * 30
+        finally:
+            for engine in engines:
+                await engine.dispose()
