@@ -16,6 +16,7 @@ from sqlalchemy import select
 from crm_core.kb.service import create_solution
 from crm_core.tickets.csat import CsatDispatcher, CsatPolicy
 from crm_core.tickets.csat_models import TicketCsat
+from crm_core.tickets.models import Ticket
 from crm_core.tickets.service import create_ticket
 from crm_core.users.models import User
 from crm_core.users.service import Actor
@@ -110,3 +111,64 @@ async def test_agent_sends_a_suggested_solution_and_the_customers_csat_shows(
         assert page.dialogs == []  # type: ignore[attr-defined]
     finally:
         await csat.stop()
+
+
+@pytest.fixture
+async def quick_form_center(tmp_path: Path) -> AsyncIterator[SmsCenter]:
+    live = await start_sms_center(tmp_path, extra_settings={"CRM_INTAKE_MIN_SECONDS": "0"})
+    try:
+        yield live
+    finally:
+        await live.stop()
+
+
+async def test_editor_reader_web_form_and_a_ticket_from_an_sms(
+    browser: Browser,  # noqa: F811
+    quick_form_center: SmsCenter,
+) -> None:
+    center = quick_form_center
+    # a supervisor writes and publishes a solution in the editor
+    boss = await sign_in(browser, center, "boss", "/kb/new")  # type: ignore[arg-type]
+    await boss.fill('#kb-editor input[name="title"]', "Parcel <b>late</b>")
+    await boss.fill('#kb-editor input[name="tags"]', "Parcel, Delivery")
+    await boss.fill('#kb-editor textarea[name="body"]', "Wait two days.\nThen call us.")
+    await boss.select_option('#kb-editor select[name="status"]', "published")
+    await boss.click('#kb-editor button[type="submit"]')
+    await expect(boss.locator("h1")).to_have_text("Parcel <b>late</b>")  # the text, not markup
+    await expect(boss.locator("article.kb-body")).to_have_text("Wait two days.\nThen call us.")
+    await expect(boss.locator("main")).to_contain_text("Tags: parcel, delivery")
+
+    # an agent finds it by a word of it, as typed (no button press)
+    agent = await sign_in(browser, center, "agent1001", "/kb")  # type: ignore[arg-type]
+    await expect(agent.locator("#kb-results")).to_contain_text("Parcel <b>late</b>")
+    await agent.fill('#kb-search input[name="q"]', "refund")
+    await expect(agent.locator("#kb-results")).to_contain_text("No solution holds every word")
+    await agent.fill('#kb-search input[name="q"]', "parcels")
+    await agent.locator("#kb-results a", has_text="Parcel <b>late</b>").click()
+    await expect(agent.locator("article.kb-body")).to_contain_text("Then call us.")
+    await expect(agent.locator("a", has_text="Edit")).to_have_count(0)
+
+    # a customer, signed in to nothing, sends the public form
+    context = await browser.new_context()
+    visitor = await context.new_page()
+    await visitor.goto(f"{center.base_url}/intake")
+    box = await visitor.locator('input[name="website"]').bounding_box()
+    assert box is None or box["x"] + box["width"] <= 0  # the honeypot is off screen for a person
+    await visitor.fill('#intake-form input[name="name"]', "Alice Example")
+    await visitor.fill('#intake-form input[name="phone"]', ALICE)
+    await visitor.fill('#intake-form input[name="subject"]', "Parcel still missing")
+    await visitor.fill('#intake-form textarea[name="message"]', "Ordered on Monday.")
+    await visitor.click('#intake-form button[type="submit"]')
+    await expect(visitor.locator("#intake-thanks")).to_contain_text("We received your request")
+    async with center.runtime.sessions() as db:
+        ticket = await db.scalar(select(Ticket).where(Ticket.subject == "Parcel still missing"))
+        assert ticket is not None and ticket.customer_id == center.customers["Alice Example"]
+
+    # a text comes in; the agent makes a ticket of the conversation
+    assert await center.text_in("Where is my parcel?") == 200
+    conversation = await center.conversation_of()
+    await agent.goto(f"{center.base_url}/sms/conversations/{conversation.id}")
+    await agent.click("#sms-ticket-form button")
+    await expect(agent.locator("h1")).to_contain_text("SMS: Where is my parcel?")
+    await expect(agent.locator("#conversation")).to_contain_text("Where is my parcel?")
+    await expect(agent.locator("#kb-suggestions ul.kb-suggested")).to_contain_text("Parcel <b>late</b>")
