@@ -20,8 +20,9 @@ from crm_core.tickets.models import Ticket
 from crm_core.tickets.service import create_ticket
 from crm_core.users.models import User
 from crm_core.users.service import Actor
-from tests.browser.test_desktop_browser import browser, sign_in  # noqa: F401  (fixtures)
+from tests.browser.test_desktop_browser import browser, center, sign_in  # noqa: F401  (fixtures)
 from tests.browser.test_tickets_browser import HTMX_IDLE
+from tests.desktop.live import LiveCenter
 from tests.sms.live import ALICE, SENDER, SmsCenter, start_sms_center
 
 pytestmark = pytest.mark.browser
@@ -36,8 +37,8 @@ async def sms_center(tmp_path: Path) -> AsyncIterator[SmsCenter]:
         await live.stop()
 
 
-async def _actor(center: SmsCenter, username: str) -> Actor:
-    async with center.runtime.sessions() as db:
+async def _actor(live: SmsCenter, username: str) -> Actor:
+    async with live.runtime.sessions() as db:
         user = await db.scalar(select(User).where(User.username == username))
         assert user is not None
         return Actor.of(user)
@@ -126,9 +127,9 @@ async def test_editor_reader_web_form_and_a_ticket_from_an_sms(
     browser: Browser,  # noqa: F811
     quick_form_center: SmsCenter,
 ) -> None:
-    center = quick_form_center
+    live = quick_form_center
     # a supervisor writes and publishes a solution in the editor
-    boss = await sign_in(browser, center, "boss", "/kb/new")  # type: ignore[arg-type]
+    boss = await sign_in(browser, live, "boss", "/kb/new")  # type: ignore[arg-type]
     await boss.fill('#kb-editor input[name="title"]', "Parcel <b>late</b>")
     await boss.fill('#kb-editor input[name="tags"]', "Parcel, Delivery")
     await boss.fill('#kb-editor textarea[name="body"]', "Wait two days.\nThen call us.")
@@ -139,7 +140,7 @@ async def test_editor_reader_web_form_and_a_ticket_from_an_sms(
     await expect(boss.locator("main")).to_contain_text("Tags: parcel, delivery")
 
     # an agent finds it by a word of it, as typed (no button press)
-    agent = await sign_in(browser, center, "agent1001", "/kb")  # type: ignore[arg-type]
+    agent = await sign_in(browser, live, "agent1001", "/kb")  # type: ignore[arg-type]
     await expect(agent.locator("#kb-results")).to_contain_text("Parcel <b>late</b>")
     await agent.fill('#kb-search input[name="q"]', "refund")
     await expect(agent.locator("#kb-results")).to_contain_text("No solution holds every word")
@@ -151,7 +152,7 @@ async def test_editor_reader_web_form_and_a_ticket_from_an_sms(
     # a customer, signed in to nothing, sends the public form
     context = await browser.new_context()
     visitor = await context.new_page()
-    await visitor.goto(f"{center.base_url}/intake")
+    await visitor.goto(f"{live.base_url}/intake")
     box = await visitor.locator('input[name="website"]').bounding_box()
     assert box is None or box["x"] + box["width"] <= 0  # the honeypot is off screen for a person
     await visitor.fill('#intake-form input[name="name"]', "Alice Example")
@@ -160,15 +161,43 @@ async def test_editor_reader_web_form_and_a_ticket_from_an_sms(
     await visitor.fill('#intake-form textarea[name="message"]', "Ordered on Monday.")
     await visitor.click('#intake-form button[type="submit"]')
     await expect(visitor.locator("#intake-thanks")).to_contain_text("We received your request")
-    async with center.runtime.sessions() as db:
+    async with live.runtime.sessions() as db:
         ticket = await db.scalar(select(Ticket).where(Ticket.subject == "Parcel still missing"))
-        assert ticket is not None and ticket.customer_id == center.customers["Alice Example"]
+        assert ticket is not None and ticket.customer_id == live.customers["Alice Example"]
 
     # a text comes in; the agent makes a ticket of the conversation
-    assert await center.text_in("Where is my parcel?") == 200
-    conversation = await center.conversation_of()
-    await agent.goto(f"{center.base_url}/sms/conversations/{conversation.id}")
+    assert await live.text_in("Where is my parcel?") == 200
+    conversation = await live.conversation_of()
+    await agent.goto(f"{live.base_url}/sms/conversations/{conversation.id}")
     await agent.click("#sms-ticket-form button")
     await expect(agent.locator("h1")).to_contain_text("SMS: Where is my parcel?")
     await expect(agent.locator("#conversation")).to_contain_text("Where is my parcel?")
     await expect(agent.locator("#kb-suggestions ul.kb-suggested")).to_contain_text("Parcel <b>late</b>")
+
+
+async def test_the_screen_pop_suggests_a_solution_for_the_callers_open_ticket(
+    browser: Browser,  # noqa: F811
+    center: LiveCenter,  # noqa: F811
+) -> None:
+    async with center.runtime.unit_of_work() as db:
+        boss = await db.scalar(select(User).where(User.username == "boss"))
+        assert boss is not None
+        solution = await create_solution(
+            session=db,
+            actor=Actor.of(boss),
+            title="A router that keeps rebooting",
+            body="Move it away from the heater.",
+            tags="router",
+            status="published",
+        )
+    page = await sign_in(browser, center, "agent1001", "/desktop")
+    await expect(page.locator("#desktop-message")).to_have_text("Connected.")
+    # Alice's open ticket is "Router keeps rebooting" (the live center's seed data)
+    linkedid = await center.pbx.place_inbound_call(
+        "+15551230001", "Alice Example", "support", agent="1001", answer_after_s=20, talk_s=20
+    )
+    card = page.locator(f'article.pop[data-linkedid="{linkedid}"]')
+    await expect(card).to_contain_text("Router keeps rebooting")
+    link = card.locator("a.pop-solution")
+    await expect(link).to_have_text("A router that keeps rebooting")
+    assert await link.get_attribute("href") == f"/kb/{solution.id}"
