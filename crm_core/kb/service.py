@@ -28,7 +28,7 @@ from crm_core.users.service import Actor, require_role
 
 TITLE_LENGTH = column_length(KbSolution.title)
 TAGS_LENGTH = column_length(KbSolution.tags)
-BODY_LENGTH = 20_000  # what a ticket message may hold: a solution is sent as one
+BODY_LENGTH = 19_000  # a solution is sent as one ticket message (at most 20,000 with its title)
 MAX_TAGS = 20
 EDITORS = (Role.SUPERVISOR,)  # and admins
 READERS = (Role.AGENT, Role.SUPERVISOR)

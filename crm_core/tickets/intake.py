@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -144,7 +144,7 @@ async def submit_web_request(
         customer_id = await session.scalar(
             select(CustomerEmail.customer_id)
             .join(Customer, Customer.id == CustomerEmail.customer_id)
-            .where(func.lower(CustomerEmail.email) == checked.email, Customer.merged_into_id.is_(None))
+            .where(CustomerEmail.email == checked.email, Customer.merged_into_id.is_(None))  # stored lower-cased
             .limit(1)
         )
     if customer_id is None and e164 is not None:
