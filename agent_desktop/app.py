@@ -23,6 +23,8 @@ from agent_desktop.routes import auth as auth_routes
 from agent_desktop.routes import calls as calls_routes
 from agent_desktop.routes import customers as customers_routes
 from agent_desktop.routes import desktop as desktop_routes
+from agent_desktop.routes import intake as intake_routes
+from agent_desktop.routes import kb as kb_routes
 from agent_desktop.routes import recordings as recordings_routes
 from agent_desktop.routes import reports as reports_routes
 from agent_desktop.routes import sms as sms_routes
@@ -160,6 +162,8 @@ def create_app(
         admin_routes,
         recordings_routes,
         sms_routes,
+        kb_routes,
+        intake_routes,
     ):
         app.register_blueprint(routes.blueprint)
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from hypercorn.asyncio import serve as hypercorn_serve
@@ -22,6 +23,7 @@ from crm_core.customers.import_jobs import ImportWorker
 from crm_core.customers.scheduled import PoolReturner
 from crm_core.settings import Settings
 from crm_core.sla.scheduler import SlaScheduler
+from crm_core.tickets.csat import CsatDispatcher, CsatPolicy
 from ivr.callback_dialer import CallbackDialer
 from recordings.retention import RetentionSweeper
 from recordings.store import LocalArchive
@@ -68,6 +70,10 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
             transcriber.start()
         sms_outbox = await start_sms_outbox(runtime)
         campaigns = CampaignDispatcher(runtime.sessions, on_queued=sms_outbox.wake.set) if sms_outbox else None
+        csat = CsatDispatcher(
+            runtime.sessions, csat_policy(settings), on_queued=sms_outbox.wake.set if sms_outbox else None
+        )
+        csat.start()
         if campaigns is not None:
             campaigns.start()
         asgi, _sio = create_asgi(
@@ -76,6 +82,7 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
         try:
             await _serve_http(asgi, settings)
         finally:
+            await csat.stop()
             if campaigns is not None:
                 await campaigns.stop()
             if sms_outbox is not None:
@@ -93,6 +100,16 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
             await telephony.stop()
     finally:
         await runtime.close()
+
+
+def csat_policy(settings: Settings) -> CsatPolicy:
+    """The CSAT requests as the settings say: on or off, from the agents' SMS sender, after the delay."""
+    return CsatPolicy(
+        enabled=settings.csat_enabled,
+        sms_sender=settings.sms_sender if settings.twilio_account_sid else None,
+        delay=timedelta(minutes=settings.csat_delay_minutes),
+        text=settings.csat_sms_text,
+    )
 
 
 async def start_sms_outbox(runtime: Any) -> SmsOutbox | None:

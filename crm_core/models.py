@@ -8,6 +8,7 @@ from crm_core.calls.wrapups import WrapUpDraft
 from crm_core.customers.import_jobs import ImportJob
 from crm_core.customers.models import Customer, CustomerEmail, CustomerPhone, Note, Payment, Tag
 from crm_core.db import Base
+from crm_core.kb.models import KbSolution, KbTicketSolution
 from crm_core.recordings.models import (
     CallKeywordHit,
     KeywordPhrase,
@@ -26,6 +27,7 @@ from crm_core.sms.models import (
     SmsConversation,
     SmsMessage,
 )
+from crm_core.tickets.csat_models import IntakeThrottle, TicketCsat
 from crm_core.tickets.models import Ticket, TicketLink, TicketMessage
 from crm_core.users.models import LoginThrottle, Role, User
 
@@ -41,6 +43,9 @@ __all__ = [
     "CustomerPhone",
     "Disposition",
     "ImportJob",
+    "IntakeThrottle",
+    "KbSolution",
+    "KbTicketSolution",
     "KeywordPhrase",
     "LegalHold",
     "LoginThrottle",
@@ -65,6 +70,7 @@ __all__ = [
     "SmsMessage",
     "Tag",
     "Ticket",
+    "TicketCsat",
     "TicketLink",
     "TicketMessage",
     "Transcript",

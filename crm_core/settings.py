@@ -93,6 +93,22 @@ class Settings(BaseModel):
         max_length=320,
         description="the answer to a customer's HELP",
     )
+    csat_enabled: bool = Field(default=True, description="send a satisfaction (CSAT) request after resolution")
+    csat_delay_minutes: float = Field(
+        default=10.0, ge=0, description="how long after resolution the CSAT request goes (a quick reopen cancels it)"
+    )
+    csat_sms_text: str = Field(
+        default="How did we do with ticket {number}? Reply with a number from 1 (bad) to 5 (great).",
+        min_length=1,
+        max_length=320,
+        description="the CSAT request by SMS; {number} is the ticket's number",
+    )
+    intake_min_seconds: int = Field(
+        default=3, ge=0, le=3600, description="the public ticket form must be open this long before it is sent"
+    )
+    intake_per_hour: int = Field(
+        default=10, ge=1, description="tickets from the public web form per client address and hour"
+    )
     log_level: str = "INFO"
     gc_freeze_every_s: float = Field(
         default=2.0, gt=0, description="how often long-lived objects are frozen out of the collector's scans"

@@ -20,10 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from crm_core.bus import EventBus
 from crm_core.calls.callbacks import request_callback
 from crm_core.calls.events import IvrVariablesSet
-from crm_core.calls.service import record_survey
 from crm_core.customers.lookup import CallerIdLookup
 from crm_core.db import unit_of_work
 from crm_core.errors import CrmError
+from crm_core.tickets.csat import record_survey_on_tickets
 from ivr.flow import Flow, Node, hours_target
 
 log = logging.getLogger(__name__)
@@ -289,7 +289,7 @@ class FlowRunner:
             if digit in {"1", "2", "3", "4", "5"}:
                 linkedid = await self._linkedid(line)
                 async with unit_of_work(self.crm.sessions) as session:
-                    await record_survey(session=session, linkedid=linkedid, score=int(digit))
+                    await record_survey_on_tickets(session=session, linkedid=linkedid, score=int(digit))
                 state.choices.append(f"survey={digit}")
                 state.outcome = "survey"
                 await line.play("thank-you")

@@ -14,9 +14,9 @@ from urllib.parse import urlencode
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from crm_core.calls.callbacks import request_callback
-from crm_core.calls.service import record_survey
 from crm_core.db import unit_of_work
 from crm_core.errors import CrmError
+from crm_core.tickets.csat import record_survey_on_tickets
 from ivr.engine import CrmContext
 from ivr.flow import Flow, Node, hours_target
 
@@ -209,7 +209,9 @@ class TwimlFlow:
             if digits in {"1", "2", "3", "4", "5"} and call_sid:
                 async with unit_of_work(self.crm.sessions) as session:
                     # a Twilio call: no PBX will report it, so its log is closed with the survey
-                    await record_survey(session=session, linkedid=call_sid, score=int(digits), outside_pbx=True)
+                    await record_survey_on_tickets(
+                        session=session, linkedid=call_sid, score=int(digits), outside_pbx=True
+                    )
                 response.say("Thank you.", language=state.language)
             return node.target("next")
         return node.target("next")

@@ -24,6 +24,7 @@ from crm_core.sms.service import (
     queue_outbound,
     record_consent,
 )
+from crm_core.tickets.csat import record_sms_reply
 from sms_gateway.keywords import Keyword, keyword_of
 from sms_gateway.outbox import STATUS_RANK
 
@@ -88,6 +89,8 @@ async def receive_sms(
     conversation.last_body = body[:160]
     conversation.unread += 1
     await session.flush()
+    if await record_sms_reply(session=session, number=number, body=body, now=now) is not None:
+        conversation.unread -= 1  # a CSAT score, stored on its ticket: nothing for an agent to read
     found = keyword_of(body)
     keyword = found[0] if found else None
     if found is not None:

@@ -147,6 +147,7 @@
     entry.item.querySelector(".who").textContent = customer.name;
     const sections = [crm.el("p", {class: "muted"}, [customer.kind, customer.language, (customer.tags || []).join(", ")].filter(Boolean).join(" · "))];
     renderList(sections, "Open tickets", customer.open_tickets, (t) => [`#${t.number} ${t.subject} `, crm.el("span", {class: "badge"}, t.status)]);
+    renderList(sections, "Suggested solutions", customer.suggested_solutions, (s) => [crm.el("a", {href: `/kb/${encodeURIComponent(s.id)}`, target: "_blank", rel: "noopener", class: "pop-solution"}, s.title)]);
     renderList(sections, "Last calls", customer.last_calls, (c) => [`${new Date(c.at).toLocaleString()} · ${c.direction} · ${c.outcome}`, c.agent ? ` · agent ${c.agent}` : "", c.disposition ? ` · ${c.disposition}` : ""]);
     renderList(sections, "Last SMS", customer.last_sms, (m) => [`${m.direction}: ${m.body}`]);
     renderList(sections, "Notes", customer.notes, (n) => [n.body]);

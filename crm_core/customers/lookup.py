@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from crm_core.customers.models import Customer, CustomerPhone
 from crm_core.customers.phones import caller_id_to_e164
+from crm_core.kb.search import POP_SUGGESTIONS_SQL, pop_match
 
 # the same probe as find_customer_id_by_phone, for the fast paths of CallerIdLookup
 _PROBE_SQL = (
@@ -173,6 +174,7 @@ class CallerIdLookup:
         if not rows["customer"]:
             return None
         cid, name, kind, vip_tier, language = rows["customer"][0]
+        solutions = await self._suggestions(str(rows["tickets"][0][2])) if rows["tickets"] else []
         return {
             "id": cid,
             "name": name,
@@ -198,7 +200,14 @@ class CallerIdLookup:
             ],
             "last_sms": [{"at": _iso(r[0]), "direction": r[1], "body": r[2]} for r in rows["sms"]],
             "notes": [{"at": _iso(r[0]), "body": r[1]} for r in rows["notes"]],
+            # knowledge-base solutions for the newest open ticket's subject
+            "suggested_solutions": [{"id": r[0], "title": r[1]} for r in solutions],
         }
+
+    async def _suggestions(self, subject: str) -> list[tuple[object, ...]]:
+        dialect = "sqlite" if self._sqlite is not None else "postgresql"
+        match = pop_match(subject, dialect)
+        return await self._rows(POP_SUGGESTIONS_SQL[dialect], match) if match else []
 
     async def ticket_status(self, number: int) -> str | None:
         """The status of ticket `number`, or None when there is no such ticket."""

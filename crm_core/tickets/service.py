@@ -20,6 +20,7 @@ from crm_core.errors import NotFound, ValidationFailed
 from crm_core.inputs import LONG_TEXT, check_text, column_length
 from crm_core.sla import service as sla
 from crm_core.sla.models import SlaClock
+from crm_core.tickets import csat
 from crm_core.tickets.errors import InvalidTicketChange
 from crm_core.tickets.models import (
     CLOSED_STATUSES,
@@ -195,6 +196,7 @@ async def update_ticket(
     before = _snapshot(ticket)
     when = now or utcnow()
     old_status = ticket.status
+    before_resolved = ticket.resolved_at
     if status is not None and status != ticket.status:
         ticket.status = status
         if status in CLOSED_STATUSES and ticket.resolved_at is None:
@@ -218,6 +220,8 @@ async def update_ticket(
     await session.flush()
     if ticket.status != old_status:
         await sla.status_changed(session=session, ticket=ticket, old=old_status, now=when)
+    if before_resolved is None and ticket.resolved_at is not None:
+        await csat.ticket_resolved(session=session, ticket=ticket, now=when)  # the CSAT request of this resolution
     if ticket.status in OPEN_STATUSES and any(before[k] != after[k] for k in ("priority", "category", "team")):
         await sla.recompute_ticket(session=session, ticket=ticket, now=when)
     await record_audit(

@@ -125,6 +125,21 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/sms/campaigns"): {"marketer", "admin"},
     ("POST", "/api/sms/campaigns/<campaign_id>/<action>"): {"marketer", "admin"},
     ("GET", "/api/sms/campaigns/<campaign_id>"): {"marketer", "supervisor", "admin"},
+    # the knowledge base: agents read (published), supervisors and admins write
+    ("GET", "/kb"): STAFF,
+    ("GET", "/kb/new"): SUPERVISION,
+    ("POST", "/kb"): SUPERVISION,
+    ("GET", "/kb/<solution_id>"): STAFF,
+    ("GET", "/kb/<solution_id>/edit"): SUPERVISION,
+    ("POST", "/kb/<solution_id>"): SUPERVISION,
+    ("GET", "/tickets/<ticket_id>/kb"): STAFF,
+    ("POST", "/tickets/<ticket_id>/kb/<solution_id>/link"): STAFF,
+    ("POST", "/tickets/<ticket_id>/kb/<solution_id>/send"): STAFF,
+    ("GET", "/tickets/<ticket_id>/csat"): STAFF,
+    # the public web form: no sign-in (a signed time token, a honeypot and a per-address limit guard it)
+    ("GET", "/intake"): EVERYONE,
+    ("POST", "/intake"): EVERYONE,
+    ("POST", "/sms/conversations/<conversation_id>/ticket"): STAFF,
 }
 # (namespace, event) -> roles allowed; "connect" is the handshake itself. Admin "root" has no extension, so no
 # agent device to work from: it may supervise but not take calls.
@@ -174,6 +189,7 @@ def concrete(rule: str, center: LiveCenter) -> str:
         .replace("<conversation_id>", "0" * 32)
         .replace("<campaign_id>", "0" * 32)
         .replace("<action>", "start")
+        .replace("<solution_id>", "0" * 32)
     )
 
 

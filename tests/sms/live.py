@@ -159,7 +159,9 @@ class SmsCenter:
         await self.runtime.close()
 
 
-async def start_sms_center(tmp: Path, *, mps: float = 50.0, start_outbox: bool = True) -> SmsCenter:
+async def start_sms_center(
+    tmp: Path, *, mps: float = 50.0, start_outbox: bool = True, extra_settings: dict[str, str] | None = None
+) -> SmsCenter:
     twilio = FakeTwilio()
     await twilio.start()
     listener = socket.socket()
@@ -180,6 +182,7 @@ async def start_sms_center(tmp: Path, *, mps: float = 50.0, start_outbox: bool =
             "CRM_TWILIO_API_BASE": twilio.base_url,
             "CRM_SMS_SENDER": SENDER,
             "CRM_SMS_SENDER_MPS": str(mps),
+            **(extra_settings or {}),
         }
     )
     runtime = await build_runtime(settings)
