@@ -95,7 +95,13 @@ class Transcriber:
 
     async def _claim(self) -> ClaimedJob | None:
         async with unit_of_work(self.sessions, self.bus) as session:
-            return await claim_job(session=session, kind=JobKind.TRANSCRIBE, worker=self.name, lease_s=self.lease_s)
+            return await claim_job(
+                session=session,
+                kind=JobKind.TRANSCRIBE,
+                worker=self.name,
+                lease_s=self.lease_s,
+                max_attempts=self.max_attempts,
+            )
 
     async def _keep_lease(self, job: ClaimedJob) -> None:
         while True:

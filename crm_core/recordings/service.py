@@ -80,11 +80,24 @@ async def discover_recordings(*, session: AsyncSession, now: datetime | None = N
     return created
 
 
+# the reason a job carries when its worker stopped mid-job (killed, out of memory) and its lease ran out
+LEASE_LOST_REASON = "The worker stopped during this job (killed or crashed) before it finished."
+
+
 async def claim_job(
-    *, session: AsyncSession, kind: JobKind, worker: str, lease_s: float, now: datetime | None = None
+    *,
+    session: AsyncSession,
+    kind: JobKind,
+    worker: str,
+    lease_s: float,
+    now: datetime | None = None,
+    max_attempts: int | None = None,
 ) -> ClaimedJob | None:
     """The next due job of `kind`, or one whose worker stopped renewing its lease (it died), now ours for
-    `lease_s`. Row locks with SKIP LOCKED on PostgreSQL, so several workers never take the same job."""
+    `lease_s`. Row locks with SKIP LOCKED on PostgreSQL, so several workers never take the same job.
+
+    A lease that ran out is a failed attempt: a file that kills its worker every time is tried `max_attempts`
+    times in all and then failed with its reason, instead of taking the workers down for ever."""
     now = now or utcnow()
     due = and_(RecordingJob.status == JobStatus.QUEUED.value, RecordingJob.due_at <= now)
     abandoned = and_(RecordingJob.status == JobStatus.WORKING.value, RecordingJob.lease_until < now)
@@ -96,48 +109,76 @@ async def claim_job(
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    job = await session.scalar(query)
-    if job is None:
-        return None
-    token = new_id()
-    claimed = await session.execute(
-        update(RecordingJob)
-        .where(
-            RecordingJob.id == job.id,
-            RecordingJob.status == job.status,
-            RecordingJob.claim_token.is_not_distinct_from(job.claim_token),
+    while True:
+        job = await session.scalar(query)
+        if job is None:
+            return None
+        lost = job.status == JobStatus.WORKING.value  # its worker died: that attempt counts
+        attempts = job.attempts + 1 if lost else job.attempts
+        given_up = lost and max_attempts is not None and attempts >= max_attempts
+        token = new_id()
+        values: dict[str, Any] = (
+            {
+                "status": JobStatus.FAILED.value,
+                "claim_token": None,
+                "lease_until": None,
+                "finished_at": now,
+                "reason": f"{LEASE_LOST_REASON} Given up after {attempts} attempts.",
+            }
+            if given_up
+            else {
+                "status": JobStatus.WORKING.value,
+                "claim_token": token,
+                "claimed_by": worker[:100],
+                "lease_until": now + timedelta(seconds=lease_s),
+            }
         )
-        .values(
-            status=JobStatus.WORKING.value,
-            claim_token=token,
-            claimed_by=worker[:100],
-            lease_until=now + timedelta(seconds=lease_s),
+        if lost:
+            values["attempts"] = attempts
+            values.setdefault("reason", LEASE_LOST_REASON)
+        claimed = await session.execute(
+            update(RecordingJob)
+            .where(
+                RecordingJob.id == job.id,
+                RecordingJob.status == job.status,
+                RecordingJob.claim_token.is_not_distinct_from(job.claim_token),
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
         )
-        .execution_options(synchronize_session=False)
-    )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]  # SQLite: another process took it between the look and the update
-        return None
-    row = (
-        await session.execute(
-            select(Recording, CallLog.linkedid)
-            .join(CallLog, CallLog.id == Recording.call_id)
-            .where(Recording.id == job.recording_id)
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]  # SQLite: another process took it between the look and the update
+            return None
+        row = (
+            await session.execute(
+                select(Recording, CallLog.linkedid)
+                .join(CallLog, CallLog.id == Recording.call_id)
+                .where(Recording.id == job.recording_id)
+            )
+        ).one()
+        recording: Recording = row[0]
+        if given_up:
+            if job.kind == JobKind.INGEST.value:
+                await session.execute(
+                    update(Recording)
+                    .where(Recording.id == recording.id)
+                    .values(status=RecordingStatus.FAILED.value, reason=values["reason"][:500])
+                )
+                record_event(session, RecordingFailed(recording.id, str(row[1]), values["reason"], now))
+            await session.refresh(job)
+            continue  # the next due job, if any
+        return ClaimedJob(
+            job_id=job.id,
+            token=token,
+            kind=job.kind,
+            attempts=attempts,
+            seen_size=job.seen_size,
+            recording_id=recording.id,
+            call_id=recording.call_id,
+            linkedid=str(row[1]),
+            source_ref=recording.source_ref,
+            storage_key=recording.storage_key,
+            layout=recording.layout,
         )
-    ).one()
-    recording: Recording = row[0]
-    return ClaimedJob(
-        job_id=job.id,
-        token=token,
-        kind=job.kind,
-        attempts=job.attempts,
-        seen_size=job.seen_size,
-        recording_id=recording.id,
-        call_id=recording.call_id,
-        linkedid=str(row[1]),
-        source_ref=recording.source_ref,
-        storage_key=recording.storage_key,
-        layout=recording.layout,
-    )
 
 
 async def renew_lease(*, session: AsyncSession, job: ClaimedJob, lease_s: float) -> bool:
