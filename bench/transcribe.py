@@ -38,6 +38,7 @@ import wave
 from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -104,9 +105,12 @@ def bare_seconds(files: list[str]) -> tuple[float, float]:
     return took, cpu
 
 
-def warm(_: int) -> int:
-    time.sleep(0.5)  # both processes of a 2-process pool get a task, so both load the model before the clock
-    return 0
+def warm(barrier: Any) -> int:
+    """Held in every pool process at once (a process waiting here takes no other task): so each of them has
+    started and loaded the model before the clock starts. A sleep would not do: under load one process may take
+    both warm-up tasks while the other is still loading its model, and that load then counts as transcription."""
+    barrier.wait(timeout=600)
+    return os.getpid()
 
 
 async def pipeline_seconds(files: list[Path], model: Path, workers: int, tmp: Path) -> tuple[float, dict[str, float]]:
@@ -140,7 +144,9 @@ async def pipeline_seconds(files: list[Path], model: Path, workers: int, tmp: Pa
         initargs=(str(model),),
     )
     try:
-        list(pool.map(warm, range(workers)))
+        with multiprocessing.Manager() as manager:
+            pids = set(pool.map(warm, [manager.Barrier(workers)] * workers))
+        assert len(pids) == workers, pids
         ingester = RecordingIngester(sessions, spool=RecordingStore(spool), archive=archive, settle_s=0)
         transcriber = Transcriber(sessions, archive=archive, model_path=model, workers=workers, pool=pool)
         ingest_s = 0.0

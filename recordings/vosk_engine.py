@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-CHUNK_S = 0.5  # audio per call into the recogniser, as the plain Vosk loop feeds it (4000 frames at 8 kHz)
+# frames per call into the recogniser, as the plain Vosk loop reads them (audio.readframes(4000)): the chunks
+# decide where Vosk looks for utterance ends, so another size gives (slightly) other words than bare Vosk
+CHUNK_FRAMES = 4000
 _SOX_TIMEOUT_S = 600
 
 
@@ -119,7 +121,7 @@ def recognise(pcm: bytes) -> list[dict[str, Any]]:
     recogniser = KaldiRecognizer(_model, _model_rate)
     recogniser.SetWords(True)
     utterances = []
-    chunk = int(_model_rate * CHUNK_S) * 2
+    chunk = CHUNK_FRAMES * 2
     for start in range(0, len(pcm), chunk):
         if recogniser.AcceptWaveform(pcm[start : start + chunk]):
             utterances.append(json.loads(recogniser.Result()))
