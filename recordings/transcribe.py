@@ -138,7 +138,7 @@ class Transcriber:
         self.on_event("started", job)
         keeper = asyncio.create_task(self._keep_lease(job))
         try:
-            sides = sides_of(self.archive, job)
+            sides = await asyncio.to_thread(sides_of, self.archive, job)  # an S3 store fetches the files first
             loop = asyncio.get_running_loop()
             result: dict[str, Any] = await loop.run_in_executor(self._ensure_pool(), transcribe, sides)
         except TranscriptionError as exc:
