@@ -113,7 +113,7 @@ def warm(barrier: Any) -> int:
     return os.getpid()
 
 
-async def pipeline_seconds(files: list[Path], model: Path, workers: int, tmp: Path) -> tuple[float, dict[str, float]]:
+async def pipeline_seconds(files: list[Path], model: Path, workers: int, tmp: Path) -> tuple[float, dict[str, Any]]:
     """Wall time of ingest and transcription of `files` by the pipeline with `workers` Vosk processes, as `crm
     serve` runs them (the ingest loop and the transcriber side by side); and where the time went."""
     engine = make_engine(f"sqlite+aiosqlite:///{tmp / 'crm.db'}")
@@ -175,7 +175,9 @@ async def pipeline_seconds(files: list[Path], model: Path, workers: int, tmp: Pa
         await feeding
         took = time.perf_counter() - started
         assert done == len(files) == transcriber.stored, (done, len(files), transcriber.stored)
+        assert set(transcriber.model_loads.values()) == {1}, transcriber.model_loads  # once per process
         return took, {
+            "jobs_per_process": sorted(transcriber.jobs_per_process.values()),
             "ingest_s": ingest_s,
             "database_s": transcriber.spent["database"],
             "sox_cpu_s": transcriber.spent["sox_cpu"],
@@ -187,8 +189,8 @@ async def pipeline_seconds(files: list[Path], model: Path, workers: int, tmp: Pa
         await engine.dispose()
 
 
-def _rounded(figures: dict[str, float]) -> dict[str, float]:
-    return {name: round(value, 3) for name, value in figures.items()}
+def _rounded(figures: dict[str, Any]) -> dict[str, Any]:
+    return {name: round(value, 3) if isinstance(value, float) else value for name, value in figures.items()}
 
 
 def main() -> None:
@@ -218,11 +220,15 @@ def main() -> None:
         (tmp / "one").mkdir()
         one_s, one = asyncio.run(pipeline_seconds(files, model, 1, tmp / "one"))
         print(f"pipeline, 1 worker: {one_s:.1f} s (RTF {one_s / audio_s:.3f}); slices {_rounded(one)}", flush=True)
-        two_s = 0.0
+        two_s, two = 0.0, {}
         if not args.no_two:
             (tmp / "two").mkdir()
-            two_s, _ = asyncio.run(pipeline_seconds(files, model, 2, tmp / "two"))
-            print(f"pipeline, 2 workers: {two_s:.1f} s (speed-up {one_s / two_s:.2f}x)", flush=True)
+            two_s, two = asyncio.run(pipeline_seconds(files, model, 2, tmp / "two"))
+            print(
+                f"pipeline, 2 workers: {two_s:.1f} s (speed-up {one_s / two_s:.2f}x); "
+                f"files per process {two['jobs_per_process']}",
+                flush=True,
+            )
         load = os.getloadavg()[0]
 
     result = {
@@ -242,6 +248,7 @@ def main() -> None:
         "parent_cpu_s": round(one["parent_cpu_s"], 3),
         "pipeline_2_workers_rtf": round(two_s / audio_s, 4) if two_s else None,
         "speedup_2_workers": round(one_s / two_s, 3) if two_s else None,
+        "files_per_process_2_workers": two["jobs_per_process"] if two_s else None,
         "speedup_goal": 1.8,
         "cpus": multiprocessing.cpu_count(),
         "loadavg_1m": round(load, 2),

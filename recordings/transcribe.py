@@ -85,6 +85,9 @@ class Transcriber:
         # where the time went, for the benchmark: processor seconds in the pool (sox, recogniser) and wall
         # seconds this process spent on the database (claims, transcripts stored)
         self.spent: dict[str, float] = {"sox_cpu": 0.0, "recognise_cpu": 0.0, "database": 0.0}
+        # per pool process (pid): jobs it ran, and how often it had loaded the model (1: once, at its start)
+        self.jobs_per_process: dict[int, int] = {}
+        self.model_loads: dict[int, int] = {}
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -158,6 +161,10 @@ class Transcriber:
             keeper.cancel()
         self.spent["sox_cpu"] += result.get("cpu", {}).get("sox", 0.0)
         self.spent["recognise_cpu"] += result.get("cpu", {}).get("recognise", 0.0)
+        if "process" in result:
+            pid = int(result["process"]["pid"])
+            self.jobs_per_process[pid] = self.jobs_per_process.get(pid, 0) + 1
+            self.model_loads[pid] = int(result["process"]["model_loads"])
         started = time.perf_counter()
         async with unit_of_work(self.sessions, self.bus) as session:
             transcript = await store_transcript(

@@ -38,6 +38,7 @@ _model: Any = None
 _model_name = ""
 _model_rate = 16000
 _libc: Any = None
+_loads = 0  # how many times this process loaded a model (once: the pool's initializer)
 
 
 def default_model_path() -> Path | None:
@@ -62,7 +63,7 @@ def model_rate(model_path: Path) -> int:
 
 def load_model(model_path: str) -> None:
     """Load the model into this process (a pool worker's initializer)."""
-    global _model, _model_name, _model_rate, _libc
+    global _model, _model_name, _model_rate, _libc, _loads
     # Vosk carries OpenBLAS, which starts a spinning thread per core in every process: with one recogniser per
     # core those threads fight each other (2 processes on 2 cores ran 1.3x, not 2x). One thread per process; the
     # pool is the parallelism. Set before the library loads (this runs first in a fresh pool process).
@@ -78,6 +79,7 @@ def load_model(model_path: str) -> None:
     _model_name = path.parent.name if path.name == "model" else path.name
     _model_rate = model_rate(path)
     _libc = ctypes.CDLL(None)
+    _loads += 1
 
 
 def loaded_model() -> Any:
@@ -172,4 +174,5 @@ def transcribe(sides: list[AudioSide]) -> dict[str, Any]:
         "audio_s": audio_s,
         "took_s": time.monotonic() - started,
         "cpu": {"sox": sox_cpu, "recognise": recognise_cpu},
+        "process": {"pid": os.getpid(), "model_loads": _loads},
     }
