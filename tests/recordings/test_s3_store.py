@@ -47,7 +47,7 @@ def s3_endpoint() -> Iterator[str]:
         env={**os.environ, "MOTO_PORT": str(port)},
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a loaded machine starts Python slowly
         while True:
             assert server.poll() is None, "moto's server stopped"
             try:
