@@ -40,7 +40,7 @@ from crm_core.inputs import first_problem
 from cti_bridge.adapter import PbxAdapter
 from ivr.engine import CrmContext
 from ivr.flow import Flow
-from recordings.store import LocalArchive, RecordingStore
+from recordings.store import RecordingStore, archive_from_settings
 
 _TITLES = {400: "Bad request", 403: "Not allowed", 404: "Not found", 409: "Conflict", 422: "Check what you entered"}
 
@@ -108,7 +108,7 @@ def create_app(
     app.jinja_env.globals["csrf_token"] = csrf_token
     settings = runtime.settings
     app.extensions["recordings"] = RecordingStore(settings.recordings_folder)
-    app.extensions["recording_archive"] = LocalArchive(settings.recordings_store_folder)
+    app.extensions["recording_archive"] = archive_from_settings(settings)
     if voice is not None:
         token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
         app.register_blueprint(

@@ -15,7 +15,7 @@ from crm_core.errors import SettingsError
 from crm_core.recordings.models import JobKind
 from crm_core.recordings.service import ClaimedJob, pending_count
 from recordings.ingest import RecordingIngester
-from recordings.store import LocalArchive, RecordingStore
+from recordings.store import RecordingStore, archive_from_settings
 from recordings.transcribe import Transcriber
 from recordings.vosk_engine import default_model_path
 
@@ -33,7 +33,7 @@ def vosk_model(runtime: Runtime) -> Path | None:
 def recording_workers(runtime: Runtime, *, workers: int | None = None) -> tuple[RecordingIngester, Transcriber | None]:
     """The ingest worker, and the transcription worker when there is a model and at least one process for it."""
     settings = runtime.settings
-    archive = LocalArchive(settings.recordings_store_folder)
+    archive = archive_from_settings(settings)
     model = vosk_model(runtime)
     size = settings.transcribe_workers if workers is None else workers
     ingester = RecordingIngester(

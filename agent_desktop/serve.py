@@ -26,7 +26,7 @@ from crm_core.sla.scheduler import SlaScheduler
 from crm_core.tickets.csat import CsatDispatcher, CsatPolicy
 from ivr.callback_dialer import CallbackDialer
 from recordings.retention import RetentionSweeper
-from recordings.store import LocalArchive
+from recordings.store import archive_from_settings
 from sms_gateway.campaigns import CampaignDispatcher
 from sms_gateway.outbox import SmsOutbox
 from sms_gateway.twilio_provider import TwilioProvider
@@ -64,7 +64,7 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
         sla_clocks.start()
         ingester, transcriber = recording_workers(runtime)  # Vosk in a process pool beside the web app
         ingester.start()
-        retention = RetentionSweeper(runtime.sessions, archive=LocalArchive(settings.recordings_store_folder))
+        retention = RetentionSweeper(runtime.sessions, archive=archive_from_settings(settings))
         retention.start()
         if transcriber is not None:
             transcriber.start()

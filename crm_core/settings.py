@@ -57,6 +57,16 @@ class Settings(BaseModel):
     recordings_store_dir: Path | None = Field(
         default=None, description="where recordings are kept once ingested; unset = data_dir/recording-store"
     )
+    recordings_s3_bucket: str | None = Field(
+        default=None, description="keep ingested recordings in this bucket of an S3-compatible store (unset: a folder)"
+    )
+    recordings_s3_endpoint_url: str | None = Field(
+        default=None, description="the store's address for S3-compatible services (MinIO, Ceph…); unset: AWS"
+    )
+    recordings_s3_region: str = Field(default="us-east-1", description="the bucket's region")
+    recordings_s3_prefix: str = Field(default="recordings/", description="key prefix of the recordings in the bucket")
+    recordings_s3_access_key_id: str | None = None
+    recordings_s3_secret_access_key: SecretStr | None = None
     recordings_settle_s: float = Field(
         default=5.0, ge=0, description="a recording untouched this long after its call ended is complete"
     )

@@ -88,7 +88,13 @@ class RecordingIngester:
         async with unit_of_work(self.sessions, self.bus) as session:
             await discover_recordings(session=session)
         async with unit_of_work(self.sessions, self.bus) as session:
-            job = await claim_job(session=session, kind=JobKind.INGEST, worker=self.name, lease_s=self.lease_s)
+            job = await claim_job(
+                session=session,
+                kind=JobKind.INGEST,
+                worker=self.name,
+                lease_s=self.lease_s,
+                max_attempts=self.max_attempts,
+            )
         if job is None:
             return None
         try:

@@ -13,14 +13,22 @@ from crm_core.errors import ValidationFailed
 from crm_core.recordings.models import JobKind, RecordingJob
 from crm_core.recordings.service import (
     add_keyword,
+    call_transcription,
     correct_transcript,
     flagged_calls,
     keywords,
+    legal_holds,
+    place_legal_hold,
+    queue_policies,
     read_transcript,
     recording_backlog,
+    release_legal_hold,
     remove_keyword,
     retry_failed_job,
     search_transcripts,
+    set_call_transcription,
+    set_queue_transcription,
+    set_retention,
 )
 from crm_core.users.models import Role
 
@@ -52,6 +60,7 @@ async def call_transcript(linkedid: str) -> Any:
         raise ValidationFailed("t must be a number of seconds into the recording.", field="t") from None
     async with runtime().unit_of_work() as db:
         found = await read_transcript(session=db, actor=actor(), linkedid=linkedid)
+        transcription = await call_transcription(session=db, actor=actor(), linkedid=linkedid)
         job = None
         if found.transcript is None and found.recording is not None:
             job = await db.scalar(
@@ -67,6 +76,7 @@ async def call_transcript(linkedid: str) -> Any:
         transcript=found.transcript,
         job=job,
         start=start,
+        transcription=transcription,
     )
 
 
@@ -103,6 +113,22 @@ async def _keywords_view(template: str) -> Any:
     return await render_template(template, phrases=phrases, flagged=flagged)
 
 
+WALLBOARD_FLAGGED = 20  # the latest flagged calls the wallboard lists
+
+
+async def wallboard_flagged_calls() -> list[Any]:
+    """The wallboard's list of flagged calls (newest first), for its first render and its live refresh."""
+    async with runtime().sessions() as db:
+        return await flagged_calls(session=db, actor=actor(), limit=WALLBOARD_FLAGGED)
+
+
+@blueprint.get("/wallboard/flagged")
+@roles_allowed(Role.SUPERVISOR, api=True)
+async def wallboard_flagged() -> Any:
+    """The wallboard's flagged-call section again (htmx asks when a phrase is heard live)."""
+    return await render_template("recordings/wallboard_flagged.html", flagged=await wallboard_flagged_calls())
+
+
 @blueprint.get("/keywords")
 @roles_allowed(Role.SUPERVISOR)
 async def keyword_page() -> Any:
@@ -136,3 +162,107 @@ async def correct_call_transcript(linkedid: str) -> Any:
         await correct_transcript(session=db, actor=actor(), linkedid=linkedid, text=str(form.get("text", "")))
     # htmx loads the page again (the corrected text and the audit with it)
     return "", 204, {"HX-Redirect": url_for("recordings.call_transcript", linkedid=linkedid)}
+
+
+# --- admins: retention and transcription per queue -----------------------------------------------------------------
+
+
+async def _policies_view(template: str) -> Any:
+    async with runtime().sessions() as db:
+        policies = await queue_policies(session=db, actor=actor())
+    return await render_template(template, policies=policies)
+
+
+@blueprint.get("/admin/recordings/rules")
+@roles_allowed()
+async def policies_page() -> Any:
+    """Admins: per queue, how long recordings are kept and whether calls are transcribed."""
+    return await _policies_view("recordings/policies.html")
+
+
+def _switch(value: object) -> bool:
+    if str(value) not in ("on", "off"):
+        raise ValidationFailed("transcribe must be on or off.", field="transcribe")
+    return str(value) == "on"
+
+
+@blueprint.post("/admin/recordings/retention")
+@roles_allowed(api=True)
+async def set_queue_retention() -> Any:
+    form = await request.form
+    raw = str(form.get("days", "")).strip()
+    try:
+        days = int(raw) if raw else None
+    except ValueError:
+        raise ValidationFailed("Days must be a whole number (empty: keep for ever).", field="days") from None
+    async with runtime().unit_of_work() as db:
+        await set_retention(session=db, actor=actor(), queue=str(form.get("queue", "")), days=days)
+    return await _policies_view("recordings/policies_table.html")
+
+
+@blueprint.post("/admin/recordings/transcription")
+@roles_allowed(api=True)
+async def set_queue_transcription_switch() -> Any:
+    form = await request.form
+    on = _switch(form.get("transcribe", ""))
+    async with runtime().unit_of_work() as db:
+        await set_queue_transcription(session=db, actor=actor(), queue=str(form.get("queue", "")), on=on)
+    return await _policies_view("recordings/policies_table.html")
+
+
+# --- supervisors: legal holds ------------------------------------------------------------------------------------
+
+
+async def _holds_view(template: str) -> Any:
+    async with runtime().sessions() as db:
+        holds = await legal_holds(session=db, actor=actor())
+    return await render_template(template, holds=holds)
+
+
+@blueprint.get("/legal-holds")
+@roles_allowed(Role.SUPERVISOR)
+async def holds_page() -> Any:
+    """The legal holds in force; place one on a customer or a call, release one."""
+    return await _holds_view("recordings/holds.html")
+
+
+@blueprint.post("/legal-holds")
+@roles_allowed(Role.SUPERVISOR, api=True)
+async def place_hold() -> Any:
+    form = await request.form
+    what, target = str(form.get("what", "")), str(form.get("target", "")).strip()
+    if what not in ("call", "customer"):
+        raise ValidationFailed("Hold a call or a customer.", field="what")
+    if not target or len(target) > 64:
+        raise ValidationFailed("Give the id of the call or customer to hold.", field="target")
+    async with runtime().unit_of_work() as db:
+        await place_legal_hold(
+            session=db,
+            actor=actor(),
+            reason=str(form.get("reason", "")),
+            customer_id=target if what == "customer" else None,
+            linkedid=target if what == "call" else None,
+        )
+    return await _holds_view("recordings/holds_list.html")
+
+
+@blueprint.post("/legal-holds/<hold_id>/release")
+@roles_allowed(Role.SUPERVISOR, api=True)
+async def release_hold(hold_id: str) -> Any:
+    async with runtime().unit_of_work() as db:
+        await release_legal_hold(session=db, actor=actor(), hold_id=hold_id)
+    return await _holds_view("recordings/holds_list.html")
+
+
+# --- consent: the caller declines transcription ------------------------------------------------------------------
+
+
+@blueprint.post("/calls/<linkedid>/transcription")
+@roles_allowed(*STAFF, api=True)
+async def set_call_transcription_switch(linkedid: str) -> Any:
+    """The agent who answered (or a supervisor) switches transcription off for this call: the caller declined."""
+    form = await request.form
+    on = _switch(form.get("transcribe", ""))
+    async with runtime().unit_of_work() as db:
+        now_on = await set_call_transcription(session=db, actor=actor(), linkedid=linkedid, on=on)
+    return await render_template("recordings/consent.html", linkedid=linkedid, transcription=now_on)

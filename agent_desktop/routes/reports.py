@@ -11,6 +11,7 @@ from quart import Blueprint, Response, current_app, render_template, request, se
 
 from agent_desktop.auth import roles_allowed
 from agent_desktop.routes.common import actor, day_argument, runtime
+from agent_desktop.routes.recordings import wallboard_flagged_calls
 from crm_core.calls.reports import CSV_COLUMNS, CallReport, call_report, calls_per_interval
 from crm_core.calls.wallboard import agents_today, missed_today
 from crm_core.csv_safety import safe_row
@@ -24,7 +25,10 @@ blueprint = Blueprint("reports", __name__)
 @roles_allowed(Role.SUPERVISOR)
 async def wallboard() -> Any:
     return await render_template(
-        "wallboard.html", me=dict(session), service_level_seconds=runtime().settings.service_level_seconds
+        "wallboard.html",
+        me=dict(session),
+        service_level_seconds=runtime().settings.service_level_seconds,
+        flagged=await wallboard_flagged_calls(),
     )
 
 

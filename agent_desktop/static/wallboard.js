@@ -127,6 +127,8 @@
     if (state.linkedid && !today.calls[state.linkedid]) refreshToday(); // who is on that call
   });
   socket.on("call_ended", () => { drawChart(); refreshToday(); });
+  // a phrase heard: the flagged-call section (recordings/wallboard_flagged.html) fetches itself again
+  socket.on("keyword_heard", () => document.body.dispatchEvent(new Event("keyword-heard")));
   setInterval(() => {
     for (const cell of document.querySelectorAll("td.since")) {
       if (cell.dataset.since) cell.textContent = crm.clock((Date.now() - new Date(cell.dataset.since)) / 1000);

@@ -153,3 +153,18 @@ class LegalHold(Base):
     placed_by: Mapped[str | None] = mapped_column(String(32), default=None)
     placed_at: Mapped[datetime] = mapped_column(default=utcnow)
     released_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class TranscriptionOptOut(Base):
+    """Transcription switched off: for one call (a caller who declines; set by the agent on it or a supervisor)
+    or for a whole queue (an admin). The recording itself is still kept under its queue's retention."""
+
+    __tablename__ = "transcription_optouts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    call_id: Mapped[str | None] = mapped_column(
+        ForeignKey("call_logs.id", ondelete="CASCADE"), default=None, unique=True
+    )
+    queue: Mapped[str | None] = mapped_column(String(64), default=None, unique=True)
+    set_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

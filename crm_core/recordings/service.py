@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm_core.audit.service import record_audit
 from crm_core.calls.models import CallLeg, CallLog
 from crm_core.calls.service import check_call_access, get_call
+from crm_core.customers.models import Customer
 from crm_core.db import new_id, record_event, utcnow
 from crm_core.errors import CrmError, NotFound, ValidationFailed
 from crm_core.recordings.events import KeywordHeard, RecordingFailed, RecordingStored, TranscriptStored
@@ -28,6 +29,7 @@ from crm_core.recordings.models import (
     RecordingStatus,
     RetentionRule,
     Transcript,
+    TranscriptionOptOut,
 )
 from crm_core.users.models import Role
 from crm_core.users.service import Actor, require_role
@@ -80,11 +82,24 @@ async def discover_recordings(*, session: AsyncSession, now: datetime | None = N
     return created
 
 
+# the reason a job carries when its worker stopped mid-job (killed, out of memory) and its lease ran out
+LEASE_LOST_REASON = "The worker stopped during this job (killed or crashed) before it finished."
+
+
 async def claim_job(
-    *, session: AsyncSession, kind: JobKind, worker: str, lease_s: float, now: datetime | None = None
+    *,
+    session: AsyncSession,
+    kind: JobKind,
+    worker: str,
+    lease_s: float,
+    now: datetime | None = None,
+    max_attempts: int | None = None,
 ) -> ClaimedJob | None:
     """The next due job of `kind`, or one whose worker stopped renewing its lease (it died), now ours for
-    `lease_s`. Row locks with SKIP LOCKED on PostgreSQL, so several workers never take the same job."""
+    `lease_s`. Row locks with SKIP LOCKED on PostgreSQL, so several workers never take the same job.
+
+    A lease that ran out is a failed attempt: a file that kills its worker every time is tried `max_attempts`
+    times in all and then failed with its reason, instead of taking the workers down for ever."""
     now = now or utcnow()
     due = and_(RecordingJob.status == JobStatus.QUEUED.value, RecordingJob.due_at <= now)
     abandoned = and_(RecordingJob.status == JobStatus.WORKING.value, RecordingJob.lease_until < now)
@@ -96,48 +111,76 @@ async def claim_job(
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    job = await session.scalar(query)
-    if job is None:
-        return None
-    token = new_id()
-    claimed = await session.execute(
-        update(RecordingJob)
-        .where(
-            RecordingJob.id == job.id,
-            RecordingJob.status == job.status,
-            RecordingJob.claim_token.is_not_distinct_from(job.claim_token),
+    while True:
+        job = await session.scalar(query)
+        if job is None:
+            return None
+        lost = job.status == JobStatus.WORKING.value  # its worker died: that attempt counts
+        attempts = job.attempts + 1 if lost else job.attempts
+        given_up = lost and max_attempts is not None and attempts >= max_attempts
+        token = new_id()
+        values: dict[str, Any] = (
+            {
+                "status": JobStatus.FAILED.value,
+                "claim_token": None,
+                "lease_until": None,
+                "finished_at": now,
+                "reason": f"{LEASE_LOST_REASON} Given up after {attempts} attempts.",
+            }
+            if given_up
+            else {
+                "status": JobStatus.WORKING.value,
+                "claim_token": token,
+                "claimed_by": worker[:100],
+                "lease_until": now + timedelta(seconds=lease_s),
+            }
         )
-        .values(
-            status=JobStatus.WORKING.value,
-            claim_token=token,
-            claimed_by=worker[:100],
-            lease_until=now + timedelta(seconds=lease_s),
+        if lost:
+            values["attempts"] = attempts
+            values.setdefault("reason", LEASE_LOST_REASON)
+        claimed = await session.execute(
+            update(RecordingJob)
+            .where(
+                RecordingJob.id == job.id,
+                RecordingJob.status == job.status,
+                RecordingJob.claim_token.is_not_distinct_from(job.claim_token),
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
         )
-        .execution_options(synchronize_session=False)
-    )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]  # SQLite: another process took it between the look and the update
-        return None
-    row = (
-        await session.execute(
-            select(Recording, CallLog.linkedid)
-            .join(CallLog, CallLog.id == Recording.call_id)
-            .where(Recording.id == job.recording_id)
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]  # SQLite: another process took it between the look and the update
+            return None
+        row = (
+            await session.execute(
+                select(Recording, CallLog.linkedid)
+                .join(CallLog, CallLog.id == Recording.call_id)
+                .where(Recording.id == job.recording_id)
+            )
+        ).one()
+        recording: Recording = row[0]
+        if given_up:
+            if job.kind == JobKind.INGEST.value:
+                await session.execute(
+                    update(Recording)
+                    .where(Recording.id == recording.id)
+                    .values(status=RecordingStatus.FAILED.value, reason=values["reason"][:500])
+                )
+                record_event(session, RecordingFailed(recording.id, str(row[1]), values["reason"], now))
+            await session.refresh(job)
+            continue  # the next due job, if any
+        return ClaimedJob(
+            job_id=job.id,
+            token=token,
+            kind=job.kind,
+            attempts=attempts,
+            seen_size=job.seen_size,
+            recording_id=recording.id,
+            call_id=recording.call_id,
+            linkedid=str(row[1]),
+            source_ref=recording.source_ref,
+            storage_key=recording.storage_key,
+            layout=recording.layout,
         )
-    ).one()
-    recording: Recording = row[0]
-    return ClaimedJob(
-        job_id=job.id,
-        token=token,
-        kind=job.kind,
-        attempts=job.attempts,
-        seen_size=job.seen_size,
-        recording_id=recording.id,
-        call_id=recording.call_id,
-        linkedid=str(row[1]),
-        source_ref=recording.source_ref,
-        storage_key=recording.storage_key,
-        layout=recording.layout,
-    )
 
 
 async def renew_lease(*, session: AsyncSession, job: ClaimedJob, lease_s: float) -> bool:
@@ -252,11 +295,17 @@ _DECLINED = {"no", "n", "0", "false", "off", "declined"}
 
 
 async def transcription_wanted(*, session: AsyncSession, call_id: str, skip_queues: frozenset[str]) -> bool:
-    """Whether a call's recording is transcribed: not in a queue where transcription is off, not when the
-    caller declined (CRM_TRANSCRIBE=no set in the IVR)."""
+    """Whether a call's recording is transcribed: not in a queue where transcription is off (settings, or an
+    admin's switch), not when the caller declined (CRM_TRANSCRIBE=no set in the IVR, or the agent's switch)."""
     row = (await session.execute(select(CallLog.queue, CallLog.ivr_vars).where(CallLog.id == call_id))).one()
     if row[0] is not None and row[0] in skip_queues:
         return False
+    switched_off = select(TranscriptionOptOut.id).where(
+        (TranscriptionOptOut.call_id == call_id)
+        | (TranscriptionOptOut.queue.is_not(None) & (TranscriptionOptOut.queue == row[0]))
+    )
+    if await session.scalar(switched_off.limit(1)) is not None:
+        return False  # switched off in the UI: for this call (the caller declined) or for its queue (an admin)
     return str((row[1] or {}).get(DECLINE_VARIABLE, "")).strip().lower() not in _DECLINED
 
 
@@ -657,9 +706,7 @@ async def correct_transcript(*, session: AsyncSession, actor: Actor, linkedid: s
 async def set_retention(*, session: AsyncSession, actor: Actor, queue: str, days: int | None) -> None:
     """Keep `queue`'s recordings and transcripts `days` days after the call (None: for ever). Admins; audited."""
     require_role(actor, Role.ADMIN)
-    queue = queue.strip()
-    if not queue or len(queue) > 64:
-        raise ValidationFailed("Name the queue (at most 64 characters).", field="queue")
+    queue = _queue_name(queue)
     if days is not None and not 1 <= days <= 36500:
         raise ValidationFailed("Days must be between 1 and 36500.", field="days")
     rule = await session.get(RetentionRule, queue)
@@ -693,6 +740,8 @@ async def place_legal_hold(
     if (customer_id is None) == (linkedid is None):
         raise ValidationFailed("Hold either a customer or a call.", field="customer_id")
     call_id = None
+    if customer_id is not None and await session.get(Customer, customer_id) is None:
+        raise NotFound("No such customer.", customer_id=customer_id)
     if linkedid is not None:
         call_id = await session.scalar(select(CallLog.id).where(CallLog.linkedid == linkedid))
         if call_id is None:
@@ -783,3 +832,126 @@ async def expire_recordings(*, session: AsyncSession, now: datetime | None = Non
 async def stored_recording(*, session: AsyncSession, call_id: str) -> Recording | None:
     """The recording row of a call (None: not reported or not found yet), for the player to pick its file."""
     return await session.scalar(select(Recording).where(Recording.call_id == call_id))
+
+
+# --- consent: transcription off for one call or one queue --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePolicy:
+    queue: str
+    retention_days: int | None
+    transcription: bool
+
+
+async def queue_policies(*, session: AsyncSession, actor: Actor) -> list[QueuePolicy]:
+    """Each queue that has a rule: how long its recordings are kept, whether its calls are transcribed (admins)."""
+    require_role(actor, Role.ADMIN)
+    days = {str(q): int(d) for q, d in await session.execute(select(RetentionRule.queue, RetentionRule.days))}
+    off = set(await session.scalars(select(TranscriptionOptOut.queue).where(TranscriptionOptOut.queue.is_not(None))))
+    return [QueuePolicy(q, days.get(q), q not in off) for q in sorted(set(days) | {str(q) for q in off})]
+
+
+def _queue_name(queue: str) -> str:
+    queue = queue.strip()
+    if not queue or len(queue) > 64 or any(not (c.isalnum() or c in "-_.") for c in queue):
+        raise ValidationFailed("Name the queue: letters, digits, '-', '_' or '.', at most 64.", field="queue")
+    return queue
+
+
+async def set_queue_transcription(*, session: AsyncSession, actor: Actor, queue: str, on: bool) -> None:
+    """Transcription on or off for the calls of `queue` from now on (admins; audited). Calls already
+    transcribed keep their transcripts; the retention rule decides how long."""
+    require_role(actor, Role.ADMIN)
+    queue = _queue_name(queue)
+    row = await session.scalar(select(TranscriptionOptOut).where(TranscriptionOptOut.queue == queue))
+    if on and row is not None:
+        await session.delete(row)
+    elif not on and row is None:
+        session.add(TranscriptionOptOut(queue=queue, set_by=actor.user_id))
+    await record_audit(
+        session=session,
+        actor=actor.user_id,
+        action="update",
+        entity_type="queue_transcription",
+        entity_id=queue,
+        before={"transcription": row is None},
+        after={"transcription": on},
+    )
+
+
+async def call_transcription(*, session: AsyncSession, actor: Actor, linkedid: str) -> bool:
+    """Whether the call is (to be) transcribed, for those who may act on it."""
+    call = await get_call(session=session, actor=actor, linkedid=linkedid)
+    return await _call_transcription_on(session, call)
+
+
+async def _call_transcription_on(session: AsyncSession, call: CallLog) -> bool:
+    if await session.scalar(select(TranscriptionOptOut.id).where(TranscriptionOptOut.call_id == call.id)):
+        return False
+    return str((call.ivr_vars or {}).get(DECLINE_VARIABLE, "")).strip().lower() not in _DECLINED
+
+
+async def set_call_transcription(*, session: AsyncSession, actor: Actor, linkedid: str, on: bool) -> bool:
+    """The caller declines (or agrees again): transcription off or on for this one call, by the agent who answered
+    it or a supervisor (audited). Off also stops a transcription not yet done and deletes a transcript already
+    made; the recording stays. Returns whether the call is now transcribed."""
+    call = await get_call(session=session, actor=actor, linkedid=linkedid)
+    row = await session.scalar(select(TranscriptionOptOut).where(TranscriptionOptOut.call_id == call.id))
+    deleted = None
+    if on and row is not None:
+        await session.delete(row)
+    elif not on:
+        if row is None:
+            session.add(TranscriptionOptOut(call_id=call.id, set_by=actor.user_id))
+        recording_id = await session.scalar(select(Recording.id).where(Recording.call_id == call.id))
+        if recording_id is not None:
+            await session.execute(
+                update(RecordingJob)
+                .where(
+                    RecordingJob.recording_id == recording_id,
+                    RecordingJob.kind == JobKind.TRANSCRIBE.value,
+                    RecordingJob.status.in_([JobStatus.QUEUED.value, JobStatus.WORKING.value]),
+                )
+                .values(
+                    status=JobStatus.DONE.value,
+                    claim_token=None,  # a worker on it now finds the job no longer its own: nothing is stored
+                    lease_until=None,
+                    finished_at=utcnow(),
+                    reason="Not transcribed: the caller declined.",
+                )
+            )
+            transcript = await session.scalar(select(Transcript).where(Transcript.recording_id == recording_id))
+            if transcript is not None:
+                deleted = transcript.id
+                await session.delete(transcript)
+    await record_audit(
+        session=session,
+        actor=actor.user_id,
+        action="update",
+        entity_type="call_transcription",
+        entity_id=call.linkedid,
+        before={"transcription": row is None},
+        after={"transcription": on, **({"deleted_transcript": deleted} if deleted else {})},
+    )
+    return on
+
+
+@dataclass(frozen=True, slots=True)
+class HoldInForce:
+    hold: LegalHold
+    customer_name: str | None
+    linkedid: str | None
+
+
+async def legal_holds(*, session: AsyncSession, actor: Actor) -> list[HoldInForce]:
+    """The legal holds in force, newest first, with what they hold (supervisors)."""
+    require_role(actor, Role.SUPERVISOR)
+    rows = await session.execute(
+        select(LegalHold, Customer.name, CallLog.linkedid)
+        .outerjoin(Customer, Customer.id == LegalHold.customer_id)
+        .outerjoin(CallLog, CallLog.id == LegalHold.call_id)
+        .where(LegalHold.released_at.is_(None))
+        .order_by(LegalHold.placed_at.desc())
+    )
+    return [HoldInForce(hold, name, linkedid) for hold, name, linkedid in rows]

@@ -111,6 +111,14 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/keywords"): SUPERVISION,
     ("POST", "/keywords"): SUPERVISION,
     ("POST", "/keywords/<keyword_id>/delete"): SUPERVISION,
+    ("GET", "/wallboard/flagged"): SUPERVISION,
+    ("GET", "/admin/recordings/rules"): ADMIN_ONLY,
+    ("POST", "/admin/recordings/retention"): ADMIN_ONLY,
+    ("POST", "/admin/recordings/transcription"): ADMIN_ONLY,
+    ("GET", "/legal-holds"): SUPERVISION,
+    ("POST", "/legal-holds"): SUPERVISION,
+    ("POST", "/legal-holds/<hold_id>/release"): SUPERVISION,
+    ("POST", "/calls/<linkedid>/transcription"): STAFF,
     # Twilio's webhooks: no session opens them, only X-Twilio-Signature (tests/sms test the signed ones)
     ("POST", "/sms/inbound"): set(),
     ("POST", "/sms/status"): set(),
@@ -186,6 +194,7 @@ def concrete(rule: str, center: LiveCenter) -> str:
         .replace("<policy_id>", "0" * 32)
         .replace("<calendar_id>", "0" * 32)
         .replace("<keyword_id>", "0" * 32)
+        .replace("<hold_id>", "0" * 32)
         .replace("<conversation_id>", "0" * 32)
         .replace("<campaign_id>", "0" * 32)
         .replace("<action>", "start")
@@ -319,6 +328,8 @@ OWNERSHIP_HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/calls/<linkedid>/transcript"): CALL_OWNERS,  # reading it is audited, as hearing the recording is
     ("POST", "/calls/<linkedid>/transcript"): {"supervisor", "admin"},  # a correction (the original kept)
     ("GET", "/sms/customers/<customer_id>"): STAFF_PARTIES,  # the 360 page's SMS section (customers are staff-wide)
+    # the caller declines transcription (last: switching it off deletes the call's transcript)
+    ("POST", "/calls/<linkedid>/transcription"): CALL_OWNERS,
 }
 # Live: the PBX's snapshot decides (the agent talking on the call); the supervisor passes the rule and the PBX then
 # answers for its own extension (9001 has no channel on the call: channel_gone; hold: not_supported). Admin "root"
@@ -536,6 +547,9 @@ async def test_every_call_customer_and_recording_action_by_whose_it_is(center: L
                     await transcribed(center, call_id)
                     if method == "POST":
                         form = {"text": f"hello world corrected by {party}"}
+                elif rule.endswith("/transcription"):
+                    await transcribed(center, call_id)
+                    form = {"transcribe": "off"}
                 elif method == "POST" and not rule.endswith("/claim"):
                     body = {"city": f"Springfield {party}"}
                 before = await ownership_state(center, linkedid)
@@ -578,6 +592,10 @@ async def test_every_call_customer_and_recording_action_by_whose_it_is(center: L
                     assert status == 204 and response.headers["HX-Redirect"] == f"/calls/{linkedid}/transcript"
                     assert audited == [("read", "transcript"), ("update", "transcript")]
                     assert after["transcript"] == (f"hello world corrected by {party}", "hello world")
+                elif rule.endswith("/transcription"):
+                    assert b"off (the caller declined)" in content
+                    assert audited == [("update", "call_transcription")]
+                    assert after["transcript"] == ()  # the declined call's transcript is gone
                 elif rule.endswith("/transcript"):
                     assert b'<span class="word" data-start="0.5">' in content
                     assert audited == [("read", "transcript")]
