@@ -60,6 +60,10 @@ def check_text(value: object, *, field: str, max_length: int, multiline: bool = 
     if len(text) > max_length:
         raise ValidationFailed(f"{field} is longer than {max_length} characters.", field=field)
     try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON "\ud800": no database or browser can keep it
+        raise ValidationFailed(f"{field} is not valid Unicode text.", field=field) from None
+    try:
         (multi_line if multiline else single_line)(text)
     except ValueError as exc:
         raise ValidationFailed(f"{field} {exc}.", field=field) from None

@@ -32,6 +32,7 @@ from crm_core.customers.service import (
     update_customer,
 )
 from crm_core.errors import ValidationFailed
+from crm_core.inputs import check_text
 from crm_core.timeline import customer_timeline
 from crm_core.users.models import Role, User
 from crm_core.users.service import get_user
@@ -241,8 +242,10 @@ async def api_reassign(customer_id: str) -> Any:
     """A supervisor gives a customer to another agent, or back to the pool (owner_id null or empty)."""
     data = await json_body() if request.is_json else dict(await request.form)  # JSON, or the 360 page's form
     owner_id = data.get("owner_id") or None
-    if owner_id is not None and (not isinstance(owner_id, str) or len(owner_id) > 32):
+    if owner_id is not None and not isinstance(owner_id, str):
         raise ValidationFailed("owner_id must be a user id or null.", field="owner_id")
+    if owner_id is not None:
+        owner_id = check_text(owner_id, field="owner_id", max_length=32)
     async with runtime().unit_of_work() as db:
         if owner_id is not None:
             await get_user(session=db, user_id=owner_id)

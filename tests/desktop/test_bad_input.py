@@ -41,6 +41,7 @@ CASES: list[tuple[str, str, Any, int, str, str]] = [
     ("POST", "/api/customers", "[1, 2]", 422, "body", "Send a JSON object."),
     ("POST", "/api/customers", b'{"name": "\x80"}', 422, "body", "The JSON body is not UTF-8 text."),
     ("POST", "/api/customers/{id}", {"vip_tier": "platinum-plus-plus"}, 400, "vip_tier", "vip_tier is longer than 16"),
+    ("POST", "/api/customers/{id}/owner", {"owner_id": "\ud800"}, 422, "owner_id", "owner_id is not valid Unicode"),
     ("POST", "/api/customers/{id}", {"city": "C" * 101}, 400, "city", "city is longer than 100 characters."),
     ("POST", "/api/customers/{id}", {"name": "Bo\x00b"}, 400, "name", "name must not contain control characters"),
     ("POST", "/api/customers/{id}", {"name": ""}, 400, "name", "name cannot be empty."),
