@@ -20,11 +20,14 @@ from crm_core.recordings.models import (
 from crm_core.segments.models import Segment
 from crm_core.sla.models import SlaCalendar, SlaClock, SlaEscalation, SlaEscalationRule, SlaPolicy
 from crm_core.sms.models import (
+    SmsAutomation,
+    SmsAutomationSend,
     SmsCampaign,
     SmsCampaignRecipient,
     SmsConsentChange,
     SmsConversation,
     SmsMessage,
+    SmsSender,
 )
 from crm_core.tickets.models import Ticket, TicketLink, TicketMessage
 from crm_core.users.models import LoginThrottle, Role, User
@@ -58,11 +61,14 @@ __all__ = [
     "SlaEscalation",
     "SlaEscalationRule",
     "SlaPolicy",
+    "SmsAutomation",
+    "SmsAutomationSend",
     "SmsCampaign",
     "SmsCampaignRecipient",
     "SmsConsentChange",
     "SmsConversation",
     "SmsMessage",
+    "SmsSender",
     "Tag",
     "Ticket",
     "TicketLink",

@@ -17,6 +17,7 @@ from crm_core.db import utcnow
 from crm_core.errors import ValidationFailed
 from crm_core.sms.campaigns import next_allowed, quiet_begins, recipient_zone
 from crm_core.sms.models import SmsCampaign, SmsCampaignRecipient
+from crm_core.sms.senders import country_defaults, number_country, pick_sender
 from crm_core.sms.service import opted_out_numbers, queue_outbound
 from crm_core.sms.templates import customer_fields, render
 
@@ -62,6 +63,7 @@ class CampaignDispatcher:
             rows = list(await session.execute(query))
             queued = 0
             opted_out = await opted_out_numbers(session=session, numbers=[r.number for r, _c, _u in rows])
+            defaults = await country_defaults(session=session) if rows else {}
             for recipient, campaign, customer in rows:
                 zone = recipient_zone(recipient.number, customer.timezone if customer else None)
                 later = next_allowed(now, zone, campaign.quiet_start_hour, campaign.quiet_end_hour)
@@ -71,7 +73,17 @@ class CampaignDispatcher:
                 if recipient.number in opted_out or (customer and customer.sms_opt_out):
                     recipient.status, recipient.reason = "opted_out", "The number opted out of SMS."
                     continue
+                sender = pick_sender(
+                    recipient.number, sender=campaign.sender, pool=campaign.sender_pool or [], defaults=defaults
+                )
+                if sender is None:
+                    recipient.status = "failed"
+                    recipient.reason = f"No default sender for {number_country(recipient.number) or 'this number'}."
+                    continue
                 values = customer_fields(customer.name, customer.custom_fields) if customer else {}
+                for key, value in (recipient.merge_values or {}).items():
+                    if isinstance(value, str) and value.strip():
+                        values.setdefault(key, value)
                 try:
                     rendered = render(campaign.template, values)
                 except ValidationFailed as exc:  # one recipient's missing field never stops the campaign
@@ -80,7 +92,7 @@ class CampaignDispatcher:
                 message = queue_outbound(
                     session,
                     to=recipient.number,
-                    sender=campaign.sender,
+                    sender=sender,
                     body=rendered.body,
                     customer_id=recipient.customer_id,
                     expires_at=quiet_begins(now, zone, campaign.quiet_start_hour, campaign.quiet_end_hour),
