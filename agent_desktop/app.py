@@ -21,6 +21,7 @@ from agent_desktop.pop import PopBuilder
 from agent_desktop.routes import admin as admin_routes
 from agent_desktop.routes import auth as auth_routes
 from agent_desktop.routes import calls as calls_routes
+from agent_desktop.routes import campaigns as campaigns_routes
 from agent_desktop.routes import customers as customers_routes
 from agent_desktop.routes import desktop as desktop_routes
 from agent_desktop.routes import recordings as recordings_routes
@@ -160,6 +161,7 @@ def create_app(
         admin_routes,
         recordings_routes,
         sms_routes,
+        campaigns_routes,
     ):
         app.register_blueprint(routes.blueprint)
 

@@ -25,6 +25,7 @@ from crm_core.sla.scheduler import SlaScheduler
 from ivr.callback_dialer import CallbackDialer
 from recordings.retention import RetentionSweeper
 from recordings.store import LocalArchive
+from sms_gateway.automations import AutomationWorker
 from sms_gateway.campaigns import CampaignDispatcher
 from sms_gateway.outbox import SmsOutbox
 from sms_gateway.twilio_provider import TwilioProvider
@@ -70,12 +71,26 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
         campaigns = CampaignDispatcher(runtime.sessions, on_queued=sms_outbox.wake.set) if sms_outbox else None
         if campaigns is not None:
             campaigns.start()
+        automations = (
+            AutomationWorker(
+                runtime.sessions,
+                region=settings.default_region,
+                fallback_sender=settings.sms_sender,
+                on_queued=sms_outbox.wake.set,
+            )
+            if sms_outbox
+            else None
+        )
+        if automations is not None:
+            automations.start()
         asgi, _sio = create_asgi(
             runtime, pbx=telephony.pbx, voice=(ivr.flows, ivr.crm), import_worker=imports, sms_outbox=sms_outbox
         )
         try:
             await _serve_http(asgi, settings)
         finally:
+            if automations is not None:
+                await automations.stop()
             if campaigns is not None:
                 await campaigns.stop()
             if sms_outbox is not None:
@@ -110,6 +125,7 @@ async def start_sms_outbox(runtime: Any) -> SmsOutbox | None:
         bus=runtime.bus,
         public_base_url=settings.public_base_url,
         default_mps=settings.sms_sender_mps,
+        concurrency=8,  # sends overlap their round trips; each sender's rate (senders table) still paces them
     )
     await outbox.start(sole_worker=True)
     return outbox

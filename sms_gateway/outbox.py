@@ -104,6 +104,11 @@ class SmsOutbox:
                 bucket.rate, bucket.burst = mps, max(mps, 1.0)
         self._rates_at = time.monotonic()
 
+    def rates_due(self) -> None:
+        """Read the senders' rates again before the next batch (an admin changed one)."""
+        self._rates_at = float("-inf")
+        self.wake.set()
+
     async def _claim(self) -> list[Claimed]:
         """One UPDATE … RETURNING: the write lock is taken by the first statement (SQLite never meets a stale read
         snapshot), and on PostgreSQL the rows are picked FOR UPDATE SKIP LOCKED, so workers never share one."""
@@ -233,8 +238,9 @@ class SmsOutbox:
             await session.execute(
                 update(SmsMessage)
                 .where(SmsMessage.id == bindparam("ref"), SmsMessage.status == "sending")
-                .values(status="accepted", provider_sid=bindparam("sid"), error_code=None, error_detail=None,
-                        updated_at=now)
+                .values(
+                    status="accepted", provider_sid=bindparam("sid"), error_code=None, error_detail=None, updated_at=now
+                )
                 .execution_options(synchronize_session=False),
                 [{"ref": ref, "sid": sid} for ref, sid in accepted],
             )

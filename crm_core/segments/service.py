@@ -149,7 +149,7 @@ async def segment_members(
     return sorted(members)
 
 
-async def segment_member_query(*, session: AsyncSession, actor: Actor, segment_id: str) -> Select[tuple[str]] | None:
+async def segment_member_query(*, session: AsyncSession, actor: Actor, segment_id: str) -> Select[str] | None:
     """The customer ids of a segment as one SELECT (for set-based work over large audiences); None when the segment
     has an RFM rule, whose scores are computed in Python (then use segment_members)."""
     require_role(actor, Role.MARKETER, Role.SUPERVISOR)
@@ -160,7 +160,7 @@ async def segment_member_query(*, session: AsyncSession, actor: Actor, segment_i
     return None if rule.rfm is not None else member_query(rule)
 
 
-def member_query(rule: SegmentDefinition) -> Select[tuple[str]]:
+def member_query(rule: SegmentDefinition) -> Select[str]:
     """Customers matching the segment's field rules (everything but RFM)."""
     query = select(Customer.id).where(Customer.merged_into_id.is_(None))
     if rule.exclude_opted_out:

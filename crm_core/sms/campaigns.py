@@ -179,14 +179,12 @@ async def create_campaign(
     if scheduled_at is not None and scheduled_at.tzinfo is None:
         raise ValidationFailed("The schedule needs a time zone.", field="scheduled_at")
     one, pool, _rows = await campaign_senders(session=session, sender=sender, pool=sender_pool or [])
-    members: list[str] | Select[tuple[str]]
+    members: list[str] | Select[str]
     if segment_id:
         segment = await session.get(Segment, segment_id)
         query = await segment_member_query(session=session, actor=actor, segment_id=segment_id)
         members = (
-            query
-            if query is not None
-            else await segment_members(session=session, actor=actor, segment_id=segment_id)
+            query if query is not None else await segment_members(session=session, actor=actor, segment_id=segment_id)
         )
         audience = f"Segment: {segment.name}" if segment else "Segment"
     elif customer_ids:
@@ -204,6 +202,15 @@ async def create_campaign(
         sender_pool=pool,
         scheduled_at=scheduled_at,
         audience=audience[:200],
+        audience_report=(
+            {
+                "problems": [list(p) for p in csv_audience.problems[:1000]],
+                "bad": len(csv_audience.problems),
+                "duplicates": csv_audience.duplicates,
+            }
+            if csv_audience is not None
+            else None
+        ),
         quiet_start_hour=quiet_start_hour,
         quiet_end_hour=quiet_end_hour,
         created_by=actor.user_id,
@@ -231,7 +238,7 @@ def _new_id_sql(dialect: str) -> ColumnElement[str]:
     return func.lower(func.hex(func.randomblob(16)))
 
 
-def _opted_out_numbers_query() -> Select[tuple[str]]:
+def _opted_out_numbers_query() -> Select[str]:
     """Numbers whose latest consent change is an opt-out."""
     newer = aliased(SmsConsentChange)
     return select(SmsConsentChange.number).where(
@@ -241,7 +248,7 @@ def _opted_out_numbers_query() -> Select[tuple[str]]:
 
 
 async def add_recipients(
-    *, session: AsyncSession, campaign: SmsCampaign, customer_ids: list[str] | Select[tuple[str]]
+    *, session: AsyncSession, campaign: SmsCampaign, customer_ids: list[str] | Select[str]
 ) -> int:
     """One recipient per number (each customer's primary phone), de-duplicated; opted-out numbers are listed as
     `opted_out` and never sent to. Set-based: one INSERT … SELECT per 5,000 ids (or one for a segment's query).
@@ -474,15 +481,27 @@ async def preview_recipients(
         except ValidationFailed as exc:
             previews.append(
                 RecipientPreview(
-                    recipient.id, recipient.number, customer.name if customer else None, recipient.status,
-                    None, None, 0, exc.message,
+                    recipient.id,
+                    recipient.number,
+                    customer.name if customer else None,
+                    recipient.status,
+                    None,
+                    None,
+                    0,
+                    exc.message,
                 )
             )
             continue
         previews.append(
             RecipientPreview(
-                recipient.id, recipient.number, customer.name if customer else None, recipient.status,
-                rendered.body, rendered.shape.encoding, rendered.shape.segments, None,
+                recipient.id,
+                recipient.number,
+                customer.name if customer else None,
+                recipient.status,
+                rendered.body,
+                rendered.shape.encoding,
+                rendered.shape.segments,
+                None,
             )
         )
     return previews
@@ -523,7 +542,9 @@ async def estimate_campaign(
         except ValidationFailed:
             errors += 1
             continue
-        sender = pick_sender(recipient.number, sender=campaign.sender, pool=campaign.sender_pool or [], defaults=defaults)
+        sender = pick_sender(
+            recipient.number, sender=campaign.sender, pool=campaign.sender_pool or [], defaults=defaults
+        )
         segments += rendered.shape.segments
         cost += rendered.shape.segments * prices.get(sender or "", 0.0)
     scale = sendable / seen if seen and sendable > seen else 1.0
@@ -648,3 +669,65 @@ async def list_campaigns(*, session: AsyncSession, actor: Actor, limit: int = 10
         .limit(limit)
     )
     return [(campaign, int(n)) for campaign, n in rows]
+
+
+async def resolve_customers(*, session: AsyncSession, picked: list[str], region: str) -> tuple[list[str], list[str]]:
+    """Hand-picked customers, each given by id or phone number: (customer ids, the lines that match none)."""
+    ids: list[str] = []
+    unknown: list[str] = []
+    for line in picked[:10_000]:
+        if len(line) == 32 and all(c in "0123456789abcdef" for c in line):
+            if await session.scalar(select(Customer.id).where(Customer.id == line, Customer.merged_into_id.is_(None))):
+                ids.append(line)
+                continue
+        number = normalize_number(line, region)
+        found = (
+            await session.scalar(
+                select(CustomerPhone.customer_id)
+                .join(Customer, Customer.id == CustomerPhone.customer_id)
+                .where(CustomerPhone.e164 == number, Customer.merged_into_id.is_(None))
+                .limit(1)
+            )
+            if number
+            else None
+        )
+        if found:
+            ids.append(found)
+        else:
+            unknown.append(line)
+    return list(dict.fromkeys(ids)), unknown
+
+
+@dataclass(frozen=True, slots=True)
+class SamplePreview:
+    name: str | None
+    body: str | None
+    encoding: str | None
+    units: int
+    segments: int
+    error: str | None
+
+
+async def sample_preview(
+    *, session: AsyncSession, actor: Actor, template: str, segment_id: str | None
+) -> SamplePreview | None:
+    """The template made for one customer (the segment's first, else anyone's), while the marketer types it."""
+    require_role(actor, Role.MARKETER)
+    if not template.strip():
+        return None
+    query: Select[str] | None = None
+    if segment_id:
+        query = await segment_member_query(session=session, actor=actor, segment_id=segment_id)
+    base = select(Customer).where(Customer.merged_into_id.is_(None))
+    if query is not None:
+        base = base.where(Customer.id.in_(query))
+    customer = await session.scalar(base.order_by(Customer.name).limit(1))
+    values = customer_fields(customer.name, customer.custom_fields) if customer else {}
+    try:
+        rendered = render(template, values)
+    except ValidationFailed as exc:
+        return SamplePreview(customer.name if customer else None, None, None, 0, 0, exc.message)
+    shape = rendered.shape
+    return SamplePreview(
+        customer.name if customer else None, rendered.body, shape.encoding, shape.units, shape.segments, None
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
@@ -112,6 +111,8 @@ class SmsCampaign(Base):
     sender_pool: Mapped[list[str]] = mapped_column(JSON, default=list)
     scheduled_at: Mapped[datetime | None] = mapped_column(default=None)  # nothing goes before this moment
     audience: Mapped[str] = mapped_column(String(200), default="")  # how the audience was chosen, for the screens
+    # an uploaded CSV's refused rows ([line, why], the first 1,000) and how many duplicates were dropped
+    audience_report: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)

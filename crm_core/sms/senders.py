@@ -75,7 +75,9 @@ def check_sender(data: SenderIn) -> SenderIn:
         region = phonenumbers.region_code_for_number(parsed)
         toll_free = country == "US" and address[2:5] in US_TOLL_FREE
         if kind == "toll_free" and country == "US" and not toll_free:
-            raise ValidationFailed("A US toll-free number starts +1 800, 833, 844, 855, 866, 877 or 888.", field="address")
+            raise ValidationFailed(
+                "A US toll-free number starts +1 800, 833, 844, 855, 866, 877 or 888.", field="address"
+            )
         if kind == "long_code" and toll_free:
             raise ValidationFailed("That is a toll-free number: choose the kind toll_free.", field="kind")
         if region and region != country and not (country == "US" and region in ("CA", "US")):

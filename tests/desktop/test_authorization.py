@@ -31,6 +31,7 @@ SIGNED_IN = EVERYONE - {"anonymous"}
 STAFF = {"agent", "supervisor", "admin"}
 SUPERVISION = {"supervisor", "admin"}
 ADMIN_ONLY = {"admin"}
+MARKETING = {"marketer", "admin"}
 
 # (method, rule) -> roles allowed. A route missing here fails the test: new routes must be decided on.
 HTTP_TABLE: dict[tuple[str, str], set[str]] = {
@@ -125,6 +126,20 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/sms/campaigns"): {"marketer", "admin"},
     ("POST", "/api/sms/campaigns/<campaign_id>/<action>"): {"marketer", "admin"},
     ("GET", "/api/sms/campaigns/<campaign_id>"): {"marketer", "supervisor", "admin"},
+    # the marketer's campaign screens
+    ("GET", "/campaigns"): MARKETING,
+    ("GET", "/campaigns/new"): MARKETING,
+    ("POST", "/campaigns"): MARKETING,
+    ("POST", "/campaigns/preview"): MARKETING,
+    ("GET", "/campaigns/<campaign_id>"): MARKETING,
+    ("GET", "/campaigns/<campaign_id>/progress"): MARKETING,
+    ("GET", "/campaigns/<campaign_id>/preview"): MARKETING,
+    ("POST", "/campaigns/<campaign_id>/<action>"): MARKETING,
+    # SMS senders and automations
+    ("GET", "/admin/sms/senders"): ADMIN_ONLY,
+    ("POST", "/admin/sms/senders"): ADMIN_ONLY,
+    ("GET", "/admin/sms/automations"): ADMIN_ONLY,
+    ("POST", "/admin/sms/automations/<name>"): ADMIN_ONLY,
 }
 # (namespace, event) -> roles allowed; "connect" is the handshake itself. Admin "root" has no extension, so no
 # agent device to work from: it may supervise but not take calls.
@@ -174,6 +189,7 @@ def concrete(rule: str, center: LiveCenter) -> str:
         .replace("<conversation_id>", "0" * 32)
         .replace("<campaign_id>", "0" * 32)
         .replace("<action>", "start")
+        .replace("<name>", "missed_call")
     )
 
 

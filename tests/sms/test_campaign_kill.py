@@ -17,8 +17,8 @@ from crm_core import migrate
 from crm_core.customers.models import Customer, CustomerPhone
 from crm_core.db import make_engine, make_sessionmaker, new_id, utcnow
 from crm_core.sms.campaigns import change_campaign, create_campaign
-from crm_core.sms.senders import SenderIn, save_sender
 from crm_core.sms.models import SmsCampaign, SmsMessage
+from crm_core.sms.senders import SenderIn, save_sender
 from crm_core.users.service import SYSTEM
 from tests.fakes.twilio_api import FakeTwilio
 

@@ -68,6 +68,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("sender_pool", sa.JSON(), nullable=False, server_default="[]"))
         batch_op.add_column(sa.Column("scheduled_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("audience", sa.String(length=200), nullable=False, server_default=""))
+        batch_op.add_column(sa.Column("audience_report", sa.JSON(), nullable=True))
     with op.batch_alter_table("sms_campaigns", schema=None) as batch_op:
         batch_op.alter_column("sender_pool", server_default=None)
         batch_op.alter_column("audience", server_default=None)
@@ -79,6 +80,7 @@ def downgrade() -> None:
     with op.batch_alter_table("sms_campaign_recipients", schema=None) as batch_op:
         batch_op.drop_column("merge_values")
     with op.batch_alter_table("sms_campaigns", schema=None) as batch_op:
+        batch_op.drop_column("audience_report")
         batch_op.drop_column("audience")
         batch_op.drop_column("scheduled_at")
         batch_op.drop_column("sender_pool")
