@@ -247,9 +247,7 @@ def _opted_out_numbers_query() -> Select[str]:
     )
 
 
-async def add_recipients(
-    *, session: AsyncSession, campaign: SmsCampaign, customer_ids: list[str] | Select[str]
-) -> int:
+async def add_recipients(*, session: AsyncSession, campaign: SmsCampaign, customer_ids: list[str] | Select[str]) -> int:
     """One recipient per number (each customer's primary phone), de-duplicated; opted-out numbers are listed as
     `opted_out` and never sent to. Set-based: one INSERT … SELECT per 5,000 ids (or one for a segment's query).
     Returns how many will be sent to."""
