@@ -9,14 +9,14 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_core.customers.models import Customer
 from crm_core.db import utcnow
 from crm_core.errors import ValidationFailed
 from crm_core.sms.campaigns import next_allowed, quiet_begins, recipient_zone
-from crm_core.sms.models import SmsCampaign, SmsCampaignRecipient
+from crm_core.sms.models import SmsCampaign, SmsCampaignRecipient, SmsMessage
 from crm_core.sms.senders import country_defaults, number_country, pick_sender
 from crm_core.sms.service import opted_out_numbers, queue_outbound
 from crm_core.sms.templates import customer_fields, render
@@ -33,18 +33,27 @@ class CampaignDispatcher:
         every_s: float = 1.0,
         on_queued: Callable[[], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        max_backlog: int = 5000,
     ) -> None:
         self.sessions = sessions
         self.batch = batch
         self.every_s = every_s
         self.on_queued = on_queued  # wakes the outbox
         self.clock = clock
+        # hand over no more while this many messages already wait in the outbox: a million-recipient campaign is
+        # fed to the outbox as it sends, not written into it at once
+        self.max_backlog = max_backlog
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def run_once(self) -> int:
         """Hand one batch of due recipients to the outbox; the number handled."""
         now = self.clock()
+        async with self.sessions() as session:
+            waiting = select(SmsMessage.id).where(SmsMessage.status == "queued").limit(self.max_backlog).subquery()
+            backlog = int(await session.scalar(select(func.count()).select_from(waiting)) or 0)
+        if backlog >= self.max_backlog:
+            return 0
         async with self.sessions() as session, session.begin():
             query = (
                 select(SmsCampaignRecipient, SmsCampaign, Customer)
@@ -120,7 +129,7 @@ class CampaignDispatcher:
         while True:
             try:
                 while await self.run_once() >= self.batch:
-                    pass
+                    await asyncio.sleep(0)  # let the outbox's sends run between batches
             except Exception:
                 log.exception("the campaign dispatcher failed; trying again")
             self.wake.clear()

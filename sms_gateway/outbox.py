@@ -234,22 +234,22 @@ class SmsOutbox:
         if not accepted:
             return
         now = utcnow()
+        table = SmsMessage.__table__  # Core executemany: one statement, many rows
+        params = [{"ref": ref, "sid": sid} for ref, sid in accepted]
         async with unit_of_work(self.sessions, self.bus) as session:
             await session.execute(
-                update(SmsMessage)
-                .where(SmsMessage.id == bindparam("ref"), SmsMessage.status == "sending")
+                update(table)
+                .where(table.c.id == bindparam("ref"), table.c.status == "sending")
                 .values(
                     status="accepted", provider_sid=bindparam("sid"), error_code=None, error_detail=None, updated_at=now
-                )
-                .execution_options(synchronize_session=False),
-                [{"ref": ref, "sid": sid} for ref, sid in accepted],
+                ),
+                params,
             )
             await session.execute(
-                update(SmsMessage)
-                .where(SmsMessage.id == bindparam("ref"), SmsMessage.provider_sid.is_(None))
-                .values(provider_sid=bindparam("sid"))
-                .execution_options(synchronize_session=False),
-                [{"ref": ref, "sid": sid} for ref, sid in accepted],
+                update(table)
+                .where(table.c.id == bindparam("ref"), table.c.provider_sid.is_(None))
+                .values(provider_sid=bindparam("sid")),
+                params,
             )
             rows = await session.execute(
                 select(SmsMessage.id, SmsMessage.conversation_id, SmsMessage.status).where(

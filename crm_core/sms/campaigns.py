@@ -28,6 +28,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -286,7 +288,6 @@ async def add_recipients(*, session: AsyncSession, campaign: SmsCampaign, custom
             .where(phones.c.nth == 1)
             .subquery()
         )
-        taken = aliased(SmsCampaignRecipient)
         out = or_(first.c.sms_opt_out.is_(True), first.c.e164.in_(_opted_out_numbers_query()))
         rows = select(
             _new_id_sql(dialect),
@@ -296,14 +297,14 @@ async def add_recipients(*, session: AsyncSession, campaign: SmsCampaign, custom
             case((out, "opted_out"), else_="pending"),
             case((out, "The number opted out of SMS."), else_=null()),
             literal(due, table.c.due_at.type),
-        ).where(
-            first.c.nth_number == 1,
-            ~exists().where(taken.campaign_id == campaign.id, taken.number == first.c.e164),
-        )
+        ).where(first.c.nth_number == 1)
+        # a number already listed (from an earlier chunk) is skipped by the unique (campaign, number) index; a NOT
+        # EXISTS probe would walk the rows this very statement adds to that index, quadratic in the audience
+        make_insert = pg_insert if dialect == "postgresql" else sqlite_insert
         await session.execute(
-            insert(SmsCampaignRecipient).from_select(
-                ["id", "campaign_id", "customer_id", "number", "status", "reason", "due_at"], rows
-            )
+            make_insert(SmsCampaignRecipient)
+            .from_select(["id", "campaign_id", "customer_id", "number", "status", "reason", "due_at"], rows)
+            .on_conflict_do_nothing(index_elements=["campaign_id", "number"])
         )
     sendable = await session.scalar(
         select(func.count())
