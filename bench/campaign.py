@@ -192,6 +192,15 @@ async def run(recipients: int, window: float, warmup: float, admin_url: str) -> 
 
         info = await fake.start()
         provider = TwilioProvider(info["sid"], info["token"], api_base=info["base_url"])
+        first_sent = asyncio.Event()
+        send = provider.send
+
+        async def send_and_note(message: Any) -> str:
+            sid = await send(message)
+            first_sent.set()
+            return sid
+
+        provider.send = send_and_note  # type: ignore[method-assign]
         outbox = SmsOutbox(sessions, provider, default_mps=100, batch=500, every_s=0.1, concurrency=48)
         dispatcher = CampaignDispatcher(sessions, batch=1000, every_s=0.2, on_queued=outbox.wake.set, max_backlog=5000)
         async with sessions() as session, session.begin():
@@ -199,6 +208,7 @@ async def run(recipients: int, window: float, warmup: float, admin_url: str) -> 
         await outbox.start()
         dispatcher.start()
         try:
+            await asyncio.wait_for(first_sent.wait(), 600)  # the first batch handed over and sent: it runs
             for rate in (100, 1000):
                 if rate != 100:
                     async with sessions() as session, session.begin():

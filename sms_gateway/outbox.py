@@ -89,7 +89,8 @@ class SmsOutbox:
     def bucket(self, sender: str) -> TokenBucket:
         bucket = self._buckets.get(sender)
         if bucket is None:
-            bucket = TokenBucket(self.sender_mps.get(sender, self.default_mps))
+            # empty at first: a new worker does not open with a whole second's burst on top of the rate
+            bucket = TokenBucket(self.sender_mps.get(sender, self.default_mps), start_full=False)
             self._buckets[sender] = bucket
         return bucket
 

@@ -4,6 +4,7 @@ kept out), start, pause, resume and cancel, quiet hours in each recipient's time
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 from dataclasses import dataclass
@@ -55,18 +56,29 @@ TRANSITIONS = {
 }
 
 
+@functools.lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo | None:
+    """A zone by name, None when unknown (a miss is remembered too: looking one up again reads the tz database)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+@functools.lru_cache(maxsize=65_536)
+def _number_zones(number: str) -> tuple[str, ...]:
+    try:
+        return tuple(phone_timezones.time_zones_for_number(phonenumbers.parse(number)))
+    except phonenumbers.NumberParseException:
+        return ()
+
+
 def recipient_zone(number: str, customer_zone: str | None = None) -> ZoneInfo:
     """The recipient's time zone: the customer's own when set, else the number's (phonenumbers), else UTC."""
-    names: list[str] = [customer_zone] if customer_zone else []
-    try:
-        names += list(phone_timezones.time_zones_for_number(phonenumbers.parse(number)))
-    except phonenumbers.NumberParseException:
-        pass
-    for name in names:
-        try:
-            return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            continue
+    for name in ((customer_zone,) if customer_zone else ()) + _number_zones(number):
+        zone = _zone(name)
+        if zone is not None:
+            return zone
     return ZoneInfo("UTC")
 
 
