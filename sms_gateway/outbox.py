@@ -258,7 +258,8 @@ class SmsOutbox:
                 )
             )
             for ref, conversation_id, status in rows:
-                record_event(session, SmsStatusChanged(ref, conversation_id, status, None, now))
+                if conversation_id is not None:  # a campaign's messages are in no agent's thread: no live fan-out
+                    record_event(session, SmsStatusChanged(ref, conversation_id, status, None, now))
 
     async def _send_guarded(self, message: Claimed) -> None:
         try:

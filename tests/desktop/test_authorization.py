@@ -117,6 +117,7 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("POST", "/sms/status"): set(),
     ("GET", "/sms"): STAFF,
     ("GET", "/sms/list"): STAFF,
+    ("GET", "/sms/workspace"): STAFF,
     ("GET", "/sms/conversations/<conversation_id>"): STAFF,
     ("GET", "/sms/customers/<customer_id>"): STAFF,
     ("GET", "/sms/conversations/<conversation_id>/thread"): STAFF,
