@@ -40,6 +40,7 @@ USERS = {
     "agent1002": (Role.AGENT, "1002"),
     "boss": (Role.SUPERVISOR, "9001"),
     "mkt": (Role.MARKETER, None),
+    "root": (Role.ADMIN, None),
 }
 
 
