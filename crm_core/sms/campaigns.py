@@ -27,6 +27,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -318,12 +319,19 @@ async def add_recipients(*, session: AsyncSession, campaign: SmsCampaign, custom
             .from_select(["id", "campaign_id", "customer_id", "number", "status", "reason", "due_at"], rows)
             .on_conflict_do_nothing(index_elements=["campaign_id", "number"])
         )
-    sendable = await session.scalar(
-        select(func.count())
-        .select_from(SmsCampaignRecipient)
-        .where(SmsCampaignRecipient.campaign_id == campaign.id, SmsCampaignRecipient.status == "pending")
+    sendable = int(
+        await session.scalar(
+            select(func.count())
+            .select_from(SmsCampaignRecipient)
+            .where(SmsCampaignRecipient.campaign_id == campaign.id, SmsCampaignRecipient.status == "pending")
+        )
+        or 0
     )
-    return int(sendable or 0)
+    if dialect == "postgresql" and sendable >= 10_000:
+        # fresh statistics: with a planner still believing the table small, every dispatcher pass would read and
+        # sort the whole audience instead of walking the (status, due_at) index
+        await session.execute(text("ANALYZE sms_campaign_recipients"))
+    return sendable
 
 
 async def add_csv_recipients(*, session: AsyncSession, campaign: SmsCampaign, audience: CsvAudience) -> int:
