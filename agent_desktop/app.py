@@ -21,6 +21,7 @@ from agent_desktop.pop import PopBuilder
 from agent_desktop.routes import admin as admin_routes
 from agent_desktop.routes import auth as auth_routes
 from agent_desktop.routes import calls as calls_routes
+from agent_desktop.routes import campaigns as campaigns_routes
 from agent_desktop.routes import customers as customers_routes
 from agent_desktop.routes import desktop as desktop_routes
 from agent_desktop.routes import intake as intake_routes
@@ -164,6 +165,7 @@ def create_app(
         sms_routes,
         kb_routes,
         intake_routes,
+        campaigns_routes,
     ):
         app.register_blueprint(routes.blueprint)
 

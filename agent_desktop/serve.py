@@ -27,6 +27,7 @@ from crm_core.tickets.csat import CsatDispatcher, CsatPolicy
 from ivr.callback_dialer import CallbackDialer
 from recordings.retention import RetentionSweeper
 from recordings.store import archive_from_settings
+from sms_gateway.automations import AutomationWorker
 from sms_gateway.campaigns import CampaignDispatcher
 from sms_gateway.outbox import SmsOutbox
 from sms_gateway.twilio_provider import TwilioProvider
@@ -76,6 +77,18 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
         csat.start()
         if campaigns is not None:
             campaigns.start()
+        automations = (
+            AutomationWorker(
+                runtime.sessions,
+                region=settings.default_region,
+                fallback_sender=settings.sms_sender,
+                on_queued=sms_outbox.wake.set,
+            )
+            if sms_outbox
+            else None
+        )
+        if automations is not None:
+            automations.start()
         asgi, _sio = create_asgi(
             runtime, pbx=telephony.pbx, voice=(ivr.flows, ivr.crm), import_worker=imports, sms_outbox=sms_outbox
         )
@@ -83,6 +96,8 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
             await _serve_http(asgi, settings)
         finally:
             await csat.stop()
+            if automations is not None:
+                await automations.stop()
             if campaigns is not None:
                 await campaigns.stop()
             if sms_outbox is not None:
@@ -127,6 +142,7 @@ async def start_sms_outbox(runtime: Any) -> SmsOutbox | None:
         bus=runtime.bus,
         public_base_url=settings.public_base_url,
         default_mps=settings.sms_sender_mps,
+        concurrency=8,  # sends overlap their round trips; each sender's rate (senders table) still paces them
     )
     await outbox.start(sole_worker=True)
     return outbox

@@ -21,11 +21,14 @@ from crm_core.recordings.models import (
 from crm_core.segments.models import Segment
 from crm_core.sla.models import SlaCalendar, SlaClock, SlaEscalation, SlaEscalationRule, SlaPolicy
 from crm_core.sms.models import (
+    SmsAutomation,
+    SmsAutomationSend,
     SmsCampaign,
     SmsCampaignRecipient,
     SmsConsentChange,
     SmsConversation,
     SmsMessage,
+    SmsSender,
 )
 from crm_core.tickets.csat_models import IntakeThrottle, TicketCsat
 from crm_core.tickets.models import Ticket, TicketLink, TicketMessage
@@ -63,11 +66,14 @@ __all__ = [
     "SlaEscalation",
     "SlaEscalationRule",
     "SlaPolicy",
+    "SmsAutomation",
+    "SmsAutomationSend",
     "SmsCampaign",
     "SmsCampaignRecipient",
     "SmsConsentChange",
     "SmsConversation",
     "SmsMessage",
+    "SmsSender",
     "Tag",
     "Ticket",
     "TicketCsat",

@@ -8,16 +8,18 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_core.customers.models import Customer
-from crm_core.db import utcnow
+from crm_core.db import new_id, utcnow
 from crm_core.errors import ValidationFailed
 from crm_core.sms.campaigns import next_allowed, quiet_begins, recipient_zone
-from crm_core.sms.models import SmsCampaign, SmsCampaignRecipient
-from crm_core.sms.service import opted_out_numbers, queue_outbound
+from crm_core.sms.models import SmsCampaign, SmsCampaignRecipient, SmsMessage
+from crm_core.sms.senders import country_defaults, number_country, pick_sender
+from crm_core.sms.service import opted_out_numbers
 from crm_core.sms.templates import customer_fields, render
 
 log = logging.getLogger(__name__)
@@ -32,63 +34,123 @@ class CampaignDispatcher:
         every_s: float = 1.0,
         on_queued: Callable[[], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        max_backlog: int = 5000,
     ) -> None:
         self.sessions = sessions
         self.batch = batch
         self.every_s = every_s
         self.on_queued = on_queued  # wakes the outbox
         self.clock = clock
+        # hand over no more while this many messages already wait in the outbox: a million-recipient campaign is
+        # fed to the outbox as it sends, not written into it at once
+        self.max_backlog = max_backlog
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def run_once(self) -> int:
         """Hand one batch of due recipients to the outbox; the number handled."""
         now = self.clock()
+        async with self.sessions() as session:
+            waiting = select(SmsMessage.id).where(SmsMessage.status == "queued").limit(self.max_backlog).subquery()
+            backlog = int(await session.scalar(select(func.count()).select_from(waiting)) or 0)
+        if backlog >= self.max_backlog:
+            return 0
+        recipients, campaigns, customers = (
+            SmsCampaignRecipient.__table__,
+            SmsCampaign.__table__,
+            Customer.__table__,
+        )
         async with self.sessions() as session, session.begin():
             query = (
-                select(SmsCampaignRecipient, SmsCampaign, Customer)
-                .join(SmsCampaign, SmsCampaign.id == SmsCampaignRecipient.campaign_id)
-                .outerjoin(Customer, Customer.id == SmsCampaignRecipient.customer_id)
-                .where(
-                    SmsCampaign.status == "running",
-                    SmsCampaignRecipient.status == "pending",
-                    SmsCampaignRecipient.due_at <= now,
+                select(
+                    recipients.c.id,
+                    recipients.c.number,
+                    recipients.c.customer_id,
+                    recipients.c.merge_values,
+                    campaigns.c.template,
+                    campaigns.c.sender,
+                    campaigns.c.sender_pool,
+                    campaigns.c.quiet_start_hour,
+                    campaigns.c.quiet_end_hour,
+                    customers.c.name,
+                    customers.c.custom_fields,
+                    customers.c.timezone,
+                    customers.c.sms_opt_out,
                 )
-                .order_by(SmsCampaignRecipient.due_at, SmsCampaignRecipient.id)
+                .join(campaigns, campaigns.c.id == recipients.c.campaign_id)
+                .outerjoin(customers, customers.c.id == recipients.c.customer_id)
+                .where(
+                    campaigns.c.status == "running",
+                    recipients.c.status == "pending",
+                    recipients.c.due_at <= now,
+                )
+                .order_by(recipients.c.due_at)  # the (status, due_at) index yields them in order: no sort of all
                 .limit(self.batch)
             )
             if session.get_bind().dialect.name == "postgresql":
-                query = query.with_for_update(of=SmsCampaignRecipient, skip_locked=True)
+                query = query.with_for_update(of=recipients, skip_locked=True)
             rows = list(await session.execute(query))
-            queued = 0
-            opted_out = await opted_out_numbers(session=session, numbers=[r.number for r, _c, _u in rows])
-            for recipient, campaign, customer in rows:
-                zone = recipient_zone(recipient.number, customer.timezone if customer else None)
-                later = next_allowed(now, zone, campaign.quiet_start_hour, campaign.quiet_end_hour)
-                if later is not None:
-                    recipient.due_at = later
+            opted_out = await opted_out_numbers(session=session, numbers=[r.number for r in rows])
+            defaults = await country_defaults(session=session) if rows else {}
+            later: list[dict[str, Any]] = []  # recipients in their quiet hours: due when those end
+            settled: list[dict[str, Any]] = []  # recipients opted out or failed, with why
+            handed: list[dict[str, Any]] = []  # recipients handed to the outbox, with their message
+            messages: list[dict[str, Any]] = []
+            stamp = utcnow()
+            for row in rows:
+                zone = recipient_zone(row.number, row.timezone)
+                allowed_at = next_allowed(now, zone, row.quiet_start_hour, row.quiet_end_hour)
+                if allowed_at is not None:
+                    later.append({"ref": row.id, "due": allowed_at})
                     continue
-                if recipient.number in opted_out or (customer and customer.sms_opt_out):
-                    recipient.status, recipient.reason = "opted_out", "The number opted out of SMS."
+                if row.number in opted_out or row.sms_opt_out:
+                    settled.append({"ref": row.id, "state": "opted_out", "why": "The number opted out of SMS."})
                     continue
-                values = customer_fields(customer.name, customer.custom_fields) if customer else {}
+                sender = pick_sender(row.number, sender=row.sender, pool=row.sender_pool or [], defaults=defaults)
+                if sender is None:
+                    why = f"No default sender for {number_country(row.number) or 'this number'}."
+                    settled.append({"ref": row.id, "state": "failed", "why": why})
+                    continue
+                values = customer_fields(row.name, row.custom_fields) if row.name is not None else {}
+                for key, value in (row.merge_values or {}).items():
+                    if isinstance(value, str) and value.strip():
+                        values.setdefault(key, value)
                 try:
-                    rendered = render(campaign.template, values)
+                    rendered = render(row.template, values)
                 except ValidationFailed as exc:  # one recipient's missing field never stops the campaign
-                    recipient.status, recipient.reason = "failed", exc.message[:255]
+                    settled.append({"ref": row.id, "state": "failed", "why": exc.message[:255]})
                     continue
-                message = queue_outbound(
-                    session,
-                    to=recipient.number,
-                    sender=campaign.sender,
-                    body=rendered.body,
-                    customer_id=recipient.customer_id,
-                    expires_at=quiet_begins(now, zone, campaign.quiet_start_hour, campaign.quiet_end_hour),
+                message_id = new_id()
+                messages.append(
+                    {
+                        "id": message_id,
+                        "direction": "outbound",
+                        "from_number": sender,
+                        "to_number": row.number,
+                        "body": rendered.body,
+                        "status": "queued",
+                        "encoding": rendered.shape.encoding,
+                        "segments": rendered.shape.segments,
+                        "customer_id": row.customer_id,
+                        "attempts": 0,
+                        "due_at": stamp,
+                        "expires_at": quiet_begins(now, zone, row.quiet_start_hour, row.quiet_end_hour),
+                        "created_at": stamp,
+                    }
                 )
-                recipient.status, recipient.message_id = "queued", message.id
-                queued += 1
+                handed.append({"ref": row.id, "message": message_id})
+            # the messages and their recipients' marks in one transaction: a crash does both or neither
+            if messages:
+                await session.execute(insert(SmsMessage.__table__), messages)
+            mark = update(recipients).where(recipients.c.id == bindparam("ref"))
+            if handed:
+                await session.execute(mark.values(status="queued", message_id=bindparam("message")), handed)
+            if settled:
+                await session.execute(mark.values(status=bindparam("state"), reason=bindparam("why")), settled)
+            if later:
+                await session.execute(mark.values(due_at=bindparam("due")), later)
             await self._finish(session)
-        if queued and self.on_queued is not None:
+        if handed and self.on_queued is not None:
             self.on_queued()
         return len(rows)
 

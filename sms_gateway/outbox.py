@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_core.bus import EventBus
 from crm_core.db import record_event, unit_of_work, utcnow
 from crm_core.sms.events import SmsStatusChanged
 from crm_core.sms.models import SmsMessage
+from crm_core.sms.senders import sender_rates
 from crm_core.sms.service import record_consent
 from sms_gateway.errors import OptedOut, SmsSendError, Throttled
 from sms_gateway.provider import OutgoingSms, SmsProvider
@@ -61,6 +63,8 @@ class SmsOutbox:
         lease_s: float = 120.0,
         max_attempts: int = 8,
         backoff_s: float = 2.0,
+        concurrency: int = 1,
+        rates_every_s: float = 5.0,
     ) -> None:
         self.sessions = sessions
         self.provider = provider
@@ -73,6 +77,11 @@ class SmsOutbox:
         self.lease_s = lease_s
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
+        # sends in flight at once: their start is still paced by each sender's bucket, so more only hides latency
+        self.concurrency = max(1, concurrency)
+        self.rates_every_s = rates_every_s
+        self._rates_at = float("-inf")
+        self._accepted: list[tuple[str, str]] = []  # (message id, provider id) to mark in one transaction
         self.wake = asyncio.Event()
         self._buckets: dict[str, TokenBucket] = {}
         self._task: asyncio.Task[None] | None = None
@@ -80,9 +89,26 @@ class SmsOutbox:
     def bucket(self, sender: str) -> TokenBucket:
         bucket = self._buckets.get(sender)
         if bucket is None:
-            bucket = TokenBucket(self.sender_mps.get(sender, self.default_mps))
+            # empty at first: a new worker does not open with a whole second's burst on top of the rate
+            bucket = TokenBucket(self.sender_mps.get(sender, self.default_mps), start_full=False)
             self._buckets[sender] = bucket
         return bucket
+
+    async def refresh_rates(self) -> None:
+        """Take each sender's rate from the senders table (an admin may change it while the outbox runs)."""
+        async with self.sessions() as session:
+            rates = await sender_rates(session=session)
+        for address, mps in rates.items():
+            self.sender_mps[address] = mps
+            bucket = self._buckets.get(address)
+            if bucket is not None and bucket.rate != mps:
+                bucket.rate, bucket.burst = mps, max(mps, 1.0)
+        self._rates_at = time.monotonic()
+
+    def rates_due(self) -> None:
+        """Read the senders' rates again before the next batch (an admin changed one)."""
+        self._rates_at = float("-inf")
+        self.wake.set()
 
     async def _claim(self) -> list[Claimed]:
         """One UPDATE … RETURNING: the write lock is taken by the first statement (SQLite never meets a stale read
@@ -197,16 +223,69 @@ class SmsOutbox:
                     error_detail=exc.message[:255],
                 )
         else:
-            await self._mark(claimed.id, status="accepted", provider_sid=sid, error_code=None, error_detail=None)
+            if self.concurrency > 1:  # many in flight: marked together after the batch, one transaction
+                self._accepted.append((claimed.id, sid))
+            else:
+                await self._mark(claimed.id, status="accepted", provider_sid=sid, error_code=None, error_detail=None)
+
+    async def _mark_accepted(self) -> None:
+        """Mark the batch's accepted sends at once (only those still `sending`: a status callback that came first
+        has already moved its row further)."""
+        accepted, self._accepted = self._accepted, []
+        if not accepted:
+            return
+        now = utcnow()
+        table = SmsMessage.__table__  # Core executemany: one statement, many rows
+        params = [{"ref": ref, "sid": sid} for ref, sid in accepted]
+        async with unit_of_work(self.sessions, self.bus) as session:
+            await session.execute(
+                update(table)
+                .where(table.c.id == bindparam("ref"), table.c.status == "sending")
+                .values(
+                    status="accepted", provider_sid=bindparam("sid"), error_code=None, error_detail=None, updated_at=now
+                ),
+                params,
+            )
+            await session.execute(
+                update(table)
+                .where(table.c.id == bindparam("ref"), table.c.provider_sid.is_(None))
+                .values(provider_sid=bindparam("sid")),
+                params,
+            )
+            rows = await session.execute(
+                select(SmsMessage.id, SmsMessage.conversation_id, SmsMessage.status).where(
+                    SmsMessage.id.in_([ref for ref, _sid in accepted])
+                )
+            )
+            for ref, conversation_id, status in rows:
+                if conversation_id is not None:  # a campaign's messages are in no agent's thread: no live fan-out
+                    record_event(session, SmsStatusChanged(ref, conversation_id, status, None, now))
+
+    async def _send_guarded(self, message: Claimed) -> None:
+        try:
+            await self.send_one(message)
+        except Exception:  # the row stays `sending`; recovery settles it with the provider
+            log.exception("SMS %s: sending failed unexpectedly", message.id)
 
     async def run_once(self) -> int:
         """Claim one batch of due messages and send them; the number claimed."""
+        if time.monotonic() - self._rates_at >= self.rates_every_s:
+            await self.refresh_rates()
         claimed = await self._claim()
-        for message in claimed:
-            try:
-                await self.send_one(message)
-            except Exception:  # the row stays `sending`; recovery settles it with the provider
-                log.exception("SMS %s: sending failed unexpectedly", message.id)
+        if self.concurrency == 1:
+            for message in claimed:
+                await self._send_guarded(message)
+            return len(claimed)
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def gated(message: Claimed) -> None:
+            async with gate:
+                await self._send_guarded(message)
+
+        try:
+            await asyncio.gather(*(gated(m) for m in claimed))
+        finally:
+            await self._mark_accepted()
         return len(claimed)
 
     async def recover(self, *, stale_after_s: float | None = None) -> int:

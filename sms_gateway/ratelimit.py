@@ -17,6 +17,7 @@ class TokenBucket:
         burst: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        start_full: bool = True,
     ) -> None:
         if rate <= 0:
             raise ValueError("a sending rate is more than 0 messages a second")
@@ -24,7 +25,7 @@ class TokenBucket:
         self.burst = max(burst if burst is not None else rate, 1.0)
         self._clock = clock
         self._sleep = sleep
-        self._tokens = self.burst
+        self._tokens = self.burst if start_full else 0.0
         self._at = clock()
         self._lock = asyncio.Lock()
 

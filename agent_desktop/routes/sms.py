@@ -109,6 +109,17 @@ async def inbox_list() -> Any:
     return await render_template("sms/inbox_list.html", **await _inbox_context())
 
 
+@blueprint.get("/sms/workspace")
+@roles_allowed(*STAFF)
+async def workspace_list() -> Any:
+    """The agent workspace's SMS interactions: open conversations that are mine, then unassigned ones."""
+    me = actor()
+    async with runtime().sessions() as session:
+        mine = await sms.list_conversations(session=session, actor=me, view="mine", limit=20)
+        unassigned = await sms.list_conversations(session=session, actor=me, view="unassigned", limit=20)
+    return await render_template("sms/workspace_list.html", mine=mine, unassigned=unassigned)
+
+
 async def _conversation_context(conversation_id: str) -> dict[str, Any]:
     me = actor()
     async with runtime().sessions() as session:

@@ -22,6 +22,10 @@
     ack(card)(timedOut ? {ok: false, error: "the server did not answer in time"} : result));
 
   socket.on("connect", () => say("Connected."));
+  // SMS conversations are interactions too: the workspace's SMS list reloads when a text comes in or moves on
+  const smsChanged = () => document.body.dispatchEvent(new Event("sms-changed"));
+  socket.on("sms_received", smsChanged);
+  socket.on("sms_status", smsChanged);
   socket.on("connect_error", (error) => {
     // a refused handshake (signed out, deactivated) is not a server that is restarting
     if (error && /rejected/i.test(error.message || "")) say("Signed out: sign in again to take calls.");

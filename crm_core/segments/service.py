@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -138,6 +138,30 @@ async def segment_members(
     if segment is None:
         raise NotFound("No such segment.", segment_id=segment_id)
     rule = check_definition(segment.definition)
+    query = member_query(rule)
+    members = set(await session.scalars(query))
+    if rule.rfm is not None:
+        scores = await rfm_scores(session=session, actor=actor, window_days=rule.rfm.window_days, now=now)
+        qualified = {
+            s.customer_id for s in scores if s.r >= rule.rfm.r_min and s.f >= rule.rfm.f_min and s.m >= rule.rfm.m_min
+        }
+        members &= qualified
+    return sorted(members)
+
+
+async def segment_member_query(*, session: AsyncSession, actor: Actor, segment_id: str) -> Select[str] | None:
+    """The customer ids of a segment as one SELECT (for set-based work over large audiences); None when the segment
+    has an RFM rule, whose scores are computed in Python (then use segment_members)."""
+    require_role(actor, Role.MARKETER, Role.SUPERVISOR)
+    segment = await session.get(Segment, segment_id)
+    if segment is None:
+        raise NotFound("No such segment.", segment_id=segment_id)
+    rule = check_definition(segment.definition)
+    return None if rule.rfm is not None else member_query(rule)
+
+
+def member_query(rule: SegmentDefinition) -> Select[str]:
+    """Customers matching the segment's field rules (everything but RFM)."""
     query = select(Customer.id).where(Customer.merged_into_id.is_(None))
     if rule.exclude_opted_out:
         query = query.where(Customer.sms_opt_out.is_(False))
@@ -153,11 +177,4 @@ async def segment_members(
                 .where(Tag.name == tag.strip().lower())
             )
         )
-    members = set(await session.scalars(query))
-    if rule.rfm is not None:
-        scores = await rfm_scores(session=session, actor=actor, window_days=rule.rfm.window_days, now=now)
-        qualified = {
-            s.customer_id for s in scores if s.r >= rule.rfm.r_min and s.f >= rule.rfm.f_min and s.m >= rule.rfm.m_min
-        }
-        members &= qualified
-    return sorted(members)
+    return query

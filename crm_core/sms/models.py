@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm_core.db import Base, new_id, utcnow
@@ -105,6 +106,13 @@ class SmsCampaign(Base):
     quiet_start_hour: Mapped[int] = mapped_column(Integer, default=21)  # no message from 21:00 …
     quiet_end_hour: Mapped[int] = mapped_column(Integer, default=9)  # … to 09:00, recipient's local time
     created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
+    # several senders sharing the campaign (each recipient keeps one of them); empty: `sender` alone, and an empty
+    # `sender` too means each recipient's country default
+    sender_pool: Mapped[list[str]] = mapped_column(JSON, default=list)
+    scheduled_at: Mapped[datetime | None] = mapped_column(default=None)  # nothing goes before this moment
+    audience: Mapped[str] = mapped_column(String(200), default="")  # how the audience was chosen, for the screens
+    # an uploaded CSV's refused rows ([line, why], the first 1,000) and how many duplicates were dropped
+    audience_report: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -130,3 +138,59 @@ class SmsCampaignRecipient(Base):
     reason: Mapped[str | None] = mapped_column(String(255), default=None)
     message_id: Mapped[str | None] = mapped_column(String(32), default=None)
     due_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # merge values from an uploaded CSV row (a number without a customer record has no other)
+    merge_values: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
+SENDER_KINDS = ("long_code", "toll_free", "short_code", "messaging_service")
+
+
+class SmsSender(Base):
+    """A number or Messaging Service we send from, with its own rate (segments a second), its price per segment,
+    and whether it is the default for its country. A US long code must be registered for A2P 10DLC before any
+    campaign may use it."""
+
+    __tablename__ = "sms_senders"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    address: Mapped[str] = mapped_column(String(40), unique=True)  # E.164, a short code's digits, or MG…
+    kind: Mapped[str] = mapped_column(String(20))  # one of SENDER_KINDS
+    country: Mapped[str] = mapped_column(String(2))  # ISO 3166 alpha-2
+    label: Mapped[str] = mapped_column(String(100), default="")
+    mps: Mapped[float] = mapped_column(Float, default=1.0)
+    price_per_segment: Mapped[float] = mapped_column(Float, default=0.0079)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    a2p_10dlc_registered: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SmsAutomation(Base):
+    """A switchable automatic text: `missed_call` (text-back after an abandoned call), `ticket_created`,
+    `ticket_resolved`, `feedback` (a thank-you some days after a contact)."""
+
+    __tablename__ = "sms_automations"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    template: Mapped[str] = mapped_column(Text)
+    delay_days: Mapped[int] = mapped_column(Integer, default=0)  # the feedback request waits this long
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SmsAutomationSend(Base):
+    """One automatic text for one occasion (a call's Linkedid, a ticket's event): the unique key makes it once."""
+
+    __tablename__ = "sms_automation_sends"
+    __table_args__ = (UniqueConstraint("automation", "occasion"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    automation: Mapped[str] = mapped_column(String(32))
+    occasion: Mapped[str] = mapped_column(String(100))
+    customer_id: Mapped[str | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), default=None, index=True
+    )
+    message_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    outcome: Mapped[str] = mapped_column(String(16))  # queued | opted_out | no_number | failed
+    detail: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

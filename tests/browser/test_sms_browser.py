@@ -55,3 +55,21 @@ async def test_a_text_appears_live_and_the_agent_replies(browser: Browser, sms_c
     await expect(page.locator("#sms-thread li.sms-inbound .sms-body")).to_have_text(
         ["My parcel never arrived", "Thanks, great!"]
     )
+
+
+async def test_an_open_sms_conversation_is_an_interaction_in_the_workspace(
+    browser: Browser,  # noqa: F811
+    sms_center: SmsCenter,
+) -> None:
+    page = await sign_in(browser, sms_center, "agent1001", "/desktop")  # type: ignore[arg-type]
+    sms = page.locator("#sms-interactions")
+    await expect(sms).to_contain_text("No open SMS conversation.")
+    await expect(page.locator("#desktop-message")).to_have_text("Connected.")
+    assert await sms_center.text_in("Is my order shipped?") == 200
+    item = sms.locator("li.sms-interaction")
+    await expect(item).to_have_count(1)  # live, beside the calls, without a reload
+    await expect(item).to_contain_text("Alice Example")
+    await expect(item.locator(".what")).to_have_text("SMS · unassigned · 1 new")
+    await expect(item.locator(".sms-last")).to_have_text("Is my order shipped?")
+    conversation = await sms_center.conversation_of()
+    assert await item.locator("a").get_attribute("href") == f"/sms/conversations/{conversation.id}"

@@ -31,6 +31,7 @@ SIGNED_IN = EVERYONE - {"anonymous"}
 STAFF = {"agent", "supervisor", "admin"}
 SUPERVISION = {"supervisor", "admin"}
 ADMIN_ONLY = {"admin"}
+MARKETING = {"marketer", "admin"}
 
 # (method, rule) -> roles allowed. A route missing here fails the test: new routes must be decided on.
 HTTP_TABLE: dict[tuple[str, str], set[str]] = {
@@ -124,6 +125,7 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("POST", "/sms/status"): set(),
     ("GET", "/sms"): STAFF,
     ("GET", "/sms/list"): STAFF,
+    ("GET", "/sms/workspace"): STAFF,
     ("GET", "/sms/conversations/<conversation_id>"): STAFF,
     ("GET", "/sms/customers/<customer_id>"): STAFF,
     ("GET", "/sms/conversations/<conversation_id>/thread"): STAFF,
@@ -148,6 +150,20 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/intake"): EVERYONE,
     ("POST", "/intake"): EVERYONE,
     ("POST", "/sms/conversations/<conversation_id>/ticket"): STAFF,
+    # the marketer's campaign screens
+    ("GET", "/campaigns"): MARKETING,
+    ("GET", "/campaigns/new"): MARKETING,
+    ("POST", "/campaigns"): MARKETING,
+    ("POST", "/campaigns/preview"): MARKETING,
+    ("GET", "/campaigns/<campaign_id>"): MARKETING,
+    ("GET", "/campaigns/<campaign_id>/progress"): MARKETING,
+    ("GET", "/campaigns/<campaign_id>/preview"): MARKETING,
+    ("POST", "/campaigns/<campaign_id>/<action>"): MARKETING,
+    # SMS senders and automations
+    ("GET", "/admin/sms/senders"): ADMIN_ONLY,
+    ("POST", "/admin/sms/senders"): ADMIN_ONLY,
+    ("GET", "/admin/sms/automations"): ADMIN_ONLY,
+    ("POST", "/admin/sms/automations/<name>"): ADMIN_ONLY,
 }
 # (namespace, event) -> roles allowed; "connect" is the handshake itself. Admin "root" has no extension, so no
 # agent device to work from: it may supervise but not take calls.
@@ -199,6 +215,7 @@ def concrete(rule: str, center: LiveCenter) -> str:
         .replace("<campaign_id>", "0" * 32)
         .replace("<action>", "start")
         .replace("<solution_id>", "0" * 32)
+        .replace("<name>", "missed_call")
     )
 
 

@@ -24,6 +24,7 @@ from crm_core.customers.schemas import CustomerIn, PhoneIn
 from crm_core.customers.service import create_customer
 from crm_core.settings import load_settings
 from crm_core.sms.models import SmsConversation, SmsMessage
+from crm_core.sms.senders import SenderIn, save_sender
 from crm_core.users.models import Role
 from crm_core.users.service import SYSTEM, create_user
 from sms_gateway.campaigns import CampaignDispatcher
@@ -39,6 +40,7 @@ USERS = {
     "agent1002": (Role.AGENT, "1002"),
     "boss": (Role.SUPERVISOR, "9001"),
     "mkt": (Role.MARKETER, None),
+    "root": (Role.ADMIN, None),
 }
 
 
@@ -209,6 +211,11 @@ async def start_sms_center(
             data=CustomerIn(name="Alice Example", phones=[PhoneIn(number=ALICE)]),
         )
         customers["Alice Example"] = customer.id
+        await save_sender(
+            session=session,
+            actor=SYSTEM,
+            data=SenderIn(SENDER, "long_code", "US", label="Main", mps=mps, is_default=True, a2p_10dlc_registered=True),
+        )
     provider = TwilioProvider(twilio.account_sid, twilio.auth_token, api_base=twilio.base_url)
     outbox = SmsOutbox(
         runtime.sessions,

@@ -18,6 +18,7 @@ from crm_core.customers.models import Customer, CustomerPhone
 from crm_core.db import make_engine, make_sessionmaker, new_id, utcnow
 from crm_core.sms.campaigns import change_campaign, create_campaign
 from crm_core.sms.models import SmsCampaign, SmsMessage
+from crm_core.sms.senders import SenderIn, save_sender
 from crm_core.users.service import SYSTEM
 from tests.fakes.twilio_api import FakeTwilio
 
@@ -74,6 +75,11 @@ async def test_a_campaign_killed_midway_sends_every_recipient_exactly_once(tmp_p
                 {"id": new_id(), "customer_id": i, "e164": n, "label": "mobile", "is_primary": True}
                 for i, n in zip(ids, numbers, strict=True)
             ],
+        )
+        await save_sender(
+            session=session,
+            actor=SYSTEM,
+            data=SenderIn("+15550000300", "long_code", "US", mps=1000, a2p_10dlc_registered=True),
         )
         campaign = await create_campaign(
             session=session,

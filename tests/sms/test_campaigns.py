@@ -25,7 +25,8 @@ from crm_core.sms.campaigns import (
     quiet_begins,
     recipient_zone,
 )
-from crm_core.sms.models import SmsCampaign, SmsCampaignRecipient, SmsMessage
+from crm_core.sms.models import SmsCampaign, SmsCampaignRecipient, SmsMessage, SmsSender
+from crm_core.sms.senders import SenderIn, save_sender
 from crm_core.sms.service import record_consent
 from crm_core.users.service import SYSTEM
 from sms_gateway.campaigns import CampaignDispatcher
@@ -51,12 +52,18 @@ async def twilio() -> AsyncIterator[FakeTwilio]:
 @pytest.fixture
 async def sessions(engine: AsyncEngine) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     maker = make_sessionmaker(engine)
+    async with maker() as session, session.begin():
+        await session.execute(delete(SmsSender).where(SmsSender.address == SENDER))
+        await save_sender(
+            session=session, actor=SYSTEM, data=SenderIn(SENDER, "long_code", "US", a2p_10dlc_registered=True)
+        )
     try:
         yield maker
     finally:  # a PostgreSQL database is shared by the run: leave nothing queued for another test's worker
         async with maker() as session, session.begin():
             await session.execute(delete(SmsMessage).where(SmsMessage.from_number == SENDER))
             await session.execute(delete(SmsCampaign))
+            await session.execute(delete(SmsSender))
 
 
 async def customer(session: AsyncSession, name: str, number: str, **custom: str) -> str:
