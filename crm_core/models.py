@@ -26,7 +26,7 @@ from crm_core.sms.models import (
     SmsConversation,
     SmsMessage,
 )
-from crm_core.tickets.models import Ticket, TicketLink, TicketMessage
+from crm_core.tickets.models import Ticket, TicketLink, TicketMessage, TicketTag, TicketWatcher
 from crm_core.users.models import LoginThrottle, Role, User
 
 __all__ = [
@@ -67,6 +67,8 @@ __all__ = [
     "Ticket",
     "TicketLink",
     "TicketMessage",
+    "TicketTag",
+    "TicketWatcher",
     "Transcript",
     "User",
     "WrapUpDraft",

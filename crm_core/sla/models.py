@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm_core.db import Base, new_id, utcnow
 
 DEFAULT_PAUSED_STATUSES = ["pending", "on_hold"]
+AT_RISK_CONDITION = "stopped_at IS NULL AND warned_at IS NOT NULL"
 
 
 class SlaCalendar(Base):
@@ -52,7 +53,16 @@ class SlaClock(Base):
     time the scheduler looks at (the warning, then the breach; empty when paused or done)."""
 
     __tablename__ = "sla_clocks"
-    __table_args__ = (Index("ix_sla_clocks_ticket_kind", "ticket_id", "kind"),)
+    __table_args__ = (
+        Index("ix_sla_clocks_ticket_kind", "ticket_id", "kind"),
+        # the wallboard's tickets at risk: active clocks past their warning (few, whatever the backlog)
+        Index(
+            "ix_sla_clocks_at_risk",
+            "due_at",
+            postgresql_where=text(AT_RISK_CONDITION),
+            sqlite_where=text(AT_RISK_CONDITION),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))

@@ -1,0 +1,79 @@
+"""service desk: ticket watchers, tags, merged duplicates; indexes for the filtered list and the tickets at risk
+
+Revision ID: 0017
+Revises: 0011
+Create Date: 2026-12-03 12:40:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0017"
+down_revision: str | None = "0011"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+TS = sa.DateTime(timezone=True)
+OPEN_ONLY = "status IN ('new', 'open', 'pending', 'on_hold')"
+AT_RISK = "stopped_at IS NULL AND warned_at IS NOT NULL"
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("tickets", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("merged_into_id", sa.String(length=32), nullable=True))
+        batch_op.create_foreign_key(
+            op.f("fk_tickets_merged_into_id_tickets"), "tickets", ["merged_into_id"], ["id"], ondelete="SET NULL"
+        )
+    op.create_index(
+        "ix_tickets_open_priority_created",
+        "tickets",
+        ["priority", "created_at", "number"],
+        postgresql_where=sa.text(OPEN_ONLY),
+        sqlite_where=sa.text(OPEN_ONLY),
+    )
+    op.create_index(
+        "ix_sla_clocks_at_risk",
+        "sla_clocks",
+        ["due_at"],
+        postgresql_where=sa.text(AT_RISK),
+        sqlite_where=sa.text(AT_RISK),
+    )
+    op.create_table(
+        "ticket_watchers",
+        sa.Column("ticket_id", sa.String(length=32), nullable=False),
+        sa.Column("user_id", sa.String(length=32), nullable=False),
+        sa.Column("added_by", sa.String(length=32), nullable=True),
+        sa.Column("added_at", TS, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["ticket_id"], ["tickets.id"], name=op.f("fk_ticket_watchers_ticket_id_tickets"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_ticket_watchers_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("ticket_id", "user_id", name=op.f("pk_ticket_watchers")),
+    )
+    op.create_index(op.f("ix_ticket_watchers_user_id"), "ticket_watchers", ["user_id"])
+    op.create_table(
+        "ticket_tags",
+        sa.Column("ticket_id", sa.String(length=32), nullable=False),
+        sa.Column("tag", sa.String(length=48), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["ticket_id"], ["tickets.id"], name=op.f("fk_ticket_tags_ticket_id_tickets"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("ticket_id", "tag", name=op.f("pk_ticket_tags")),
+    )
+    op.create_index("ix_ticket_tags_tag", "ticket_tags", ["tag", "ticket_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_ticket_tags_tag", table_name="ticket_tags")
+    op.drop_table("ticket_tags")
+    op.drop_index(op.f("ix_ticket_watchers_user_id"), table_name="ticket_watchers")
+    op.drop_table("ticket_watchers")
+    op.drop_index("ix_sla_clocks_at_risk", table_name="sla_clocks")
+    op.drop_index("ix_tickets_open_priority_created", table_name="tickets")
+    with op.batch_alter_table("tickets", schema=None) as batch_op:
+        batch_op.drop_constraint(op.f("fk_tickets_merged_into_id_tickets"), type_="foreignkey")
+        batch_op.drop_column("merged_into_id")
