@@ -127,6 +127,10 @@
     if (state.linkedid && !today.calls[state.linkedid]) refreshToday(); // who is on that call
   });
   socket.on("call_ended", () => { drawChart(); refreshToday(); });
+  // SLA: the tickets-at-risk section (its own partial) reads itself again on every live warning or breach
+  const slaChanged = () => document.body.dispatchEvent(new Event("sla-changed"));
+  socket.on("sla_warning", slaChanged);
+  socket.on("sla_breach", slaChanged);
   setInterval(() => {
     for (const cell of document.querySelectorAll("td.since")) {
       if (cell.dataset.since) cell.textContent = crm.clock((Date.now() - new Date(cell.dataset.since)) / 1000);

@@ -64,9 +64,7 @@ class Ticket(Base):
     first_response_at: Mapped[datetime | None] = mapped_column(default=None)
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)
     # a duplicate merged into another ticket: closed, and its page leads to the survivor
-    merged_into_id: Mapped[str | None] = mapped_column(
-        ForeignKey("tickets.id", ondelete="SET NULL"), default=None
-    )
+    merged_into_id: Mapped[str | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"), default=None)
 
 
 class TicketLink(Base):
