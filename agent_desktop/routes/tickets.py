@@ -230,7 +230,7 @@ async def ticket_page(ticket_id: str) -> Any:
     """A ticket; a duplicate merged away leads to the ticket it was merged into."""
     async with runtime().sessions() as db:
         ticket = await get_ticket(session=db, actor=actor(), ticket_id=ticket_id)
-        if ticket.merged_into_id is not None:
+        if ticket.merged_into_id is not None and await db.get(Ticket, ticket.merged_into_id) is not None:
             target = url_for("tickets.ticket_page", ticket_id=ticket.merged_into_id, merged=ticket.number)
             return redirect(target, 303)
         context = await _ticket_context(db, actor(), ticket_id)

@@ -64,7 +64,8 @@ class Ticket(Base):
     first_response_at: Mapped[datetime | None] = mapped_column(default=None)
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)
     # a duplicate merged into another ticket: closed, and its page leads to the survivor
-    merged_into_id: Mapped[str | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"), default=None)
+    # (a plain indexed column: see migration 0017 for why there is no foreign key)
+    merged_into_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
 
 
 class TicketLink(Base):

@@ -21,11 +21,10 @@ AT_RISK = "stopped_at IS NULL AND warned_at IS NOT NULL"
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("tickets", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("merged_into_id", sa.String(length=32), nullable=True))
-        batch_op.create_foreign_key(
-            op.f("fk_tickets_merged_into_id_tickets"), "tickets", ["merged_into_id"], ["id"], ondelete="SET NULL"
-        )
+    # a plain column (no foreign key): SQLite could add the key only by copying `tickets`, and dropping the old
+    # table with foreign keys on would cascade to every ticket's messages, clocks and links; the service checks it
+    op.add_column("tickets", sa.Column("merged_into_id", sa.String(length=32), nullable=True))
+    op.create_index(op.f("ix_tickets_merged_into_id"), "tickets", ["merged_into_id"])
     op.create_index(
         "ix_tickets_open_priority_created",
         "tickets",
@@ -74,6 +73,5 @@ def downgrade() -> None:
     op.drop_table("ticket_watchers")
     op.drop_index("ix_sla_clocks_at_risk", table_name="sla_clocks")
     op.drop_index("ix_tickets_open_priority_created", table_name="tickets")
-    with op.batch_alter_table("tickets", schema=None) as batch_op:
-        batch_op.drop_constraint(op.f("fk_tickets_merged_into_id_tickets"), type_="foreignkey")
-        batch_op.drop_column("merged_into_id")
+    op.drop_index(op.f("ix_tickets_merged_into_id"), table_name="tickets")
+    op.drop_column("tickets", "merged_into_id")  # SQLite 3.35+ drops a plain column in place
