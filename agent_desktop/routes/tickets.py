@@ -4,17 +4,20 @@ htmx partials for each swap; the wallboard's tickets at risk; the SLA set-up."""
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from quart import Blueprint, redirect, render_template, request, url_for
+from quart import Blueprint, Response, redirect, render_template, request, url_for
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_desktop.auth import roles_allowed
-from agent_desktop.routes.common import STAFF, actor, runtime
+from agent_desktop.routes.common import STAFF, actor, day_argument, runtime
 from crm_core.calls.models import CallLog
+from crm_core.csv_safety import safe_row
 from crm_core.customers.models import Customer
 from crm_core.db import utcnow
 from crm_core.errors import ValidationFailed
@@ -32,6 +35,7 @@ from crm_core.sla.service import (
     update_policy,
 )
 from crm_core.tickets.models import PRIORITIES, STATUSES, Ticket, TicketLink
+from crm_core.tickets.reports import CSV_COLUMNS, TicketReport, ticket_report
 from crm_core.tickets.service import (
     VIEW_LABELS,
     TicketFilters,
@@ -529,3 +533,45 @@ async def sla_import_holidays(calendar_id: str) -> Any:
     async with runtime().unit_of_work() as db:
         await import_holidays(session=db, actor=actor(), calendar_id=calendar_id, content=content)
     return _back_to_sla()
+
+
+# --- reports (supervisors): SLA compliance, backlog, first-contact resolution, times, CSAT -------------------------
+
+
+async def _ticket_report() -> TicketReport:
+    today = utcnow().date()
+    start = day_argument(request.args.get("start"), today - timedelta(days=29), name="start")
+    end = day_argument(request.args.get("end"), today, name="end")
+    if end >= date.max or start >= date.max:
+        raise ValidationFailed(f"Dates must be before {date.max.isoformat()}.", field="end")
+    async with runtime().sessions() as db:
+        return await ticket_report(
+            session=db,
+            actor=actor(),
+            start=datetime.combine(start, time(), UTC),
+            end=datetime.combine(end + timedelta(days=1), time(), UTC),
+            now=utcnow(),
+        )
+
+
+@blueprint.get("/reports/tickets")
+@roles_allowed(Role.SUPERVISOR)
+async def ticket_reports() -> Any:
+    report = await _ticket_report()
+    last_day = (report.end - timedelta(days=1)).date()
+    return await render_template("reports/tickets.html", report=report, args=request.args, last_day=last_day)
+
+
+@blueprint.get("/reports/tickets.csv")
+@roles_allowed(Role.SUPERVISOR)
+async def ticket_reports_csv() -> Any:
+    report = await _ticket_report()
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    for row in report.csv_rows():
+        writer.writerow(safe_row(row))  # a team named =… stays text in a spreadsheet
+    name = f"tickets-{report.start.date()}-{(report.end - timedelta(days=1)).date()}.csv"
+    return Response(
+        out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
