@@ -127,8 +127,13 @@
     if (state.linkedid && !today.calls[state.linkedid]) refreshToday(); // who is on that call
   });
   socket.on("call_ended", () => { drawChart(); refreshToday(); });
-  // SLA: the tickets-at-risk section (its own partial) reads itself again on every live warning or breach
-  const slaChanged = () => document.body.dispatchEvent(new Event("sla-changed"));
+  // SLA: the tickets-at-risk section (its own partial) reads itself again after live warnings or breaches — once
+  // for a burst of them (a scheduler pass may cross thousands of clocks at once), not once per clock
+  let slaPending = null;
+  const slaChanged = () => {
+    if (slaPending) return;
+    slaPending = setTimeout(() => { slaPending = null; document.body.dispatchEvent(new Event("sla-changed")); }, 300);
+  };
   socket.on("sla_warning", slaChanged);
   socket.on("sla_breach", slaChanged);
   setInterval(() => {

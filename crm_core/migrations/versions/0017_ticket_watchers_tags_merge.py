@@ -1,4 +1,5 @@
-"""service desk: ticket watchers, tags, merged duplicates; indexes for the filtered list and the tickets at risk
+"""service desk: ticket watchers, tags, merged duplicates; indexes for the filtered list, the tickets at risk and
+a partial index of the clocks the scheduler still looks at (the unused index of clocks' due times goes)
 
 Revision ID: 0017
 Revises: 0011
@@ -18,6 +19,7 @@ depends_on: str | Sequence[str] | None = None
 TS = sa.DateTime(timezone=True)
 OPEN_ONLY = "status IN ('new', 'open', 'pending', 'on_hold')"
 AT_RISK = "stopped_at IS NULL AND warned_at IS NOT NULL"
+TO_CHECK = "next_check_at IS NOT NULL"
 
 
 def upgrade() -> None:
@@ -38,6 +40,16 @@ def upgrade() -> None:
         ["due_at"],
         postgresql_where=sa.text(AT_RISK),
         sqlite_where=sa.text(AT_RISK),
+    )
+    # every index of sla_clocks is written on each clock the scheduler marks: keep only the ones read
+    op.drop_index("ix_sla_clocks_due_at", table_name="sla_clocks")
+    op.drop_index("ix_sla_clocks_next_check_at", table_name="sla_clocks")
+    op.create_index(
+        "ix_sla_clocks_next_check_at",
+        "sla_clocks",
+        ["next_check_at"],
+        postgresql_where=sa.text(TO_CHECK),
+        sqlite_where=sa.text(TO_CHECK),
     )
     op.create_table(
         "ticket_watchers",
@@ -72,6 +84,9 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_ticket_watchers_user_id"), table_name="ticket_watchers")
     op.drop_table("ticket_watchers")
     op.drop_index("ix_sla_clocks_at_risk", table_name="sla_clocks")
+    op.drop_index("ix_sla_clocks_next_check_at", table_name="sla_clocks")
+    op.create_index("ix_sla_clocks_next_check_at", "sla_clocks", ["next_check_at"])
+    op.create_index("ix_sla_clocks_due_at", "sla_clocks", ["due_at"])
     op.drop_index("ix_tickets_open_priority_created", table_name="tickets")
     op.drop_index(op.f("ix_tickets_merged_into_id"), table_name="tickets")
     op.drop_column("tickets", "merged_into_id")  # SQLite 3.35+ drops a plain column in place
