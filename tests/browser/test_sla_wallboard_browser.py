@@ -22,8 +22,8 @@ from tests.desktop.live import LiveCenter
 pytestmark = pytest.mark.browser
 
 
-async def _actor(center: LiveCenter, username: str) -> Actor:
-    async with center.runtime.sessions() as db:
+async def _actor(live: LiveCenter, username: str) -> Actor:
+    async with live.runtime.sessions() as db:
         user = await db.scalar(select(User).where(User.username == username))
         assert user is not None
         return Actor.of(user)
