@@ -1,6 +1,6 @@
 """In real headless Chromium: a supervisor has the wallboard open and a ticket crosses its SLA warning, then its
-breach (the scheduler on a controlled clock): each appears live in the wallboard's tickets-at-risk section. And the
-ticket's assignee, with its page open, sees a supervisor's change to it live."""
+breach (the scheduler on a controlled clock): each appears live in the wallboard's tickets-at-risk section and in
+the assignee's workspace. And the assignee, with the ticket's page open, sees a supervisor's change to it live."""
 
 from __future__ import annotations
 
@@ -50,6 +50,8 @@ async def test_a_supervisor_sees_the_warning_and_the_breach_appear_live_on_the_w
 
     desk = await sign_in(browser, center, "agent1001", f"/tickets/{ticket.id}")
     await expect(desk.locator("#ticket-live")).to_have_text("Live.")
+    workspace = await sign_in(browser, center, "agent1001", "/desktop")
+    await expect(workspace.locator("#desktop-message")).not_to_have_text("")  # its socket is connected
 
     row = section.locator(f'tr[data-ticket="{ticket.number}"]')
     later = opened + timedelta(minutes=50)
@@ -66,10 +68,18 @@ async def test_a_supervisor_sees_the_warning_and_the_breach_appear_live_on_the_w
     await expect(row.locator(".badge")).to_have_text("breached")
     await expect(section.locator('[data-count="breached"]')).to_have_text("2 breached")
     await expect(section.locator('[data-count="warned"]')).to_have_text("0 warned")
+    # the assignee's workspace got both, for their ticket only (the other one is nobody's)
+    alerts = workspace.locator("#sla-alerts li")
+    await expect(alerts).to_have_count(2)
+    await expect(alerts.first).to_have_attribute("data-kind", "sla_breach")
+    await expect(alerts.first).to_contain_text(
+        f"Ticket {ticket.number} Phones dead in the shop: first response overdue"
+    )
+    await expect(alerts.nth(1)).to_contain_text("first response nearly due")
 
     # the supervisor raises the priority: the assignee's open page shows it without a reload
     async with center.runtime.unit_of_work() as db:
         await update_ticket(session=db, actor=boss, ticket_id=ticket.id, priority="urgent")
     await expect(desk.locator("#ticket-live")).to_contain_text("Changed by a colleague just now: priority.")
     await expect(desk.locator('#ticket-fields select[name="priority"]')).to_have_value("urgent")
-    assert wallboard.dialogs == [] and desk.dialogs == []  # type: ignore[attr-defined]
+    assert wallboard.dialogs == [] and desk.dialogs == [] and workspace.dialogs == []  # type: ignore[attr-defined]
