@@ -22,7 +22,9 @@ from crm_core.db import record_event, unit_of_work, utcnow
 from crm_core.sla.events import SlaClockBreached, SlaClockWarned, TicketEscalated
 from crm_core.sla.models import SlaClock, SlaEscalation, SlaEscalationRule
 from crm_core.tickets.models import PRIORITIES, Ticket
+from crm_core.tickets.service import announce
 from crm_core.users.models import User
+from crm_core.users.service import SYSTEM
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +239,9 @@ class SlaScheduler:
             },
         )
         await session.flush()
+        if rule.action in ("reassign", "raise_priority"):  # the ticket's people see the change live
+            changed = "assignee_id" if rule.action == "reassign" else "priority"
+            await announce(session=session, ticket=ticket, change=changed, actor=SYSTEM, also=[before["assignee_id"]])
         record_event(
             session,
             TicketEscalated(
