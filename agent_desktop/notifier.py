@@ -14,7 +14,7 @@ import socketio
 from socketio import packet as socketio_packet
 
 from agent_desktop.pop import PopBuilder
-from agent_desktop.rooms import AGENT_NAMESPACE, SUPERVISOR_NAMESPACE, agent_room, supervisors_room
+from agent_desktop.rooms import AGENT_NAMESPACE, SUPERVISOR_NAMESPACE, agent_room, supervisors_room, user_room
 from crm_core.bus import EventBus
 from crm_core.calls.events import (
     AgentRinging,
@@ -32,6 +32,7 @@ from crm_core.calls.events import (
 from crm_core.recordings.events import KeywordHeard
 from crm_core.sla.events import SlaClockBreached, SlaClockWarned, TicketEscalated
 from crm_core.sms.events import SmsReceived, SmsStatusChanged
+from crm_core.tickets.events import TicketChanged
 from cti_bridge.adapter import PbxAdapter, PbxSnapshot
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class Notifier:
         bus.subscribe(SlaClockWarned, self._sla_warned)
         bus.subscribe(SlaClockBreached, self._sla_breached)
         bus.subscribe(TicketEscalated, self._ticket_escalated)
+        bus.subscribe(TicketChanged, self._ticket_changed)
         bus.subscribe(KeywordHeard, self._keyword_heard)
         bus.subscribe(SmsReceived, self._sms)
         bus.subscribe(SmsStatusChanged, self._sms)
@@ -156,6 +158,13 @@ class Notifier:
     async def _ticket_escalated(self, event: TicketEscalated) -> None:
         if event.action == "notify" and event.notify_extension:
             await self._emit_agent(event.notify_extension, "ticket_escalated", plain(asdict(event)))
+
+    async def _ticket_changed(self, event: TicketChanged) -> None:
+        """A ticket's assignee and watchers (each signed-in user's own room) see what changed and refresh it."""
+        data = plain(asdict(event))
+        data.pop("audience", None)  # who else follows the ticket is not each recipient's business
+        for user_id in event.audience:
+            await self._send(user_room(user_id), AGENT_NAMESPACE, "ticket_changed", data)
 
     async def flush(self) -> None:
         """Wait until everything posted so far is handed to Socket.IO (tests, shutdown)."""

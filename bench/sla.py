@@ -8,6 +8,7 @@ first-response and resolution clock due in the future; then:
 Goals (issue #13): idle < 200 ms, 10,000 due < 1 s, list p99 < 50 ms. Heavy: run it once.
 
     .venv/bin/python bench/sla.py [--tickets 1000000] [--postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test]
+    .venv/bin/python bench/sla.py --tickets 20000 --explain      # small mode (a smoke run), with the list's plan
 
 The last line printed is one JSON object with the figures.
 """
@@ -30,7 +31,21 @@ sys.path.insert(0, str(ROOT))
 DUE = 10_000
 
 
-async def run(tickets: int, admin_url: str) -> dict[str, object]:
+async def explain(engine: object, query: object, label: str) -> None:
+    """EXPLAIN ANALYZE of one statement as the app sends it (printed, for a profile of the plan)."""
+    from sqlalchemy import text
+    from sqlalchemy.dialects import postgresql
+
+    compiled = query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})  # type: ignore[attr-defined]
+    async with engine.connect() as connection:  # type: ignore[attr-defined]
+        plan = await connection.execute(text(f"EXPLAIN (ANALYZE, BUFFERS) {compiled}"))
+        print(f"--- {label}")
+        for (line,) in plan:
+            print(line)
+        await connection.rollback()
+
+
+async def run(tickets: int, admin_url: str, *, show_plans: bool = False, batch_size: int = 1000) -> dict[str, object]:
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -97,7 +112,7 @@ async def run(tickets: int, admin_url: str) -> dict[str, object]:
             warned.append(event)
 
         bus.subscribe(SlaClockWarned, count)
-        scheduler = SlaScheduler(sessions, bus, clock=lambda: now)
+        scheduler = SlaScheduler(sessions, bus, clock=lambda: now, batch_size=batch_size)
         idle = []
         for _ in range(5):
             t0 = time.perf_counter()
@@ -121,6 +136,12 @@ async def run(tickets: int, admin_url: str) -> dict[str, object]:
         print(f"{handled} due clocks handled, {len(warned)} warnings published in {due_ms:.0f} ms")
 
         filters = TicketFilters(view="all", priority="high", sort="-created")
+        if show_plans:
+            from crm_core.tickets.service import _view_query
+
+            async with sessions() as session:
+                query = await _view_query(session=session, actor=SYSTEM, filters=filters, now=now)
+            await explain(engine, query.limit(26), "the list's first page, priority=high, newest first")
         timings = []
         async with sessions() as session:
             for i in range(300):
@@ -153,8 +174,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tickets", type=int, default=1_000_000)
     parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--batch-size", type=int, default=2500, help="the scheduler's batch (its default)")
+    parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of the list's query")
     args = parser.parse_args()
-    result = asyncio.run(run(args.tickets, args.postgres))
+    result = asyncio.run(run(args.tickets, args.postgres, show_plans=args.explain, batch_size=args.batch_size))
     print(json.dumps(result))
 
 

@@ -31,7 +31,7 @@ from crm_core.sms.models import (
     SmsSender,
 )
 from crm_core.tickets.csat_models import IntakeThrottle, TicketCsat
-from crm_core.tickets.models import Ticket, TicketLink, TicketMessage
+from crm_core.tickets.models import Ticket, TicketLink, TicketMessage, TicketTag, TicketWatcher
 from crm_core.users.models import LoginThrottle, Role, User
 
 __all__ = [
@@ -79,6 +79,8 @@ __all__ = [
     "TicketCsat",
     "TicketLink",
     "TicketMessage",
+    "TicketTag",
+    "TicketWatcher",
     "Transcript",
     "User",
     "WrapUpDraft",

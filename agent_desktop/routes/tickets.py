@@ -1,19 +1,23 @@
 """Tickets in the desktop: the desk's list (saved views, filters, sort, pages), a ticket's page (conversation,
-status, priority, assignee, SLA clocks), replies, internal notes and changes — htmx partials for each swap."""
+status, priority, assignee, watchers, tags, merging a duplicate, SLA clocks), replies, internal notes and changes —
+htmx partials for each swap; the wallboard's tickets at risk; the SLA set-up."""
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from quart import Blueprint, redirect, render_template, request, url_for
+from quart import Blueprint, Response, redirect, render_template, request, url_for
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_desktop.auth import roles_allowed
-from agent_desktop.routes.common import STAFF, actor, runtime
+from agent_desktop.routes.common import STAFF, actor, day_argument, runtime
 from crm_core.calls.models import CallLog
+from crm_core.csv_safety import safe_row
 from crm_core.customers.models import Customer
 from crm_core.db import utcnow
 from crm_core.errors import ValidationFailed
@@ -30,15 +34,25 @@ from crm_core.sla.service import (
     ticket_clocks,
     update_policy,
 )
-from crm_core.tickets.models import PRIORITIES, STATUSES, TicketLink
+from crm_core.tickets.models import PRIORITIES, STATUSES, Ticket, TicketLink
+from crm_core.tickets.reports import CSV_COLUMNS, TicketReport, ticket_report
 from crm_core.tickets.service import (
     VIEW_LABELS,
     TicketFilters,
     add_message,
+    add_tag,
+    add_watcher,
+    at_risk_clocks,
     create_ticket,
+    find_ticket_by_number,
     get_ticket,
     list_tickets,
+    merge_tickets,
+    remove_tag,
+    remove_watcher,
     ticket_messages,
+    ticket_tags,
+    ticket_watchers,
     update_ticket,
 )
 from crm_core.users.models import Role, User
@@ -116,6 +130,7 @@ def _filters() -> TicketFilters:
         status=args.get("status") or None,
         priority=args.get("priority") or None,
         customer_id=(args.get("customer") or "").strip()[:32] or None,
+        tag=(args.get("tag") or "").strip().lower() or None,
         older_than_days=_int_arg("age", None, low=0, high=3650),
         sort=args.get("sort", "-created") or "-created",
         page=_int_arg("page", 1, low=1, high=100_000) or 1,
@@ -191,8 +206,15 @@ async def _ticket_context(db: AsyncSession, me: Actor, ticket_id: str) -> dict[s
             .order_by(CallLog.offered_at.desc())
         )
     )
+    merged_from = list(
+        await db.execute(select(Ticket.number, Ticket.subject).where(Ticket.merged_into_id == ticket.id))
+    )
     return {
         "ticket": ticket,
+        "me": me,
+        "watchers": await ticket_watchers(session=db, actor=me, ticket_id=ticket.id),
+        "tags": await ticket_tags(session=db, actor=me, ticket_id=ticket.id),
+        "merged_from": merged_from,
         "customer": await db.get(Customer, ticket.customer_id) if ticket.customer_id else None,
         "assignee": await db.get(User, ticket.assignee_id) if ticket.assignee_id else None,
         "replies": [m for m in messages if m.kind in ("reply", "customer")],
@@ -209,8 +231,17 @@ async def _ticket_context(db: AsyncSession, me: Actor, ticket_id: str) -> dict[s
 @blueprint.get("/tickets/<ticket_id>")
 @roles_allowed(*STAFF)
 async def ticket_page(ticket_id: str) -> Any:
+    """A ticket; a duplicate merged away leads to the ticket it was merged into."""
     async with runtime().sessions() as db:
+        ticket = await get_ticket(session=db, actor=actor(), ticket_id=ticket_id)
+        if ticket.merged_into_id is not None and await db.get(Ticket, ticket.merged_into_id) is not None:
+            target = url_for("tickets.ticket_page", ticket_id=ticket.merged_into_id, merged=ticket.number)
+            return redirect(target, 303)
         context = await _ticket_context(db, actor(), ticket_id)
+    if request.headers.get("HX-Request") == "true":  # the page reads the ticket again (a live change by someone)
+        return await render_template("tickets/_ticket.html", **context)
+    merged = request.args.get("merged", "")
+    context["merged_notice"] = int(merged) if merged.isdigit() and len(merged) < 10 else None
     return await render_template("tickets/ticket.html", **context)
 
 
@@ -265,6 +296,76 @@ async def change_ticket(ticket_id: str) -> Any:
     async with runtime().unit_of_work() as db:
         await update_ticket(session=db, actor=actor(), ticket_id=ticket_id, **changes)
     return await _after_change(ticket_id)
+
+
+@blueprint.post("/tickets/<ticket_id>/watchers")
+@roles_allowed(*STAFF, api=True)
+async def change_watchers(ticket_id: str) -> Any:
+    """Watch (user_id, or oneself when empty) or stop watching (action=remove)."""
+    form = await _form()
+    me = actor()
+    user_id = form.get("user_id", "").strip() or me.user_id or ""
+    action = form.get("action", "add")
+    if action not in ("add", "remove"):
+        raise ValidationFailed("action must be add or remove.", field="action")
+    async with runtime().unit_of_work() as db:
+        if action == "add":
+            await add_watcher(session=db, actor=me, ticket_id=ticket_id, user_id=user_id)
+        else:
+            await remove_watcher(session=db, actor=me, ticket_id=ticket_id, user_id=user_id)
+    return await _after_change(ticket_id)
+
+
+@blueprint.post("/tickets/<ticket_id>/tags")
+@roles_allowed(*STAFF, api=True)
+async def change_tags(ticket_id: str) -> Any:
+    """Add a tag, or take one off (action=remove)."""
+    form = await _form()
+    action = form.get("action", "add")
+    if action not in ("add", "remove"):
+        raise ValidationFailed("action must be add or remove.", field="action")
+    tag = form.get("tag", "")[:200]
+    async with runtime().unit_of_work() as db:
+        if action == "add":
+            await add_tag(session=db, actor=actor(), ticket_id=ticket_id, tag=tag)
+        else:
+            await remove_tag(session=db, actor=actor(), ticket_id=ticket_id, tag=tag)
+    return await _after_change(ticket_id)
+
+
+@blueprint.post("/tickets/<ticket_id>/merge")
+@roles_allowed(*STAFF, api=True)
+async def merge_duplicate(ticket_id: str) -> Any:
+    """Merge a duplicate, named by its number, into this ticket."""
+    form = await _form()
+    number = form.get("duplicate", "").strip().lstrip("#")
+    if not number.isdigit() or len(number) > 9:
+        raise ValidationFailed("Give the duplicate's ticket number, like 1042.", field="duplicate")
+    async with runtime().unit_of_work() as db:
+        await get_ticket(session=db, actor=actor(), ticket_id=ticket_id)
+        duplicate = await find_ticket_by_number(session=db, number=int(number))
+        if duplicate is None:
+            raise ValidationFailed(f"There is no ticket {number}.", field="duplicate")
+        await merge_tickets(session=db, actor=actor(), survivor_id=ticket_id, duplicate_id=duplicate.id)
+    return await _after_change(ticket_id)
+
+
+@blueprint.get("/tickets/at-risk")
+@roles_allowed(Role.SUPERVISOR)
+async def tickets_at_risk() -> Any:
+    """The wallboard's SLA section: breached and warned clocks of open tickets, worst first (htmx swaps it in on
+    load, on every live warning or breach, and every minute)."""
+    now = utcnow()
+    async with runtime().sessions() as db:
+        found = await at_risk_clocks(session=db, actor=actor(), limit=20)
+        rows = []
+        calendars: dict[str | None, BusinessCalendar] = {}
+        for item in found.rows:
+            key = item.clock.calendar_id
+            if key not in calendars:
+                calendars[key] = await load_calendar(session=db, calendar_id=key)
+            rows.append((item, clock_view(item.clock, calendars[key], now)))
+    return await render_template("tickets/_at_risk.html", rows=rows, found=found)
 
 
 @blueprint.post("/tickets")
@@ -432,3 +533,45 @@ async def sla_import_holidays(calendar_id: str) -> Any:
     async with runtime().unit_of_work() as db:
         await import_holidays(session=db, actor=actor(), calendar_id=calendar_id, content=content)
     return _back_to_sla()
+
+
+# --- reports (supervisors): SLA compliance, backlog, first-contact resolution, times, CSAT -------------------------
+
+
+async def _ticket_report() -> TicketReport:
+    today = utcnow().date()
+    start = day_argument(request.args.get("start"), today - timedelta(days=29), name="start")
+    end = day_argument(request.args.get("end"), today, name="end")
+    if end >= date.max or start >= date.max:
+        raise ValidationFailed(f"Dates must be before {date.max.isoformat()}.", field="end")
+    async with runtime().sessions() as db:
+        return await ticket_report(
+            session=db,
+            actor=actor(),
+            start=datetime.combine(start, time(), UTC),
+            end=datetime.combine(end + timedelta(days=1), time(), UTC),
+            now=utcnow(),
+        )
+
+
+@blueprint.get("/reports/tickets")
+@roles_allowed(Role.SUPERVISOR)
+async def ticket_reports() -> Any:
+    report = await _ticket_report()
+    last_day = (report.end - timedelta(days=1)).date()
+    return await render_template("reports/tickets.html", report=report, args=request.args, last_day=last_day)
+
+
+@blueprint.get("/reports/tickets.csv")
+@roles_allowed(Role.SUPERVISOR)
+async def ticket_reports_csv() -> Any:
+    report = await _ticket_report()
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    for row in report.csv_rows():
+        writer.writerow(safe_row(row))  # a team named =… stays text in a spreadsheet
+    name = f"tickets-{report.start.date()}-{(report.end - timedelta(days=1)).date()}.csv"
+    return Response(
+        out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )

@@ -26,6 +26,16 @@
   const smsChanged = () => document.body.dispatchEvent(new Event("sms-changed"));
   socket.on("sms_received", smsChanged);
   socket.on("sms_status", smsChanged);
+  // SLA warnings and breaches on the agent's tickets (and escalations to them): a line each, the newest first
+  const slaAlert = (kind) => (alert) => {
+    const list = document.getElementById("sla-alerts");
+    if (!list) return;
+    const what = {sla_warning: "nearly due", sla_breach: "overdue", ticket_escalated: "escalated to you"}[kind];
+    const link = crm.el("a", {href: `/tickets/${encodeURIComponent(alert.ticket_id)}`}, `Ticket ${alert.ticket_number}`);
+    list.prepend(crm.el("li", {"data-kind": kind, "data-ticket": String(alert.ticket_number)}, link, ` ${alert.subject || ""}: ${(alert.kind || alert.clock_kind || "").replace("_", " ")} ${what}`));
+    while (list.children.length > 10) list.lastElementChild.remove();
+  };
+  for (const kind of ["sla_warning", "sla_breach", "ticket_escalated"]) socket.on(kind, slaAlert(kind));
   socket.on("connect_error", (error) => {
     // a refused handshake (signed out, deactivated) is not a server that is restarting
     if (error && /rejected/i.test(error.message || "")) say("Signed out: sign in again to take calls.");

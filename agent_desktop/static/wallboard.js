@@ -129,6 +129,15 @@
   socket.on("call_ended", () => { drawChart(); refreshToday(); });
   // a phrase heard: the flagged-call section (recordings/wallboard_flagged.html) fetches itself again
   socket.on("keyword_heard", () => document.body.dispatchEvent(new Event("keyword-heard")));
+  // SLA: the tickets-at-risk section (its own partial) reads itself again after live warnings or breaches — once
+  // for a burst of them (a scheduler pass may cross thousands of clocks at once), not once per clock
+  let slaPending = null;
+  const slaChanged = () => {
+    if (slaPending) return;
+    slaPending = setTimeout(() => { slaPending = null; document.body.dispatchEvent(new Event("sla-changed")); }, 300);
+  };
+  socket.on("sla_warning", slaChanged);
+  socket.on("sla_breach", slaChanged);
   setInterval(() => {
     for (const cell of document.querySelectorAll("td.since")) {
       if (cell.dataset.since) cell.textContent = crm.clock((Date.now() - new Date(cell.dataset.since)) / 1000);

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm_core.db import Base, new_id, utcnow
 
 DEFAULT_PAUSED_STATUSES = ["pending", "on_hold"]
+AT_RISK_CONDITION = "stopped_at IS NULL AND warned_at IS NOT NULL"
+NEXT_CHECK_CONDITION = "next_check_at IS NOT NULL"
 
 
 class SlaCalendar(Base):
@@ -52,7 +54,24 @@ class SlaClock(Base):
     time the scheduler looks at (the warning, then the breach; empty when paused or done)."""
 
     __tablename__ = "sla_clocks"
-    __table_args__ = (Index("ix_sla_clocks_ticket_kind", "ticket_id", "kind"),)
+    __table_args__ = (
+        Index("ix_sla_clocks_ticket_kind", "ticket_id", "kind"),
+        # the scheduler's one indexed look: only clocks it has still to look at (a clock past its breach, paused or
+        # stopped leaves the index, so marking a breach touches one index less and an idle pass reads a small one)
+        Index(
+            "ix_sla_clocks_next_check_at",
+            "next_check_at",
+            postgresql_where=text(NEXT_CHECK_CONDITION),
+            sqlite_where=text(NEXT_CHECK_CONDITION),
+        ),
+        # the wallboard's tickets at risk: active clocks past their warning (few, whatever the backlog)
+        Index(
+            "ix_sla_clocks_at_risk",
+            "due_at",
+            postgresql_where=text(AT_RISK_CONDITION),
+            sqlite_where=text(AT_RISK_CONDITION),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
@@ -66,8 +85,8 @@ class SlaClock(Base):
     running_since: Mapped[datetime | None] = mapped_column(default=None)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     warn_at: Mapped[datetime | None] = mapped_column(default=None)
-    due_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
-    next_check_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    due_at: Mapped[datetime | None] = mapped_column(default=None)
+    next_check_at: Mapped[datetime | None] = mapped_column(default=None)
     warned_at: Mapped[datetime | None] = mapped_column(default=None)
     breached_at: Mapped[datetime | None] = mapped_column(default=None)
     status: Mapped[str] = mapped_column(String(16), default="running")  # running|paused|met|breached|cancelled

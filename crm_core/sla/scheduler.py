@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import String, Table, any_, bindparam, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_core.audit.service import record_audit
@@ -21,7 +22,9 @@ from crm_core.db import record_event, unit_of_work, utcnow
 from crm_core.sla.events import SlaClockBreached, SlaClockWarned, TicketEscalated
 from crm_core.sla.models import SlaClock, SlaEscalation, SlaEscalationRule
 from crm_core.tickets.models import PRIORITIES, Ticket
+from crm_core.tickets.service import announce
 from crm_core.users.models import User
+from crm_core.users.service import SYSTEM
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +72,7 @@ class SlaScheduler:
         bus: EventBus | None,
         *,
         every_s: float = 5.0,
-        batch_size: int = 1000,
+        batch_size: int = 2500,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessions = sessions
@@ -83,16 +86,23 @@ class SlaScheduler:
         """One pass: handle everything due now, batch by batch; returns how many clocks were handled."""
         now = self.clock()
         handled = 0
+        async with self.sessions() as session:  # the rules once a pass, not once a batch
+            rules = list(await session.scalars(select(SlaEscalationRule).where(SlaEscalationRule.is_active.is_(True))))
+            for rule in rules:
+                session.expunge(rule)
         while True:
-            count = await self._batch(now)
+            count = await self._batch(now, rules)
             handled += count
             if count < self.batch_size:
                 return handled
 
-    async def _batch(self, now: datetime) -> int:
-        # Plain column rows and a few set-based UPDATEs: a pass over thousands of due clocks must not build and
-        # flush an ORM object per clock. Tickets become ORM objects only when a rule changes them.
+    async def _batch(self, now: datetime, rules: list[SlaEscalationRule]) -> int:
+        # Plain column rows, one claiming query that brings each clock's ticket and assignee along, and one
+        # set-based UPDATE per kind of change (ids bound as one array on PostgreSQL, not a thousand parameters):
+        # a pass over thousands of due clocks must not build and flush an ORM object per clock. Tickets become ORM
+        # objects only when a rule changes them.
         async with unit_of_work(self.sessions, self.bus) as session:
+            postgres = session.get_bind().dialect.name == "postgresql"
             query = (
                 select(
                     SlaClock.id,
@@ -105,23 +115,30 @@ class SlaScheduler:
                     SlaClock.breached_at,
                     SlaClock.running_since,
                     SlaClock.stopped_at,
+                    Ticket.number,
+                    Ticket.subject,
+                    Ticket.assignee_id,
+                    User.extension,
                 )
+                .outerjoin(Ticket, Ticket.id == SlaClock.ticket_id)
+                .outerjoin(User, User.id == Ticket.assignee_id)
                 .where(SlaClock.next_check_at <= now)
                 .order_by(SlaClock.next_check_at)
                 .limit(self.batch_size)
             )
-            if session.get_bind().dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            clocks = [DueClock(**row._asdict()) for row in await session.execute(query)]
+            if postgres:
+                query = query.with_for_update(skip_locked=True, of=SlaClock)
+            clocks: list[DueClock] = []
+            tickets: dict[str, TicketFacts] = {}
+            extensions: dict[str, str | None] = {}
+            for row in await session.execute(query):
+                clocks.append(DueClock(*row[:10]))
+                if row.number is not None:
+                    tickets[row.ticket_id] = TicketFacts(row.ticket_id, row.number, row.subject, row.assignee_id)
+                    if row.assignee_id:
+                        extensions[row.assignee_id] = row.extension
             if not clocks:
                 return 0
-            found = await session.execute(
-                select(Ticket.id, Ticket.number, Ticket.subject, Ticket.assignee_id).where(
-                    Ticket.id.in_({c.ticket_id for c in clocks})
-                )
-            )
-            tickets = {row.id: TicketFacts(row.id, row.number, row.subject, row.assignee_id) for row in found}
-            rules = list(await session.scalars(select(SlaEscalationRule).where(SlaEscalationRule.is_active.is_(True))))
             acted: set[tuple[str, str]] = set()
             if rules:
                 rows = await session.execute(
@@ -130,12 +147,10 @@ class SlaScheduler:
                     )
                 )
                 acted = {(rule_id, clock_id) for rule_id, clock_id in rows}
-            wanted_users = {t.assignee_id for t in tickets.values() if t.assignee_id}
-            wanted_users |= {r.target_user_id for r in rules if r.target_user_id}
-            extensions: dict[str, str | None] = {}
-            if wanted_users:
-                users = await session.execute(select(User.id, User.extension).where(User.id.in_(wanted_users)))
-                extensions = {user_id: extension for user_id, extension in users}
+                targets = {r.target_user_id for r in rules if r.target_user_id} - set(extensions)
+                if targets:
+                    users = await session.execute(select(User.id, User.extension).where(User.id.in_(targets)))
+                    extensions.update({user_id: extension for user_id, extension in users})
             # clocks grouped by what changes: (warned now, breached now, next look at) -> ids
             changes: dict[tuple[bool, bool, str], list[str]] = defaultdict(list)
             for clock in clocks:
@@ -184,7 +199,11 @@ class SlaScheduler:
                     values["warned_at"] = now
                 if breached_now:
                     values["breached_at"] = now
-                await session.execute(update(table).where(table.c.id.in_(ids)).values(**values))
+                if postgres:
+                    which = table.c.id == any_(bindparam("due_ids", ids, type_=ARRAY(String)))
+                else:
+                    which = table.c.id.in_(ids)
+                await session.execute(update(table).where(which).values(**values))
             return len(clocks)
 
     async def _escalate(
@@ -220,6 +239,9 @@ class SlaScheduler:
             },
         )
         await session.flush()
+        if rule.action in ("reassign", "raise_priority"):  # the ticket's people see the change live
+            changed = "assignee_id" if rule.action == "reassign" else "priority"
+            await announce(session=session, ticket=ticket, change=changed, actor=SYSTEM, also=[before["assignee_id"]])
         record_event(
             session,
             TicketEscalated(

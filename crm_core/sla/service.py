@@ -480,6 +480,15 @@ async def status_changed(*, session: AsyncSession, ticket: Ticket, old: str, now
     _mirror_due(ticket, clocks)
 
 
+async def ticket_merged_away(*, session: AsyncSession, ticket: Ticket, now: datetime) -> None:
+    """A duplicate merged into another ticket: its clocks are cancelled (the survivor's clocks count), not breached."""
+    clocks = await active_clocks(session=session, ticket_id=ticket.id)
+    for clock in clocks:
+        await _stop_with_calendar(session=session, clock=clock, now=now, cancelled=True)
+    await session.flush()
+    _mirror_due(ticket, clocks)
+
+
 async def recompute_ticket(
     *, session: AsyncSession, ticket: Ticket, now: datetime, policies: Sequence[SlaPolicy] | None = None
 ) -> None:

@@ -1,5 +1,5 @@
 """Tickets: subject, status, priority, assignee and team, customer, SLA timestamps, the conversation, links to calls
-and SMS."""
+and SMS, watchers, tags, and where a merged duplicate went."""
 
 from __future__ import annotations
 
@@ -32,6 +32,15 @@ class Ticket(Base):
             postgresql_where=text(OPEN_CONDITION),
             sqlite_where=text(OPEN_CONDITION),
         ),
+        # the list filtered by priority, newest first (the desk's commonest filter): one partial index walk
+        Index(
+            "ix_tickets_open_priority_created",
+            "priority",
+            "created_at",
+            "number",
+            postgresql_where=text(OPEN_CONDITION),
+            sqlite_where=text(OPEN_CONDITION),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -54,6 +63,9 @@ class Ticket(Base):
     due_at: Mapped[datetime | None] = mapped_column(default=None)  # the resolution clock's due time
     first_response_at: Mapped[datetime | None] = mapped_column(default=None)
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+    # a duplicate merged into another ticket: closed, and its page leads to the survivor
+    # (a plain indexed column: see migration 0017 for why there is no foreign key)
+    merged_into_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
 
 
 class TicketLink(Base):
@@ -84,3 +96,27 @@ class TicketMessage(Base):
     author_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TicketWatcher(Base):
+    """Someone who follows a ticket (besides its assignee): they see its changes live."""
+
+    __tablename__ = "ticket_watchers"
+
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+    added_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+TAG_LENGTH = 48
+
+
+class TicketTag(Base):
+    """A label on a ticket ("billing", "outage-2026-12"), lower case; the list filters by it."""
+
+    __tablename__ = "ticket_tags"
+    __table_args__ = (Index("ix_ticket_tags_tag", "tag", "ticket_id"),)
+
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(TAG_LENGTH), primary_key=True)

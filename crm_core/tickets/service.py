@@ -1,13 +1,15 @@
 """Tickets: create (numbered), change status/priority/assignee/team, the conversation (replies and internal notes),
-the desk's list with saved views and filters, a customer's open ones, links to calls/SMS; SLA clocks follow."""
+watchers, tags, merging duplicates, the desk's list with saved views and filters, a customer's open ones, links to
+calls/SMS; SLA clocks follow, and every change is audited and told to the ticket's people after commit."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, case, func, select, text
+from sqlalchemy import Select, case, delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,22 +17,26 @@ from crm_core.audit.service import record_audit
 from crm_core.calls.models import CallLog
 from crm_core.calls.service import check_call_access
 from crm_core.customers.models import Customer
-from crm_core.db import utcnow
-from crm_core.errors import NotFound, ValidationFailed
+from crm_core.db import record_event, utcnow
+from crm_core.errors import NotFound, PermissionDenied, ValidationFailed
 from crm_core.inputs import LONG_TEXT, check_text, column_length
 from crm_core.sla import service as sla
-from crm_core.sla.models import SlaClock
+from crm_core.sla.models import AT_RISK_CONDITION, SlaClock
 from crm_core.tickets import csat
 from crm_core.tickets.errors import InvalidTicketChange
+from crm_core.tickets.events import TicketChanged
 from crm_core.tickets.models import (
     CLOSED_STATUSES,
     OPEN_CONDITION,
     OPEN_STATUSES,
     PRIORITIES,
     STATUSES,
+    TAG_LENGTH,
     Ticket,
     TicketLink,
     TicketMessage,
+    TicketTag,
+    TicketWatcher,
 )
 from crm_core.users.models import Role, User
 from crm_core.users.service import Actor, require_role
@@ -233,7 +239,38 @@ async def update_ticket(
         before=before,
         after=after,
     )
+    changed = [name for name in after if after[name] != before[name]]
+    also = [before["assignee_id"]] if before["assignee_id"] != after["assignee_id"] else []
+    await announce(session=session, ticket=ticket, change=", ".join(changed), actor=actor, also=also, now=when)
     return ticket
+
+
+async def announce(
+    *,
+    session: AsyncSession,
+    ticket: Ticket,
+    change: str,
+    actor: Actor,
+    also: list[str | None] | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Tell the ticket's people (assignee, watchers, and `also`: e.g. the assignee it was taken from) what changed,
+    after commit; not the one who changed it, who sees it already."""
+    people = set(await session.scalars(select(TicketWatcher.user_id).where(TicketWatcher.ticket_id == ticket.id)))
+    people |= {u for u in (ticket.assignee_id, *(also or ())) if u}
+    people.discard(actor.user_id or "")
+    record_event(
+        session,
+        TicketChanged(
+            ticket_id=ticket.id,
+            ticket_number=ticket.number,
+            change=change,
+            actor_id=actor.user_id,
+            audience=tuple(sorted(people)),
+            at=now or utcnow(),
+            merged_into_id=ticket.merged_into_id,
+        ),
+    )
 
 
 async def _check_assignee(*, session: AsyncSession, user_id: str) -> None:
@@ -277,6 +314,7 @@ async def add_message(
         entity_id=message.id,
         after={"ticket_id": ticket.id, "kind": kind, "length": len(message.body)},
     )
+    await announce(session=session, ticket=ticket, change=kind, actor=actor, now=when)
     return message
 
 
@@ -336,6 +374,7 @@ class TicketFilters:
     customer_id: str | None = None
     category: str | None = None
     team: str | None = None
+    tag: str | None = None
     older_than_days: int | None = None
     sort: str = "-created"
     page: int = 1
@@ -354,6 +393,8 @@ class TicketFilters:
             raise InvalidTicketChange("page must be 1 or more.", field="page")
         if not 1 <= self.page_size <= MAX_PAGE_SIZE:
             raise InvalidTicketChange(f"page_size must be from 1 to {MAX_PAGE_SIZE}.", field="page_size")
+        if self.tag is not None and len(self.tag) > TAG_LENGTH:
+            raise InvalidTicketChange(f"tag is at most {TAG_LENGTH} characters.", field="tag")
         if self.older_than_days is not None and self.older_than_days < 0:
             raise InvalidTicketChange("age must be 0 days or more.", field="older_than_days")
 
@@ -410,6 +451,8 @@ async def _view_query(*, session: AsyncSession, actor: Actor, filters: TicketFil
         query = query.where(Ticket.category == filters.category)
     if filters.team:
         query = query.where(Ticket.team == filters.team)
+    if filters.tag:
+        query = query.where(Ticket.id.in_(select(TicketTag.ticket_id).where(TicketTag.tag == filters.tag)))
     if filters.older_than_days is not None:
         query = query.where(Ticket.created_at <= now - timedelta(days=filters.older_than_days))
     descending = filters.sort.startswith("-")
@@ -485,3 +528,286 @@ _NEVER = datetime.max.replace(tzinfo=UTC)
 def _clock_order(clock: SlaClock) -> tuple[int, datetime, str]:
     # running clocks by due time first, then paused ones
     return (0 if clock.due_at is not None else 1, clock.due_at or _NEVER, clock.kind)
+
+
+# ---- watchers, tags, merging duplicates ------------------------------------------------------------------------
+
+MAX_TAGS = 20
+_TAG = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+
+async def ticket_watchers(*, session: AsyncSession, actor: Actor, ticket_id: str) -> list[User]:
+    await get_ticket(session=session, actor=actor, ticket_id=ticket_id)
+    query = (
+        select(User)
+        .join(TicketWatcher, TicketWatcher.user_id == User.id)
+        .where(TicketWatcher.ticket_id == ticket_id)
+        .order_by(User.display_name)
+    )
+    return list(await session.scalars(query))
+
+
+async def ticket_tags(*, session: AsyncSession, actor: Actor, ticket_id: str) -> list[str]:
+    await get_ticket(session=session, actor=actor, ticket_id=ticket_id)
+    return list(await session.scalars(select(TicketTag.tag).where(TicketTag.ticket_id == ticket_id).order_by("tag")))
+
+
+async def add_watcher(
+    *, session: AsyncSession, actor: Actor, ticket_id: str, user_id: str, now: datetime | None = None
+) -> bool:
+    """Someone follows the ticket (staff watch themselves or a colleague); False when they already did."""
+    ticket = await get_ticket(session=session, actor=actor, ticket_id=ticket_id)
+    check_text(user_id, field="user_id", max_length=ID_LENGTH, required=True)
+    user = await session.get(User, user_id)
+    if user is None or not user.is_active or user.role not in (Role.AGENT.value, Role.SUPERVISOR.value):
+        raise InvalidTicketChange("A watcher must be an active agent or supervisor.", field="user_id")
+    if await session.get(TicketWatcher, (ticket.id, user_id)) is not None:
+        return False
+    session.add(TicketWatcher(ticket_id=ticket.id, user_id=user_id, added_by=actor.user_id, added_at=now or utcnow()))
+    await session.flush()
+    await record_audit(
+        session=session,
+        actor=actor.user_id,
+        action="create",
+        entity_type="ticket_watcher",
+        entity_id=ticket.id,
+        after={"ticket_id": ticket.id, "user_id": user_id},
+    )
+    await announce(session=session, ticket=ticket, change="watchers", actor=actor, now=now)
+    return True
+
+
+async def remove_watcher(
+    *, session: AsyncSession, actor: Actor, ticket_id: str, user_id: str, now: datetime | None = None
+) -> bool:
+    """Stop following: oneself, or anyone for a supervisor or the ticket's assignee."""
+    ticket = await get_ticket(session=session, actor=actor, ticket_id=ticket_id)
+    if user_id != actor.user_id and not _may_manage(actor, ticket):
+        raise PermissionDenied("Only the assignee or a supervisor takes someone else off the watchers.")
+    watcher = await session.get(TicketWatcher, (ticket.id, user_id))
+    if watcher is None:
+        return False
+    await session.delete(watcher)
+    await session.flush()
+    await record_audit(
+        session=session,
+        actor=actor.user_id,
+        action="delete",
+        entity_type="ticket_watcher",
+        entity_id=ticket.id,
+        before={"ticket_id": ticket.id, "user_id": user_id},
+    )
+    await announce(session=session, ticket=ticket, change="watchers", actor=actor, also=[user_id], now=now)
+    return True
+
+
+def check_tag(tag: str) -> str:
+    """A tag is one lower-case word of letters, digits, '.', '_' or '-' (at most 48 characters)."""
+    cleaned = tag.strip().lower()
+    if not cleaned:
+        raise InvalidTicketChange("Write a tag first.", field="tag")
+    if len(cleaned) > TAG_LENGTH or not _TAG.fullmatch(cleaned):
+        raise InvalidTicketChange(
+            f"A tag is one word of letters, digits, '.', '_' or '-', at most {TAG_LENGTH} characters.", field="tag"
+        )
+    return cleaned
+
+
+async def add_tag(
+    *, session: AsyncSession, actor: Actor, ticket_id: str, tag: str, now: datetime | None = None
+) -> bool:
+    cleaned = check_tag(tag)
+    ticket = await get_ticket(session=session, actor=actor, ticket_id=ticket_id)
+    tags = set(await session.scalars(select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id)))
+    if cleaned in tags:
+        return False
+    if len(tags) >= MAX_TAGS:
+        raise InvalidTicketChange(f"A ticket has at most {MAX_TAGS} tags.", field="tag")
+    session.add(TicketTag(ticket_id=ticket.id, tag=cleaned))
+    ticket.updated_at = now or utcnow()
+    await session.flush()
+    await record_audit(
+        session=session,
+        actor=actor.user_id,
+        action="update",
+        entity_type="ticket",
+        entity_id=ticket.id,
+        before={"tags": sorted(tags)},
+        after={"tags": sorted(tags | {cleaned})},
+    )
+    await announce(session=session, ticket=ticket, change="tags", actor=actor, now=now)
+    return True
+
+
+async def remove_tag(
+    *, session: AsyncSession, actor: Actor, ticket_id: str, tag: str, now: datetime | None = None
+) -> bool:
+    ticket = await get_ticket(session=session, actor=actor, ticket_id=ticket_id)
+    tags = set(await session.scalars(select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id)))
+    cleaned = tag.strip().lower()
+    if cleaned not in tags:
+        return False
+    await session.execute(delete(TicketTag).where(TicketTag.ticket_id == ticket.id, TicketTag.tag == cleaned))
+    ticket.updated_at = now or utcnow()
+    await session.flush()
+    await record_audit(
+        session=session,
+        actor=actor.user_id,
+        action="update",
+        entity_type="ticket",
+        entity_id=ticket.id,
+        before={"tags": sorted(tags)},
+        after={"tags": sorted(tags - {cleaned})},
+    )
+    await announce(session=session, ticket=ticket, change="tags", actor=actor, now=now)
+    return True
+
+
+def _may_manage(actor: Actor, ticket: Ticket) -> bool:
+    """Supervisors and admins manage any ticket; an agent the ones assigned to them or to nobody."""
+    if actor.role in (Role.SUPERVISOR, Role.ADMIN):
+        return True
+    return ticket.assignee_id in (None, actor.user_id)
+
+
+@dataclass(frozen=True, slots=True)
+class MergeOutcome:
+    survivor: Ticket
+    merged: Ticket
+    messages: int
+    links: int
+    watchers: int
+    tags: int
+
+
+async def merge_tickets(
+    *, session: AsyncSession, actor: Actor, survivor_id: str, duplicate_id: str, now: datetime | None = None
+) -> MergeOutcome:
+    """Merge a duplicate into the surviving ticket: its replies, notes, call/SMS links, watchers and tags move over
+    (its assignee becomes a watcher), it is closed with its clocks cancelled and points to the survivor; audited on
+    both. An agent merges only tickets that are theirs or nobody's."""
+    require_role(actor, *STAFF)
+    check_text(duplicate_id, field="duplicate_id", max_length=ID_LENGTH, required=True)
+    survivor = await get_ticket(session=session, actor=actor, ticket_id=survivor_id)
+    duplicate = await session.get(Ticket, duplicate_id)
+    if duplicate is None:
+        raise NotFound("There is no such ticket to merge.", field="duplicate_id", ticket_id=duplicate_id)
+    if duplicate.id == survivor.id:
+        raise InvalidTicketChange("A ticket cannot be merged into itself.", field="duplicate_id")
+    if duplicate.merged_into_id is not None:
+        raise InvalidTicketChange(f"Ticket {duplicate.number} was already merged.", field="duplicate_id")
+    if survivor.merged_into_id is not None:
+        raise InvalidTicketChange(f"Ticket {survivor.number} was itself merged away.", field="survivor_id")
+    for ticket in (survivor, duplicate):
+        if not _may_manage(actor, ticket):
+            raise PermissionDenied(f"Ticket {ticket.number} is someone else's: ask its assignee or a supervisor.")
+    when = now or utcnow()
+    before = _snapshot(duplicate)
+    moved_messages = await session.execute(
+        update(TicketMessage).where(TicketMessage.ticket_id == duplicate.id).values(ticket_id=survivor.id)
+    )
+    moved_links = await session.execute(
+        update(TicketLink).where(TicketLink.ticket_id == duplicate.id).values(ticket_id=survivor.id)
+    )
+    watching = set(await session.scalars(select(TicketWatcher.user_id).where(TicketWatcher.ticket_id == survivor.id)))
+    incoming = set(await session.scalars(select(TicketWatcher.user_id).where(TicketWatcher.ticket_id == duplicate.id)))
+    if duplicate.assignee_id:
+        incoming.add(duplicate.assignee_id)
+    new_watchers = sorted(incoming - watching - {survivor.assignee_id})
+    await session.execute(delete(TicketWatcher).where(TicketWatcher.ticket_id == duplicate.id))
+    for user_id in new_watchers:
+        session.add(TicketWatcher(ticket_id=survivor.id, user_id=user_id, added_by=actor.user_id, added_at=when))
+    tags = set(await session.scalars(select(TicketTag.tag).where(TicketTag.ticket_id == survivor.id)))
+    incoming_tags = set(await session.scalars(select(TicketTag.tag).where(TicketTag.ticket_id == duplicate.id)))
+    new_tags = sorted(incoming_tags - tags)[: max(MAX_TAGS - len(tags), 0)]
+    await session.execute(delete(TicketTag).where(TicketTag.ticket_id == duplicate.id))
+    for tag in new_tags:
+        session.add(TicketTag(ticket_id=survivor.id, tag=tag))
+    if survivor.customer_id is None and duplicate.customer_id is not None:
+        survivor.customer_id = duplicate.customer_id
+    session.add(
+        TicketMessage(
+            ticket_id=survivor.id,
+            kind="note",
+            author_id=actor.user_id,
+            body=f"Ticket {duplicate.number} ({duplicate.subject}) was merged into this one.",
+            created_at=when,
+        )
+    )
+    old_status = duplicate.status
+    duplicate.merged_into_id = survivor.id
+    duplicate.status = "closed"
+    duplicate.resolved_at = duplicate.resolved_at or when
+    duplicate.updated_at = survivor.updated_at = when
+    await session.flush()
+    if old_status not in CLOSED_STATUSES:
+        await sla.ticket_merged_away(session=session, ticket=duplicate, now=when)
+    outcome = MergeOutcome(
+        survivor=survivor,
+        merged=duplicate,
+        messages=int(getattr(moved_messages, "rowcount", 0) or 0),
+        links=int(getattr(moved_links, "rowcount", 0) or 0),
+        watchers=len(new_watchers),
+        tags=len(new_tags),
+    )
+    moved = {"messages": outcome.messages, "links": outcome.links, "watchers": new_watchers, "tags": new_tags}
+    await record_audit(
+        session=session,
+        actor=actor.user_id,
+        action="merge",
+        entity_type="ticket",
+        entity_id=duplicate.id,
+        before=before,
+        after=_snapshot(duplicate) | {"merged_into": survivor.id, "merged_into_number": survivor.number},
+    )
+    await record_audit(
+        session=session,
+        actor=actor.user_id,
+        action="update",
+        entity_type="ticket",
+        entity_id=survivor.id,
+        after={"merged_from": duplicate.id, "merged_from_number": duplicate.number, "moved": moved},
+    )
+    await announce(session=session, ticket=survivor, change="merged", actor=actor, now=when)
+    await announce(session=session, ticket=duplicate, change="merged", actor=actor, also=list(incoming), now=when)
+    return outcome
+
+
+# ---- the wallboard's tickets at risk ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AtRiskClock:
+    clock: SlaClock
+    ticket: Ticket
+    assignee_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AtRisk:
+    rows: list[AtRiskClock]
+    breached: int  # active clocks past their due time
+    warned: int  # active clocks past their warning, not yet due
+
+
+async def at_risk_clocks(*, session: AsyncSession, actor: Actor, limit: int = 20) -> AtRisk:
+    """Active clocks past their warning threshold (breached first, then by due time), with their tickets; read
+    through the partial index of such clocks, so the size of the backlog does not matter."""
+    require_role(actor, Role.SUPERVISOR)
+    at_risk = text(f"sla_clocks.{AT_RISK_CONDITION.replace(' AND ', ' AND sla_clocks.')}")
+    counts = await session.execute(
+        select(SlaClock.breached_at.is_not(None), func.count())
+        .where(at_risk)
+        .group_by(SlaClock.breached_at.is_not(None))
+    )
+    by_state = {bool(breached): int(n) for breached, n in counts}
+    query = (
+        select(SlaClock, Ticket, User.display_name)
+        .join(Ticket, Ticket.id == SlaClock.ticket_id)
+        .outerjoin(User, User.id == Ticket.assignee_id)
+        .where(at_risk)
+        .order_by(SlaClock.breached_at.is_(None), SlaClock.due_at.asc().nulls_last(), Ticket.number)
+        .limit(limit)
+    )
+    rows = [AtRiskClock(clock, ticket, name) for clock, ticket, name in await session.execute(query)]
+    return AtRisk(rows=rows, breached=by_state.get(True, 0), warned=by_state.get(False, 0))

@@ -53,7 +53,9 @@ async def test_agent_works_a_ticket_from_the_list_to_resolved(
     await expect(results).to_contain_text("Fibre cut in the street")
     await page.select_option('#ticket-filters select[name="priority"]', "urgent")
     await expect(results).not_to_contain_text("Change of address")
-    await expect(page).to_have_url(f"{center.base_url}/tickets?view=all&status=&priority=urgent&age=&sort=-created")
+    await expect(page).to_have_url(
+        f"{center.base_url}/tickets?view=all&status=&priority=urgent&tag=&age=&sort=-created"
+    )
     await page.click("#ticket-results a >> text=Fibre cut in the street")
     await expect(page.locator("h1")).to_contain_text(f"Ticket {urgent.number}: Fibre cut in the street")
     clocks = page.locator("#clocks")

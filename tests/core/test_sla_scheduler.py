@@ -20,6 +20,7 @@ from crm_core.sla.events import SlaClockBreached, SlaClockWarned, TicketEscalate
 from crm_core.sla.models import SlaCalendar, SlaEscalation, SlaEscalationRule, SlaPolicy
 from crm_core.sla.scheduler import SlaScheduler
 from crm_core.sla.service import create_escalation_rule, create_policy, save_calendar
+from crm_core.tickets.events import TicketChanged
 from crm_core.tickets.models import Ticket
 from crm_core.tickets.service import create_ticket
 from crm_core.users.models import Role, User
@@ -154,6 +155,11 @@ async def test_a_ticket_crosses_its_warning_and_breach_and_each_fires_once(
         ("resolution", "raise_priority"),
         ("resolution", "reassign"),
     ]
+    # the ticket's people were told of each change a rule made; the first reassign told the agent it lost it too
+    changed = bus.of_type(TicketChanged)
+    assert sorted(e.change for e in changed) == ["assignee_id", "assignee_id", "priority", "priority"]  # type: ignore[attr-defined]
+    first_reassign = next(e for e in changed if e.change == "assignee_id")  # type: ignore[attr-defined]
+    assert set(first_reassign.audience) == {desk.agent.user_id, desk.supervisor.user_id}  # type: ignore[attr-defined]
     # the first breach went to the assignee (the agent); after the reassign, the supervisor is the assignee
     breached = bus.of_type(SlaClockBreached)
     assert [e.kind for e in breached] == ["first_response", "resolution"]  # type: ignore[attr-defined]

@@ -99,6 +99,12 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("POST", "/tickets/<ticket_id>"): STAFF,
     ("GET", "/tickets/<ticket_id>/clocks"): STAFF,
     ("POST", "/tickets/<ticket_id>/messages"): STAFF,
+    ("POST", "/tickets/<ticket_id>/watchers"): STAFF,
+    ("POST", "/tickets/<ticket_id>/tags"): STAFF,
+    ("POST", "/tickets/<ticket_id>/merge"): STAFF,  # an agent merges only tickets of theirs or nobody's
+    ("GET", "/tickets/at-risk"): SUPERVISION,
+    ("GET", "/reports/tickets"): SUPERVISION,
+    ("GET", "/reports/tickets.csv"): SUPERVISION,
     ("GET", "/tickets/sla"): SUPERVISION,
     ("POST", "/tickets/sla/policies"): SUPERVISION,
     ("POST", "/tickets/sla/policies/<policy_id>"): SUPERVISION,
