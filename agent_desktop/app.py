@@ -23,6 +23,7 @@ from agent_desktop.routes import auth as auth_routes
 from agent_desktop.routes import calls as calls_routes
 from agent_desktop.routes import customers as customers_routes
 from agent_desktop.routes import desktop as desktop_routes
+from agent_desktop.routes import integrations as integrations_routes
 from agent_desktop.routes import recordings as recordings_routes
 from agent_desktop.routes import reports as reports_routes
 from agent_desktop.routes import sms as sms_routes
@@ -160,6 +161,7 @@ def create_app(
         admin_routes,
         recordings_routes,
         sms_routes,
+        integrations_routes,
     ):
         app.register_blueprint(routes.blueprint)
 

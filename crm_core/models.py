@@ -8,6 +8,7 @@ from crm_core.calls.wrapups import WrapUpDraft
 from crm_core.customers.import_jobs import ImportJob
 from crm_core.customers.models import Customer, CustomerEmail, CustomerPhone, Note, Payment, Tag
 from crm_core.db import Base
+from crm_core.pbx.models import PbxUserMapping
 from crm_core.recordings.models import (
     CallKeywordHit,
     KeywordPhrase,
@@ -48,6 +49,7 @@ __all__ = [
     "Note",
     "PauseReason",
     "Payment",
+    "PbxUserMapping",
     "Recording",
     "RecordingJob",
     "RetentionRule",
