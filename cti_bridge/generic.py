@@ -134,7 +134,7 @@ def _text(fields: Mapping[str, Any], name: str, limit: int, *, required: bool = 
         raise _invalid(f"'{name}' must be text.", name)
     text = str(value).strip()
     if len(text) > limit:
-        raise _invalid(f"'{name}' is longer than {limit} characters.", name)
+        raise _invalid(f"'{name}' is longer than {limit} chars.", name)
     if _CONTROL.search(text):
         raise _invalid(f"'{name}' contains a control character.", name)
     return text
@@ -179,8 +179,8 @@ def parse_event(fields: Mapping[str, Any]) -> CtiEvent:
         kind=kind,
         call_id=call_id,
         direction=CallDirection.OUTBOUND if direction_text == "out" else CallDirection.INBOUND,
-        from_number=_text(fields, "from", 64) or "",
-        to_number=_text(fields, "to", 64) or "",
+        from_number=_text(fields, "from", 40) or "",
+        to_number=_text(fields, "to", 40) or "",
         users=_users(fields),
         queue=_text(fields, "queue", 64),
         answering_number=_text(fields, "answeringNumber", 200),
@@ -207,18 +207,29 @@ class NumberPlan:
         compact = _NUMBER_PUNCTUATION.sub("", text)
         if not compact.lstrip("+").isdigit():
             return None
+        readings = [compact]
         if self.outside_prefix and compact.startswith(self.outside_prefix) and not compact.startswith("+"):
             stripped = compact[len(self.outside_prefix) :]
             # only when what remains is a full number (national or international), not a short extension
             if stripped.startswith(("0", "+")) or len(stripped) > 8:
-                compact = stripped
-        if compact.startswith("+") or compact.startswith("00"):
-            return caller_id_to_e164(compact, self.region)
+                readings.append(stripped)
+        for reading in readings:  # the first reading that is a number in use: 0049… before 0 + 049…
+            found = self._valid(reading)
+            if found is not None:
+                return found
+        return caller_id_to_e164(readings[-1], self.region)
+
+    def _valid(self, compact: str) -> str | None:
         candidates = []
-        country = str(phonenumbers.country_code_for_region(self.region))
-        if not compact.startswith("0") and compact.startswith(country) and len(compact) >= 10:
-            candidates.append("+" + compact)  # E.164 without its plus, as Zammad's examples write numbers
-        candidates.append(compact)
+        if compact.startswith("00"):
+            candidates.append("+" + compact[2:])
+        elif compact.startswith("+"):
+            candidates.append(compact)
+        else:
+            country = str(phonenumbers.country_code_for_region(self.region))
+            if not compact.startswith("0") and compact.startswith(country) and len(compact) >= 10:
+                candidates.append("+" + compact)  # E.164 without its plus, as Zammad's examples write numbers
+            candidates.append(compact)
         for candidate in candidates:
             try:
                 parsed = phonenumbers.parse(candidate, self.region)
@@ -226,7 +237,7 @@ class NumberPlan:
                 continue
             if phonenumbers.is_valid_number(parsed):
                 return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-        return caller_id_to_e164(compact, self.region)
+        return None
 
 
 # --- the live model -------------------------------------------------------------------------------------------
@@ -389,7 +400,7 @@ class GenericCallTracker:
             AgentRinging(
                 linkedid=call.linkedid,
                 agent=agent,
-                agent_channel="",
+                agent_channel=f"{self.pbx}/{agent}",
                 queue=call.queue,
                 caller_number=call.customer_number,
                 caller_name="",
@@ -468,7 +479,7 @@ class GenericCallTracker:
         legs = tuple(
             CallLegSummary(
                 agent=agent,
-                channel="",
+                channel=f"{self.pbx}/{agent}",  # a leg's key in the call log: one per agent of this PBX
                 queue=call.queue,
                 rang_at=rang,
                 answered_at=call.answered_at if agent == call.agent else None,
@@ -676,6 +687,8 @@ class GenericCtiAdapter:
         async with self._lock:  # the events of concurrent requests reach the bus in the order they were applied
             if event.queue and queue_members is not None:
                 self.tracker.set_members(event.queue, queue_members)
+            if self._blocked(event):
+                agents = ()  # the PBX is told to reject it: logged, but nobody is rung
             try:
                 applied = self.tracker.apply(event, agents)
             finally:
@@ -688,14 +701,17 @@ class GenericCtiAdapter:
         linkedid = linkedid_for(self.name, event.call_id)
         return PushAnswer(self._answer_for(event, applied), applied, linkedid)
 
+    def _blocked(self, event: CtiEvent) -> bool:
+        if event.kind is not CtiEventKind.NEW_CALL or event.direction is not CallDirection.INBOUND:
+            return False
+        caller = self.config.numbers.to_e164(event.from_number)
+        return caller is not None and caller in self.config.blocked_callers
+
     def _answer_for(self, event: CtiEvent, applied: Applied) -> dict[str, str]:
         if event.kind is not CtiEventKind.NEW_CALL or applied is Applied.ALREADY_ENDED:
             return {}
         if event.direction is CallDirection.INBOUND:
-            caller = self.config.numbers.to_e164(event.from_number)
-            if caller is not None and caller in self.config.blocked_callers:
-                return {"action": "reject", "reason": "busy"}
-            return {}
+            return {"action": "reject", "reason": "busy"} if self._blocked(event) else {}
         if self.config.outbound_caller_id:
             # Zammad's documentation spells it both ways; connectors read one or the other
             return {
