@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,15 @@ from sqlalchemy import select
 from agent_desktop.auth import roles_allowed
 from agent_desktop.routes.common import actor, json_body, runtime
 from crm_core.errors import ValidationFailed
-from crm_core.pbx.service import agents_named, delete_mapping, homes, list_mappings, queue_agents, save_mapping
+from crm_core.pbx.service import (
+    delete_mapping,
+    homes,
+    list_mappings,
+    pbx_user_key,
+    queue_agents,
+    resolve_pbx_users,
+    save_mapping,
+)
 from crm_core.users.models import Role, User
 from cti_bridge.generic import CtiErrorCode, CtiEvent, CtiEventKind, GenericCtiAdapter, GenericCtiError, parse_event
 
@@ -22,6 +31,7 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("integrations", __name__)
 # compared against when the PBX name is unknown, so that a wrong name costs the same time as a wrong token
 _NO_TOKEN = b"\x00" * 48
+DIRECTORY_TTL_S = 10.0  # a user's extension or queues changed by an admin reach the CTI path within this
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,18 +80,53 @@ async def _fields() -> dict[str, Any]:
 
 async def _agents(pbx: str, event: CtiEvent) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
     """The agents the event names (its users, the answering number), else its queue's agents; and the queue's
-    agents for the wallboard's figures."""
+    agents for the wallboard's figures. Both are remembered for DIRECTORY_TTL_S: a busy PBX names the same
+    agents all day, and the pop must not wait for the database (a mapping an admin changes is forgotten at once)."""
     names = list(event.users)
     if event.kind is CtiEventKind.ANSWER and event.answering_number:
         names.insert(0, event.answering_number)
-    async with runtime().sessions() as session:
-        agents, unknown = await agents_named(session=session, pbx=pbx, names=names)
-        members = await queue_agents(session=session, queue=event.queue) if event.queue else None
+    directory: dict[tuple[str, str], tuple[float, str | None]] = current_app.extensions.setdefault("cti_names", {})
+    queues: dict[str, tuple[float, tuple[str, ...]]] = current_app.extensions.setdefault("cti_queues", {})
+    now = time.monotonic()
+    resolved: dict[str, str | None] = {}
+    misses: list[str] = []
+    for name in names:
+        known = directory.get((pbx, pbx_user_key(name)))
+        if known is not None and known[0] > now:
+            resolved[name] = known[1]
+        else:
+            misses.append(name)
+    cached_members = queues.get(event.queue) if event.queue else None
+    members = cached_members[1] if cached_members is not None and cached_members[0] > now else None
+    if misses or (event.queue and members is None):
+        async with runtime().sessions() as session:
+            if misses:
+                found = await resolve_pbx_users(session=session, pbx=pbx, names=misses)
+                if len(directory) > 20_000:
+                    directory.clear()
+                for name, extension in found.items():
+                    directory[(pbx, pbx_user_key(name))] = (now + DIRECTORY_TTL_S, extension)
+                    resolved[name] = extension
+            if event.queue and members is None:
+                members = await queue_agents(session=session, queue=event.queue)
+                if len(queues) > 1000:
+                    queues.clear()
+                queues[event.queue] = (now + DIRECTORY_TTL_S, members)
+    agents: list[str] = []
+    for name in names:
+        extension = resolved.get(name)
+        if extension and extension not in agents:
+            agents.append(extension)
+    unknown = [name for name in names if name.strip() and resolved.get(name) is None]
     if unknown:
         log.warning("PBX %s named users the CRM does not know (map them in Admin → PBXes): %s", pbx, unknown[:5])
     if not agents and not event.users and event.kind is CtiEventKind.NEW_CALL and members:
-        agents = members  # nobody named: the queue's agents are rung, never everyone
-    return agents, members
+        return members, members  # nobody named: the queue's agents are rung, never everyone
+    return tuple(agents), members
+
+
+def _forget_names() -> None:
+    current_app.extensions.pop("cti_names", None)
 
 
 @blueprint.post("/api/cti/<pbx_name>/<token>")
@@ -141,6 +186,7 @@ async def _admin_page(status: int = 200, message: str | None = None) -> Any:
 
 
 async def _refresh_homes() -> None:
+    _forget_names()
     pbx = current_app.extensions.get("pbx")
     if pbx is not None and hasattr(pbx, "homes"):
         async with runtime().sessions() as session:

@@ -111,13 +111,11 @@ async def delete_mapping(*, session: AsyncSession, actor: Actor, mapping_id: str
     )
 
 
-async def agents_named(*, session: AsyncSession, pbx: str, names: Iterable[str]) -> tuple[tuple[str, ...], list[str]]:
-    """The extensions of the CRM users these PBX user names mean (in the order named), and the names matched by
-    nobody."""
-    wanted = [n for n in names if n.strip()]
-    if not wanted:
-        return (), []
-    keys = {pbx_user_key(n): n for n in wanted}
+async def resolve_pbx_users(*, session: AsyncSession, pbx: str, names: Iterable[str]) -> dict[str, str | None]:
+    """Each PBX user name (in the order named) -> the extension of the CRM user it means, or None."""
+    keys = {pbx_user_key(n): n for n in names if n.strip()}
+    if not keys:
+        return {}
     mapped = dict(
         (
             await session.execute(
@@ -148,12 +146,18 @@ async def agents_named(*, session: AsyncSession, pbx: str, names: Iterable[str])
         for key in missing:
             if key in own:
                 mapped[key] = own[key]
+    return {name: mapped.get(key) for key, name in keys.items()}
+
+
+async def agents_named(*, session: AsyncSession, pbx: str, names: Iterable[str]) -> tuple[tuple[str, ...], list[str]]:
+    """The extensions of the CRM users these PBX user names mean (in the order named, once each), and the names
+    matched by nobody."""
+    resolved = await resolve_pbx_users(session=session, pbx=pbx, names=names)
     extensions: list[str] = []
-    for key in keys:
-        extension = mapped.get(key)
+    for extension in resolved.values():
         if extension and extension not in extensions:
             extensions.append(extension)
-    return tuple(extensions), [keys[k] for k in keys if k not in mapped]
+    return tuple(extensions), [name for name, extension in resolved.items() if extension is None]
 
 
 async def queue_agents(*, session: AsyncSession, queue: str) -> tuple[str, ...]:
