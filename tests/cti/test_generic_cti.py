@@ -66,31 +66,38 @@ async def gateway() -> AsyncIterator[FakeDialGateway]:
         await fake.stop()
 
 
+def generic_pbx_settings(gateway_port: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": PBX,
+            "token": TOKEN,
+            "region": "DE",
+            "outside_prefix": "0",
+            "dial_url": f"http://127.0.0.1:{gateway_port}/dial?ext={{agent}}&to={{number}}",
+            "blocked_callers": ["+49 30 5550 0099"],
+            "outbound_caller_id": "+493055571642",
+        }
+    ]
+
+
+async def start_generic_center(tmp_path: Path, gateway: FakeDialGateway) -> LiveCenter:
+    """A live center with the generic PBX `tapi` beside the demo Asterisk, and a German customer."""
+    live = await start_center(tmp_path, generic_pbxes=generic_pbx_settings(gateway.port))
+    async with live.runtime.unit_of_work() as session:
+        erika = await create_customer(
+            session=session,
+            actor=SYSTEM,
+            region="DE",
+            data=CustomerIn(name="Erika Mustermann", phones=[PhoneIn(number="+493055571600")]),
+        )
+        live.customers["Erika Mustermann"] = erika.id
+    return live
+
+
 @pytest.fixture
 async def center(tmp_path: Path, gateway: FakeDialGateway) -> AsyncIterator[LiveCenter]:
-    live = await start_center(
-        tmp_path,
-        generic_pbxes=[
-            {
-                "name": PBX,
-                "token": TOKEN,
-                "region": "DE",
-                "outside_prefix": "0",
-                "dial_url": f"http://127.0.0.1:{gateway.port}/dial?ext={{agent}}&to={{number}}",
-                "blocked_callers": ["+49 30 5550 0099"],
-                "outbound_caller_id": "+493055571642",
-            }
-        ],
-    )
+    live = await start_generic_center(tmp_path, gateway)
     try:
-        async with live.runtime.unit_of_work() as session:
-            erika = await create_customer(
-                session=session,
-                actor=SYSTEM,
-                region="DE",
-                data=CustomerIn(name="Erika Mustermann", phones=[PhoneIn(number="+493055571600")]),
-            )
-            live.customers["Erika Mustermann"] = erika.id
         # the admin maps the PBX's user names to CRM users, through the admin screen's own requests
         http, token = await signed_in_as(live, "root")
         try:
