@@ -8,11 +8,11 @@ Client processes connect one python-socketio client per agent to /agent, signed 
 
 Phase 1, the Asterisk path (as bench/pop_latency.py): the demo PBX offers --rate calls/s for --seconds to ringall
 queues of ten agents; a pop's latency runs from the demo PBX writing AgentCalled to the client receiving the pop.
-Phase 2, the generic path: a poster process pushes the same traffic as Zammad-style generic CTI events over HTTP —
-per call a newCall naming two of the queue's agents, as many as the demo PBX rings (user[] as form data, the caller's number written without its
-plus), an answer after 1 s, a hangup 2 s later. A pop's latency runs from the request's arrival at the server (an
-ASGI wrapper notes it before the app sees the request) to the client receiving the pop (CLOCK_MONOTONIC, shared by
-the processes).
+Phase 2, the generic path: a poster process pushes the same traffic as Zammad-style generic CTI events over HTTP:
+per call a newCall naming two of the queue's agents, as many as the demo PBX rings (user[] as form data, the
+caller's number written without its plus), an answer after 1 s, a hangup 2 s later. A pop's latency runs from the
+request's arrival at the server (an ASGI wrapper notes it before the app sees the request) to the client receiving
+the pop (CLOCK_MONOTONIC, shared by the processes).
 
 Goal (issue #16): generic pop p99 <= 10 ms, and <= 1.5 x the Asterisk path's p99 in the same run.
 

@@ -16,11 +16,33 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from crm_core.calls.events import (
+    AgentRinging,
+    AgentState,
+    AgentStateChanged,
+    CallAnswered,
+    CallDirection,
+    CallEnded,
+    CallOffered,
+    CallOutcome,
+    CallStarted,
+    QueueStatsChanged,
+)
 from crm_core.calls.models import CallLog
 from crm_core.customers.schemas import CustomerIn, PhoneIn
 from crm_core.customers.service import create_customer
+from crm_core.errors import SettingsError
+from crm_core.settings import load_settings
 from crm_core.users.service import SYSTEM
-from cti_bridge.generic import CtiEventKind, NumberPlan, linkedid_for, parse_event
+from cti_bridge.generic import (
+    CtiEventKind,
+    GenericCtiAdapter,
+    GenericCtiError,
+    GenericPbxConfig,
+    NumberPlan,
+    linkedid_for,
+    parse_event,
+)
 from tests.desktop.live import LiveCenter, start_center, wait_event
 from tests.desktop.test_authorization import signed_in_as
 
@@ -432,3 +454,100 @@ def test_form_and_json_users_parse_alike() -> None:
 def test_a_long_call_id_still_fits_a_call_log() -> None:
     linkedid = linkedid_for(PBX, "x" * 250)
     assert len(linkedid) <= 64 and linkedid.startswith(f"{PBX}:") and linkedid != linkedid_for(PBX, "y" * 250)
+
+
+# --- the domain events, as the Asterisk traces are checked (tests/cti/test_traces.py) --------------------------
+
+
+class RecordingBus:
+    def __init__(self) -> None:
+        self.events: list[object] = []
+
+    def subscribe(self, event_type: Any, handler: Any) -> None:
+        raise AssertionError("the adapter subscribes to nothing")
+
+    async def publish(self, domain_event: object) -> None:
+        self.events.append(domain_event)
+
+    def of(self, kind: type[Any], **fields: Any) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind) and all(getattr(e, k) == v for k, v in fields.items())]
+
+
+async def push_recorded(adapter: GenericCtiAdapter, name: str, mapping: dict[str, str]) -> None:
+    for step in recorded(name)["steps"]:
+        if step["status"] != 200:
+            continue
+        event = parse_event(step["body"])
+        names = [*((event.answering_number,) if event.answering_number else ()), *event.users]
+        agents = tuple(dict.fromkeys(mapping[n] for n in names if n in mapping))
+        answer = await adapter.push(event, agents, queue_members=("1001", "1002") if event.queue else None)
+        assert answer.body == step["reply"]
+
+
+async def test_the_domain_events_of_an_answered_call_are_those_of_the_asterisk_path() -> None:
+    bus = RecordingBus()
+    config = GenericPbxConfig(name=PBX, numbers=NumberPlan(region="DE", outside_prefix="0"))
+    adapter = GenericCtiAdapter(config, bus)
+    await push_recorded(adapter, "inbound_answered", {"Emma Taylor": "1001", "1001": "1001"})
+    linkedid = linkedid_for(PBX, "c0ffee-0001")
+    [started] = bus.of(CallStarted)
+    assert (started.linkedid, started.number, started.direction) == (linkedid, "+493055571600", CallDirection.INBOUND)
+    [offered] = bus.of(CallOffered)
+    assert (offered.caller_number, offered.queue) == ("+493055571600", "support")
+    assert offered.callee_number == "030 1234 5670"  # our line, as the PBX wrote it
+    [pop] = bus.of(AgentRinging)
+    assert (pop.agent, pop.linkedid, pop.caller_number, pop.queue) == ("1001", linkedid, "+493055571600", "support")
+    [answered] = bus.of(CallAnswered)
+    assert answered.agent == "1001" and answered.queue == "support"
+    [ended] = bus.of(CallEnded)
+    assert ended.outcome is CallOutcome.ANSWERED and ended.agent == "1001" and ended.hangup_cause == 16
+    assert [(leg.agent, leg.answered_at is not None) for leg in ended.legs] == [("1001", True)]
+    states = [e.state for e in bus.of(AgentStateChanged, agent="1001")]
+    assert states == [AgentState.RINGING, AgentState.ON_CALL, AgentState.AVAILABLE]
+    final = bus.of(QueueStatsChanged, queue="support")[-1]
+    assert (final.waiting, final.answered, final.abandoned, final.service_level_pct) == (0, 1, 0, 100.0)
+    assert (final.logged_in, final.available) == (2, 2)
+    # every event published is one of these: nothing else reaches the bus
+    kinds = {type(e) for e in bus.events}
+    assert kinds == {
+        CallStarted,
+        CallOffered,
+        AgentRinging,
+        CallAnswered,
+        CallEnded,
+        AgentStateChanged,
+        QueueStatsChanged,
+    }
+
+
+async def test_repeats_and_late_events_publish_nothing_more() -> None:
+    bus = RecordingBus()
+    adapter = GenericCtiAdapter(GenericPbxConfig(name=PBX, numbers=NumberPlan(region="DE")), bus)
+    await push_recorded(adapter, "repeats_out_of_order", {"Emma Taylor": "1001"})
+    assert len(bus.of(CallStarted)) == 1 and len(bus.of(AgentRinging)) == 1 and len(bus.of(CallEnded)) == 1
+    assert not bus.of(CallAnswered)
+    [ended] = bus.of(CallEnded)
+    assert ended.outcome is CallOutcome.ABANDONED and ended.agent is None
+    assert [e.state for e in bus.of(AgentStateChanged, agent="1001")] == [AgentState.RINGING, AgentState.AVAILABLE]
+    with pytest.raises(GenericCtiError) as unknown:
+        await adapter.push(parse_event({"event": "hangup", "callId": "nope"}), ())
+    assert unknown.value.code.value == "unknown_call" and unknown.value.http_status == 404
+    assert adapter.tracker.calls == {}
+
+
+def test_generic_pbx_settings_are_checked_and_their_secrets_never_printed() -> None:
+    good = {"name": "tapi", "token": TOKEN, "dial_url": "https://user:pw@gateway/dial?n={number}"}
+    settings = load_settings({"CRM_GENERIC_PBXES": json.dumps([good])})
+    [pbx] = settings.generic_pbxes
+    assert pbx.token.get_secret_value() == TOKEN and TOKEN not in repr(settings) and "pw@" not in repr(settings)
+    for bad, fragment in (
+        ("[{", "not a JSON list"),
+        (json.dumps([{**good, "token": "short"}]), "at least 24"),
+        (json.dumps([{**good, "name": "Bad Name"}]), "CRM_GENERIC_PBXES"),
+        (json.dumps([good, good]), "same name"),
+        (json.dumps([{**good, "region": "XX"}]), "not a region"),
+        (json.dumps([{**good, "dial_url": "ftp://x"}]), "http"),
+    ):
+        with pytest.raises(SettingsError) as refused:
+            load_settings({"CRM_GENERIC_PBXES": bad})
+        assert fragment in refused.value.message and TOKEN not in refused.value.message
