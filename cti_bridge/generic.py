@@ -417,7 +417,18 @@ class GenericCallTracker:
         now = self._clock()
         call.answered_at = now
         if call.direction is CallDirection.OUTBOUND:
-            # the dialled number answered; the agent was on the call from the start
+            # the dialled number answered; the agent was on the call from the start (as Asterisk's far end answering)
+            if call.agent is not None:
+                self._emit(
+                    CallAnswered(
+                        linkedid=call.linkedid,
+                        agent=call.agent,
+                        queue=None,
+                        answered_at=now,
+                        wait_seconds=0.0,
+                        ring_seconds=(now - call.offered_at).total_seconds(),
+                    )
+                )
             return Applied.APPLIED
         agent = agents[0] if agents else None
         if agent is not None and agent not in call.rung:

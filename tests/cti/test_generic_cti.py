@@ -257,6 +257,8 @@ async def test_outbound_pops_the_calling_agent_and_sets_the_caller_id(center: Li
         # dialled with the outside-line prefix 0 before the national number: still the customer
         assert pop["direction"] == "outbound" and pop["number"] == "+493055571600"
         assert pop["customer"]["name"] == "Erika Mustermann"
+        up = await wait_event(emma, "call_state", lambda s: s["linkedid"] == linkedid and s["state"] == "up")
+        assert up["agent"] == "1001"  # the far end answered
         log = await call_log(center, "c0ffee-0003")
         assert (log.direction, log.outcome, log.agent) == ("outbound", "answered", "1001")
         assert log.customer_id == center.customers["Erika Mustermann"]
