@@ -38,7 +38,7 @@ DIRECTORY_TTL_S = 10.0  # a user's extension or queues changed by an admin reach
 class GenericEndpoint:
     name: str
     token: bytes
-    adapter: GenericCtiAdapter | None  # None in a web-only worker: the CTI process serves the PBX's events
+    adapter: GenericCtiAdapter | None  # None in a web-only worker: it does not run the PBX bridges
 
 
 def endpoints() -> dict[str, GenericEndpoint]:
@@ -141,7 +141,7 @@ async def generic_cti(pbx_name: str, token: str) -> Any:
     if endpoint.adapter is None:
         return {
             "code": "pbx_not_served",
-            "message": "This server does not run the PBX bridge; post to the CTI process.",
+            "message": "This worker does not run the generic CTI PBXes (it is --web-only); post to `crm serve`.",
         }, 503
     try:
         event = parse_event(await _fields())
