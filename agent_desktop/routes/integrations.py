@@ -3,6 +3,7 @@ connectors work unchanged), and the admin screen that maps each PBX's user names
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -14,14 +15,15 @@ from sqlalchemy import select
 
 from agent_desktop.auth import roles_allowed
 from agent_desktop.routes.common import actor, json_body, runtime
+from agent_desktop.runtime import Runtime
 from crm_core.errors import ValidationFailed
 from crm_core.pbx.service import (
+    PbxDirectory,
     delete_mapping,
     homes,
     list_mappings,
+    pbx_directory,
     pbx_user_key,
-    queue_agents,
-    resolve_pbx_users,
     save_mapping,
 )
 from crm_core.users.models import Role, User
@@ -78,46 +80,66 @@ async def _fields() -> dict[str, Any]:
     )
 
 
+class _Directories:
+    """Each PBX's directory (names -> extensions, queues -> agents), read whole and kept DIRECTORY_TTL_S; once
+    stale it is still used while one task reads it again, so no pushed event waits for the database after the
+    first (a mapping an admin changes is read again at once)."""
+
+    def __init__(self, crm: Runtime) -> None:
+        self._runtime = crm
+        self.known: dict[str, tuple[float, PbxDirectory]] = {}
+        self.reading: dict[str, asyncio.Task[PbxDirectory]] = {}
+
+    async def get(self, pbx: str) -> PbxDirectory:
+        now = time.monotonic()
+        known = self.known.get(pbx)
+        if known is not None and known[0] > now:
+            return known[1]
+        task = self.reading.get(pbx)
+        if task is None:
+            task = asyncio.create_task(self._read(pbx), name=f"pbx-directory-{pbx}")
+            self.reading[pbx] = task
+            task.add_done_callback(lambda _t: self.reading.pop(pbx, None))
+        if known is not None:
+            return known[1]  # stale, while the task reads the new one
+        return await asyncio.shield(task)
+
+    async def _read(self, pbx: str) -> PbxDirectory:
+        async with self._runtime.sessions() as session:
+            directory = await pbx_directory(session=session, pbx=pbx)
+        self.known[pbx] = (time.monotonic() + DIRECTORY_TTL_S, directory)
+        return directory
+
+    def forget(self) -> None:
+        self.known.clear()
+
+
+def _directories() -> _Directories:
+    found: _Directories | None = current_app.extensions.get("cti_directories")
+    if found is None:
+        found = _Directories(runtime())
+        current_app.extensions["cti_directories"] = found
+    return found
+
+
 async def _agents(pbx: str, event: CtiEvent) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
     """The agents the event names (its users, the answering number), else its queue's agents; and the queue's
-    agents for the wallboard's figures. Both are remembered for DIRECTORY_TTL_S: a busy PBX names the same
-    agents all day, and the pop must not wait for the database (a mapping an admin changes is forgotten at once)."""
+    agents for the wallboard's figures."""
     names = list(event.users)
     if event.kind is CtiEventKind.ANSWER and event.answering_number:
         names.insert(0, event.answering_number)
-    directory: dict[tuple[str, str], tuple[float, str | None]] = current_app.extensions.setdefault("cti_names", {})
-    queues: dict[str, tuple[float, tuple[str, ...]]] = current_app.extensions.setdefault("cti_queues", {})
-    now = time.monotonic()
-    resolved: dict[str, str | None] = {}
-    misses: list[str] = []
-    for name in names:
-        known = directory.get((pbx, pbx_user_key(name)))
-        if known is not None and known[0] > now:
-            resolved[name] = known[1]
-        else:
-            misses.append(name)
-    cached_members = queues.get(event.queue) if event.queue else None
-    members = cached_members[1] if cached_members is not None and cached_members[0] > now else None
-    if misses or (event.queue and members is None):
-        async with runtime().sessions() as session:
-            if misses:
-                found = await resolve_pbx_users(session=session, pbx=pbx, names=misses)
-                if len(directory) > 20_000:
-                    directory.clear()
-                for name, extension in found.items():
-                    directory[(pbx, pbx_user_key(name))] = (now + DIRECTORY_TTL_S, extension)
-                    resolved[name] = extension
-            if event.queue and members is None:
-                members = await queue_agents(session=session, queue=event.queue)
-                if len(queues) > 1000:
-                    queues.clear()
-                queues[event.queue] = (now + DIRECTORY_TTL_S, members)
+    if not names and not event.queue:
+        return (), None  # a hangup: nothing to look up
+    directory = await _directories().get(pbx)
+    members = directory.queues.get(event.queue, ()) if event.queue else None
     agents: list[str] = []
+    unknown: list[str] = []
     for name in names:
-        extension = resolved.get(name)
-        if extension and extension not in agents:
+        extension = directory.names.get(pbx_user_key(name))
+        if extension is None:
+            unknown.append(name)
+        elif extension not in agents:
             agents.append(extension)
-    unknown = [name for name in names if name.strip() and resolved.get(name) is None]
     if unknown:
         log.warning("PBX %s named users the CRM does not know (map them in Admin → PBXes): %s", pbx, unknown[:5])
     if not agents and not event.users and event.kind is CtiEventKind.NEW_CALL and members:
@@ -126,7 +148,7 @@ async def _agents(pbx: str, event: CtiEvent) -> tuple[tuple[str, ...], tuple[str
 
 
 def _forget_names() -> None:
-    current_app.extensions.pop("cti_names", None)
+    _directories().forget()
 
 
 @blueprint.post("/api/cti/<pbx_name>/<token>")

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core.audit.service import record_audit
@@ -111,63 +111,6 @@ async def delete_mapping(*, session: AsyncSession, actor: Actor, mapping_id: str
     )
 
 
-async def resolve_pbx_users(*, session: AsyncSession, pbx: str, names: Iterable[str]) -> dict[str, str | None]:
-    """Each PBX user name (in the order named) -> the extension of the CRM user it means, or None."""
-    keys = {pbx_user_key(n): n for n in names if n.strip()}
-    if not keys:
-        return {}
-    mapped = dict(
-        (
-            await session.execute(
-                select(PbxUserMapping.pbx_user_key, User.extension)
-                .join(User, User.id == PbxUserMapping.user_id)
-                .where(
-                    PbxUserMapping.pbx == pbx,
-                    PbxUserMapping.pbx_user_key.in_(list(keys)),
-                    User.is_active.is_(True),
-                    User.extension.is_not(None),
-                )
-            )
-        ).all()
-    )
-    missing = [k for k in keys if k not in mapped]
-    if missing:
-        rows = await session.execute(
-            select(func.lower(User.username), User.extension).where(
-                User.is_active.is_(True),
-                User.extension.is_not(None),
-                (User.extension.in_(missing)) | (func.lower(User.username).in_(missing)),
-            )
-        )
-        own: dict[str, str] = {}
-        for username, extension in rows.all():
-            own[username] = extension
-            own[pbx_user_key(extension)] = extension
-        for key in missing:
-            if key in own:
-                mapped[key] = own[key]
-    return {name: mapped.get(key) for key, name in keys.items()}
-
-
-async def agents_named(*, session: AsyncSession, pbx: str, names: Iterable[str]) -> tuple[tuple[str, ...], list[str]]:
-    """The extensions of the CRM users these PBX user names mean (in the order named, once each), and the names
-    matched by nobody."""
-    resolved = await resolve_pbx_users(session=session, pbx=pbx, names=names)
-    extensions: list[str] = []
-    for extension in resolved.values():
-        if extension and extension not in extensions:
-            extensions.append(extension)
-    return tuple(extensions), [name for name, extension in resolved.items() if extension is None]
-
-
-async def queue_agents(*, session: AsyncSession, queue: str) -> tuple[str, ...]:
-    """The extensions of the active agents whose queues include `queue`."""
-    rows = await session.execute(
-        select(User.extension, User.queues).where(User.is_active.is_(True), User.extension.is_not(None))
-    )
-    return tuple(sorted(ext for ext, queues in rows.all() if ext and queue in (queues or [])))
-
-
 async def homes(*, session: AsyncSession) -> dict[str, str]:
     """Agent extension -> the generic PBX their mapping puts them on (their click-to-dial goes there)."""
     rows = await session.execute(
@@ -177,3 +120,42 @@ async def homes(*, session: AsyncSession) -> dict[str, str]:
         .order_by(PbxUserMapping.created_at)
     )
     return {extension: pbx for extension, pbx in rows.all() if extension}
+
+
+@dataclass(frozen=True, slots=True)
+class PbxDirectory:
+    """Everything the CTI path asks of the database, read at once: who each PBX user name means (mapped names of
+    this PBX, then users' own extensions and user names; keys as `pbx_user_key` makes them) and each queue's agents."""
+
+    names: dict[str, str]
+    queues: dict[str, tuple[str, ...]]
+
+
+async def pbx_directory(*, session: AsyncSession, pbx: str) -> PbxDirectory:
+    names: dict[str, str] = {}
+    queues: dict[str, list[str]] = {}
+    users = (
+        await session.execute(
+            select(User.username, User.extension, User.queues).where(
+                User.is_active.is_(True), User.extension.is_not(None)
+            )
+        )
+    ).all()
+    for username, extension, user_queues in users:
+        if not extension:
+            continue
+        names.setdefault(pbx_user_key(username), extension)
+        for queue in user_queues or []:
+            queues.setdefault(str(queue), []).append(extension)
+    for _username, extension, _queues in users:
+        if extension:
+            names[pbx_user_key(extension)] = extension  # an extension outranks another user's user name
+    mapped = await session.execute(
+        select(PbxUserMapping.pbx_user_key, User.extension)
+        .join(User, User.id == PbxUserMapping.user_id)
+        .where(PbxUserMapping.pbx == pbx, User.is_active.is_(True), User.extension.is_not(None))
+    )
+    for key, extension in mapped.all():
+        if extension:
+            names[key] = extension  # the admin's mapping outranks both
+    return PbxDirectory(names=names, queues={q: tuple(sorted(members)) for q, members in queues.items()})
