@@ -25,6 +25,7 @@ from agent_desktop.routes import campaigns as campaigns_routes
 from agent_desktop.routes import customers as customers_routes
 from agent_desktop.routes import desktop as desktop_routes
 from agent_desktop.routes import intake as intake_routes
+from agent_desktop.routes import integrations as integrations_routes
 from agent_desktop.routes import kb as kb_routes
 from agent_desktop.routes import recordings as recordings_routes
 from agent_desktop.routes import reports as reports_routes
@@ -166,6 +167,7 @@ def create_app(
         kb_routes,
         intake_routes,
         campaigns_routes,
+        integrations_routes,
     ):
         app.register_blueprint(routes.blueprint)
 

@@ -198,7 +198,7 @@ class Notifier:
             self._late.add(task)
             task.add_done_callback(self._late.discard)
             return
-        await self._emit_agent(event.agent, "pop", pop)
+        await self._emit_agent(event.agent, "pop", self._with_commands(event.linkedid, pop))
         self.pops_sent += 1
         await self._emit_supervisors("call_ringing", {"linkedid": event.linkedid, "agent": event.agent})
 
@@ -208,8 +208,15 @@ class Notifier:
         except Exception:
             log.exception("no pop for call %s", event.linkedid)
             return
-        await self._emit_agent(event.agent, "pop", pop)
+        await self._emit_agent(event.agent, "pop", self._with_commands(event.linkedid, pop))
         self.pops_sent += 1
+
+    def _with_commands(self, linkedid: str, pop: dict[str, Any]) -> dict[str, Any]:
+        """A call of a PBX that can do less than the primary one (a generic CTI PBX) carries the commands it can
+        do: the desktop shows that call's controls for those only."""
+        commands_for = getattr(self._pbx, "commands_for", None)
+        commands = commands_for(linkedid) if commands_for is not None else None
+        return pop if commands is None else {**pop, "commands": commands}
 
     async def _state_to_rung(self, linkedid: str, data: dict[str, Any]) -> None:
         for agent in self._rang.get(linkedid, ()):
@@ -344,9 +351,8 @@ class Notifier:
                 "ivr": [{"name": k, "label": k, "value": v} for k, v in call.crm_vars],
             }
             # the same way as the live messages, so that these stay in order with them
-            await self._send(
-                sid, AGENT_NAMESPACE, "pop", {**pop, "agent": agent, "direction": call.direction.value, "resent": True}
-            )
+            resent = {**pop, "agent": agent, "direction": call.direction.value, "resent": True}
+            await self._send(sid, AGENT_NAMESPACE, "pop", self._with_commands(call.linkedid, resent))
             await self._send(
                 sid,
                 AGENT_NAMESPACE,

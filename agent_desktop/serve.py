@@ -55,7 +55,7 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
         telephony = await start_telephony(runtime)
         runtime.extras["telephony"] = telephony
         ivr = await start_ivr(runtime)
-        dialer = CallbackDialer(runtime.sessions, telephony.pbx, every_s=settings.callback_dial_every_s)
+        dialer = CallbackDialer(runtime.sessions, telephony.adapter, every_s=settings.callback_dial_every_s)
         dialer.start()
         pool = PoolReturner(runtime.sessions, protection_days=settings.pool_return_days)
         pool.start()
@@ -90,7 +90,7 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
         if automations is not None:
             automations.start()
         asgi, _sio = create_asgi(
-            runtime, pbx=telephony.pbx, voice=(ivr.flows, ivr.crm), import_worker=imports, sms_outbox=sms_outbox
+            runtime, pbx=telephony.adapter, voice=(ivr.flows, ivr.crm), import_worker=imports, sms_outbox=sms_outbox
         )
         try:
             await _serve_http(asgi, settings)

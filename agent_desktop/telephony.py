@@ -17,6 +17,7 @@ from crm_core.customers.models import Customer, CustomerPhone
 from cti_bridge.ami import AmiEndpoint, parse_ami_url
 from cti_bridge.asterisk import AsteriskAdapter
 from cti_bridge.demo_pbx import DemoPbx
+from cti_bridge.generic import GenericCtiAdapter, GenericPbxConfig, NumberPlan, PbxSet
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +29,20 @@ class Telephony:
     demo: DemoPbx | None
     refresher: asyncio.Task[None] | None = None
     remote: Any = None  # the CTI process's notifier and its resources, when it emits through Redis
+    generic: PbxSet | None = None  # Asterisk and the generic CTI PBXes as one adapter, when any is configured
+
+    @property
+    def adapter(self) -> AsteriskAdapter | PbxSet:
+        """What the app and the dialer command: every named PBX, or Asterisk alone."""
+        return self.generic if self.generic is not None else self.pbx
 
     async def stop(self) -> None:
         if self.refresher is not None:
             self.refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.refresher
+        if self.generic is not None:
+            await self.generic.stop()
         await self.pbx.stop()
         if self.remote is not None:
             await self.remote.close()
@@ -83,6 +92,10 @@ async def start_telephony(runtime: Runtime, *, write_call_logs: bool = True, dem
         writer.attach(runtime.bus)
     await pbx.start()
     telephony = Telephony(pbx=pbx, writer=writer, demo=demo)
+    if settings.generic_pbxes:
+        telephony.generic = PbxSet(pbx, generic_adapters(runtime))
+        await telephony.generic.start()
+        log.info("generic CTI PBXes: %s", ", ".join(telephony.generic.generic))
     if demo is not None and demo_traffic and settings.demo_calls_per_minute > 0:
         demo.start_traffic(settings.demo_calls_per_minute / 60.0, await demo_callers(runtime))
 
@@ -93,6 +106,25 @@ async def start_telephony(runtime: Runtime, *, write_call_logs: bool = True, dem
 
         telephony.refresher = asyncio.create_task(refresh(), name="demo-callers")
     return telephony
+
+
+def generic_adapters(runtime: Runtime) -> list[GenericCtiAdapter]:
+    """An adapter per generic CTI PBX of the settings, on the runtime's bus."""
+    settings = runtime.settings
+    region = settings.default_region
+    adapters = []
+    for pbx in settings.generic_pbxes:
+        plan = NumberPlan(region=pbx.region or region, outside_prefix=pbx.outside_prefix)
+        blocked = frozenset(e for e in (plan.to_e164(n) for n in pbx.blocked_callers) if e)
+        config = GenericPbxConfig(
+            name=pbx.name,
+            numbers=plan,
+            dial_url=pbx.dial_url.get_secret_value() if pbx.dial_url else None,
+            blocked_callers=blocked,
+            outbound_caller_id=pbx.outbound_caller_id,
+        )
+        adapters.append(GenericCtiAdapter(config, runtime.bus, service_level_seconds=settings.service_level_seconds))
+    return adapters
 
 
 class RemoteNotifier:

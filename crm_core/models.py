@@ -9,6 +9,7 @@ from crm_core.customers.import_jobs import ImportJob
 from crm_core.customers.models import Customer, CustomerEmail, CustomerPhone, Note, Payment, Tag
 from crm_core.db import Base
 from crm_core.kb.models import KbSolution, KbTicketSolution
+from crm_core.pbx.models import PbxUserMapping
 from crm_core.recordings.models import (
     CallKeywordHit,
     KeywordPhrase,
@@ -56,6 +57,7 @@ __all__ = [
     "Note",
     "PauseReason",
     "Payment",
+    "PbxUserMapping",
     "Recording",
     "RecordingJob",
     "RetentionRule",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,43 @@ from crm_core.errors import SettingsError
 ENV_PREFIX = "CRM_"
 # Environment variables with our prefix that are not settings but tell where settings are.
 _META_VARIABLES = {"CRM_CONFIG"}
+
+
+class GenericPbxSetting(BaseModel):
+    """One PBX that pushes generic CTI events (Zammad's push API) to /api/cti/<name>/<token>."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,19}$", description="in the endpoint's URL; a-z, 0-9, _ and -")
+    token: SecretStr = Field(description="the secret part of the endpoint's URL; at least 24 characters")
+    region: str | None = Field(default=None, description="how its national numbers are read; unset = default_region")
+    outside_prefix: str = Field(default="", pattern=r"^[0-9]{0,3}$", description="its outside-line prefix, if any")
+    dial_url: SecretStr | None = Field(
+        default=None, description="click-to-dial: POSTed to, with {agent}, {number} and {caller_id} filled in"
+    )
+    blocked_callers: tuple[str, ...] = Field(default=(), description="numbers whose calls the PBX is told to reject")
+    outbound_caller_id: str | None = Field(default=None, description="the caller ID told to the PBX on outbound calls")
+
+    @field_validator("token")
+    @classmethod
+    def _long_token(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 24 or not re.fullmatch(r"[A-Za-z0-9_.~-]+", value.get_secret_value()):
+            raise ValueError("a token is at least 24 URL-safe characters (letters, digits, _ . ~ -)")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _pbx_region(cls, value: str | None) -> str | None:
+        if value is not None and value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not a region phonenumbers knows (e.g. US, GB, DE, FR)")
+        return value.upper() if value else None
+
+    @field_validator("dial_url")
+    @classmethod
+    def _dial_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and urlsplit(value.get_secret_value()).scheme not in {"http", "https"}:
+            raise ValueError("dial_url must be an http:// or https:// URL")
+        return value
 
 
 class Settings(BaseModel):
@@ -32,6 +71,10 @@ class Settings(BaseModel):
     ami_ping_interval_s: float = 20.0
     ami_event_filter: bool = Field(
         default=True, description="ask Asterisk for the tracked events only (AMI Filter; needs write=system)"
+    )
+    generic_pbxes: tuple[GenericPbxSetting, ...] = Field(
+        default=(),
+        description="PBXes pushing generic CTI events, beside Asterisk: a JSON list (or [[generic_pbxes]] in TOML)",
     )
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=1, le=65535)
@@ -155,6 +198,20 @@ class Settings(BaseModel):
             return value.replace("sqlite:", "sqlite+aiosqlite:", 1)
         if scheme == "postgresql":
             return value.replace("postgresql:", "postgresql+asyncpg:", 1)
+        return value
+
+    @field_validator("generic_pbxes", mode="before")
+    @classmethod
+    def _generic_pbxes_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else []
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a JSON list of PBXes ({exc.msg} at character {exc.pos})") from None
+        if isinstance(value, list | tuple):
+            names = [p.get("name") if isinstance(p, dict) else getattr(p, "name", None) for p in value]
+            if len(names) != len(set(names)):
+                raise ValueError("two generic PBXes have the same name")
         return value
 
     @field_validator("redis_url")

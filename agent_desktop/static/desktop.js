@@ -318,6 +318,13 @@
     const fresh = !calls.has(pop.linkedid);
     const entry = cardFor(pop);
     const card = entry.card;
+    if (Array.isArray(pop.commands)) {
+      // a call of a PBX that can do less (a generic CTI PBX): only the controls it can carry out stay
+      const commands = new Set(pop.commands);
+      for (const control of card.querySelectorAll("[data-needs]")) {
+        if (!control.dataset.needs.split(" ").some((need) => commands.has(need))) control.remove();
+      }
+    }
     card.querySelector(".pop-number").textContent = pop.number || "withheld";
     card.querySelector(".pop-queue").textContent = pop.queue || (pop.direction === "outbound" ? "outbound" : "—");
     card.querySelector(".pop-wait").textContent = pop.waited_seconds ?? 0;

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import socket
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from yarl import URL
 
 from agent_desktop.app import create_asgi
 from agent_desktop.runtime import Runtime, build_runtime, migrate_database
+from agent_desktop.telephony import generic_adapters
 from crm_core.calls.models import Disposition
 from crm_core.calls.writer import CallLogWriter
 from crm_core.customers.schemas import CustomerIn, PhoneIn
@@ -30,6 +32,7 @@ from crm_core.users.service import SYSTEM, create_user
 from cti_bridge.ami import AmiEndpoint
 from cti_bridge.asterisk import AsteriskAdapter
 from cti_bridge.demo_pbx import DemoPbx
+from cti_bridge.generic import PbxSet
 
 PASSWORD = "a long test password"
 XSS_NAME = "<img src=x onerror=alert(1)>"
@@ -52,6 +55,7 @@ class LiveCenter:
     customers: dict[str, str] = field(default_factory=dict)
     writer: CallLogWriter | None = None
     listener: socket.socket | None = None
+    pbxes: PbxSet | None = None  # Asterisk and the generic CTI PBXes, when the center has any
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -91,6 +95,8 @@ class LiveCenter:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.pbxes is not None:
+            await self.pbxes.stop()
         await self.bridge.stop()
         await self.pbx.stop()
         if self.writer is not None:
@@ -119,6 +125,7 @@ async def start_center(
     wrapup_seconds: int = 30,
     redis_url: str | None = None,
     pbx_options: dict[str, Any] | None = None,
+    generic_pbxes: list[dict[str, Any]] | None = None,
 ) -> LiveCenter:
     # a socket listening before the server starts: clients connecting early just wait in its backlog
     listener = socket.socket()
@@ -135,6 +142,8 @@ async def start_center(
     }
     if redis_url:
         env["CRM_REDIS_URL"] = redis_url
+    if generic_pbxes:
+        env["CRM_GENERIC_PBXES"] = json.dumps(generic_pbxes)
     settings = load_settings(env)
     runtime = await build_runtime(settings)
     await migrate_database(runtime)
@@ -182,8 +191,10 @@ async def start_center(
     )
     writer = CallLogWriter(runtime.sessions, region="US")
     writer.attach(runtime.bus)
-    asgi, _sio = create_asgi(runtime, pbx=bridge)
+    pbxes = PbxSet(bridge, generic_adapters(runtime)) if generic_pbxes else None
+    asgi, _sio = create_asgi(runtime, pbx=pbxes or bridge)
     center = LiveCenter(runtime, pbx, bridge, f"http://127.0.0.1:{port}", center_customers, writer=writer)
+    center.pbxes = pbxes
     config = Config()
     config.bind = [f"fd://{listener.detach()}"]  # hypercorn owns and closes it
     config.accesslog = None

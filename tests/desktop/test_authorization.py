@@ -79,6 +79,9 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
             ("POST", "/users/<user_id>/password"),
             ("POST", "/users/<user_id>/unlock"),
             ("GET", "/queues"),
+            ("GET", "/pbx"),
+            ("POST", "/pbx/mappings"),
+            ("POST", "/pbx/mappings/<mapping_id>/delete"),
         )
     },
     ("POST", "/api/customers"): STAFF,
@@ -129,6 +132,8 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     # Twilio's webhooks: no session opens them, only X-Twilio-Signature (tests/sms test the signed ones)
     ("POST", "/sms/inbound"): set(),
     ("POST", "/sms/status"): set(),
+    # a generic CTI gateway's pushes: no session opens them, only the PBX's secret token (tests/cti/test_generic_cti)
+    ("POST", "/api/cti/<pbx_name>/<token>"): set(),
     ("GET", "/sms"): STAFF,
     ("GET", "/sms/list"): STAFF,
     ("GET", "/sms/workspace"): STAFF,
@@ -222,6 +227,9 @@ def concrete(rule: str, center: LiveCenter) -> str:
         .replace("<action>", "start")
         .replace("<solution_id>", "0" * 32)
         .replace("<name>", "missed_call")
+        .replace("<mapping_id>", "0" * 32)
+        .replace("<pbx_name>", "tapi")
+        .replace("<token>", "not-the-token-of-any-pbx-at-all")
     )
 
 
