@@ -28,6 +28,7 @@ from crm_core.sms.models import (
 )
 from crm_core.tickets.models import Ticket, TicketLink, TicketMessage
 from crm_core.users.models import LoginThrottle, Role, User
+from crm_core.webhooks.models import WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "AuditEntry",
@@ -69,5 +70,7 @@ __all__ = [
     "TicketMessage",
     "Transcript",
     "User",
+    "WebhookDelivery",
+    "WebhookSubscription",
     "WrapUpDraft",
 ]

@@ -15,12 +15,13 @@ from crm_core.audit.service import record_audit
 from crm_core.calls.models import CallLog
 from crm_core.calls.service import check_call_access
 from crm_core.customers.models import Customer
-from crm_core.db import utcnow
+from crm_core.db import record_event, utcnow
 from crm_core.errors import NotFound, ValidationFailed
 from crm_core.inputs import LONG_TEXT, check_text, column_length
 from crm_core.sla import service as sla
 from crm_core.sla.models import SlaClock
 from crm_core.tickets.errors import InvalidTicketChange
+from crm_core.tickets.events import TicketCreated, TicketUpdated
 from crm_core.tickets.models import (
     CLOSED_STATUSES,
     OPEN_CONDITION,
@@ -156,6 +157,20 @@ async def create_ticket(
         entity_id=ticket.id,
         after=_snapshot(ticket),
     )
+    record_event(
+        session,
+        TicketCreated(
+            ticket_id=ticket.id,
+            number=ticket.number,
+            subject=ticket.subject,
+            status=ticket.status,
+            priority=ticket.priority,
+            customer_id=ticket.customer_id,
+            assignee_id=ticket.assignee_id,
+            team=ticket.team,
+            created_at=when,
+        ),
+    )
     return ticket
 
 
@@ -228,6 +243,19 @@ async def update_ticket(
         entity_id=ticket.id,
         before=before,
         after=after,
+    )
+    record_event(
+        session,
+        TicketUpdated(
+            ticket_id=ticket.id,
+            number=ticket.number,
+            changed=tuple(key for key in after if after[key] != before[key]),
+            status=ticket.status,
+            priority=ticket.priority,
+            assignee_id=ticket.assignee_id,
+            team=ticket.team,
+            updated_at=when,
+        ),
     )
     return ticket
 

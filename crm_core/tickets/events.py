@@ -1,0 +1,37 @@
+"""Ticket domain events, published after commit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from crm_core.bus import register_event
+
+
+@register_event
+@dataclass(frozen=True, slots=True)
+class TicketCreated:
+    ticket_id: str
+    number: int
+    subject: str
+    status: str
+    priority: str
+    customer_id: str | None
+    assignee_id: str | None
+    team: str | None
+    created_at: datetime
+
+
+@register_event
+@dataclass(frozen=True, slots=True)
+class TicketUpdated:
+    """A ticket's fields changed; `changed` names them (status, priority, assignee_id, subject, category, team)."""
+
+    ticket_id: str
+    number: int
+    changed: tuple[str, ...]
+    status: str
+    priority: str
+    assignee_id: str | None
+    team: str | None
+    updated_at: datetime
