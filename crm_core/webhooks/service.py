@@ -223,7 +223,7 @@ async def list_deliveries(
         select(
             WebhookDelivery.id,
             WebhookDelivery.subscription_id,
-            WebhookSubscription.name,
+            WebhookSubscription.name.label("subscription_name"),
             WebhookDelivery.event_id,
             WebhookDelivery.event_type,
             WebhookDelivery.status,
@@ -243,7 +243,7 @@ async def list_deliveries(
         query = query.where(WebhookDelivery.subscription_id == subscription_id)
     if status is not None:
         query = query.where(WebhookDelivery.status == status)
-    return [DeliveryRow(*row.tuple()) for row in await session.execute(query)]
+    return [DeliveryRow(**row._asdict()) for row in await session.execute(query)]
 
 
 async def delivery_counts(*, session: AsyncSession, actor: Actor) -> dict[str, int]:
