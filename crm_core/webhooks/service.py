@@ -310,6 +310,7 @@ async def record_deliveries(
         )
     ).all()
     when = now or utcnow()
+    events = list({event.id: event for event in events}.values())
     rows: list[dict[str, Any]] = []
     for subscription_id, wanted in subscriptions:
         wanted_set = set(wanted or ())

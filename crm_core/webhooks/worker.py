@@ -83,9 +83,13 @@ class WebhookWorker:
         self._events: asyncio.Queue[WebhookEvent] = asyncio.Queue()
         self._in_flight: dict[str, int] = defaultdict(int)
         self._sends: set[asyncio.Task[None]] = set()
+        self._marks: set[asyncio.Future[str]] = set()
+        self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._recorder_idle = asyncio.Event()
         self._recorder_idle.set()
+        # told (delivery id, status it was marked with) after each mark commits: metrics, tests
+        self.on_marked: list[Callable[[str, str], None]] = []
 
     # --- events in -------------------------------------------------------------------------------------------
 
@@ -151,11 +155,16 @@ class WebhookWorker:
                 .limit(limit)
             )
             if session.get_bind().dialect.name == "postgresql":
-                due = due.with_for_update(skip_locked=True)
+                # a materialized CTE: as a plain IN (subquery) PostgreSQL may run the SKIP LOCKED subquery more than
+                # once and claim more than `limit` rows (more requests than the receiver's cap)
+                picked = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
+                due_ids: Any = select(picked.c.id).scalar_subquery()
+            else:
+                due_ids = due.scalar_subquery()
             claimed = await session.execute(
                 update(WebhookDelivery)
                 .where(
-                    WebhookDelivery.id.in_(due.scalar_subquery()),
+                    WebhookDelivery.id.in_(due_ids),
                     WebhookDelivery.status.in_(("pending", "sending")),
                     WebhookDelivery.next_attempt_at <= now,
                 )
@@ -201,14 +210,22 @@ class WebhookWorker:
                 event_type=claimed.event_type,
                 body=claimed.body,
             )
-            await self._mark(claimed, outcome)
+            # a stop may cancel the send, never the marking: a transaction cut in half leaves its connection
+            # (and, on SQLite, the write lock) behind
+            mark = asyncio.ensure_future(self._mark(claimed, outcome))
+            self._marks.add(mark)
+            mark.add_done_callback(self._marks.discard)
+            status = await asyncio.shield(mark)
+            for listener in self.on_marked:
+                listener(claimed.id, status)
         except Exception:  # the row stays `sending`; its lease runs out and it is tried again
             log.exception("webhook delivery %s failed unexpectedly", claimed.id)
         finally:
             self._in_flight[target.id] -= 1
             self.wake.set()
 
-    async def _mark(self, claimed: Claimed, outcome: Outcome) -> None:
+    async def _mark(self, claimed: Claimed, outcome: Outcome) -> str:
+        """Record the attempt's outcome; the status it leaves the delivery in."""
         now = utcnow()
         async with unit_of_work(self.sessions) as session:
             if outcome.delivered:
@@ -225,7 +242,7 @@ class WebhookWorker:
                     )
                     .execution_options(synchronize_session=False)
                 )
-                return
+                return "delivered"
             next_at = now + timedelta(seconds=self.retry.delay_s(claimed.attempts))
             dead = next_at > claimed.retry_until
             if dead:
@@ -248,12 +265,13 @@ class WebhookWorker:
                 )
                 .execution_options(synchronize_session=False)
             )
+        return "dead" if dead else "pending"
 
     async def _send_loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             self.wake.clear()
             try:
-                while await self.run_once():
+                while await self.run_once() and not self._stopping.is_set():
                     pass
             except Exception:
                 log.exception("claiming webhook deliveries failed; trying again")
@@ -282,19 +300,29 @@ class WebhookWorker:
                 await asyncio.gather(*list(self._sends), return_exceptions=True)
 
     async def stop(self, *, drain_s: float = 5.0) -> None:
-        """Claim nothing more, write what was taken and let sends in flight end (for a while), then stop."""
+        """Claim nothing more, write what was taken and let sends in flight end (for `drain_s`), then stop. Sends
+        still in flight are cut off (their rows stay `sending` until their lease runs out or the next sole worker
+        starts); no transaction is cut in half."""
         loops = {task.get_name(): task for task in self._tasks}
         sender_loop = loops.pop("webhook-sender", None)
+        self._stopping.set()
+        self.wake.set()
         if sender_loop is not None:
-            sender_loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender_loop
+            await sender_loop  # it ends at its next turn, never inside a claim
         with contextlib.suppress(TimeoutError):
             await self.drain(drain_s)
-        for task in [*loops.values(), *self._sends]:
+        for task in list(self._sends):
             task.cancel()
+        await asyncio.gather(*self._sends, return_exceptions=True)
+        await asyncio.gather(*self._marks, return_exceptions=True)
+        recorder = loops.pop("webhook-recorder", None)
+        if recorder is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(drain_s, 1.0)):
+                    await self._recorder_idle.wait()  # not inside a write
+            recorder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await recorder
         self._tasks.clear()
 
     def stats(self) -> dict[str, Any]:
