@@ -18,8 +18,8 @@ class Marks:
         self.seen.append((delivery_id, status))
         self._changed.set()
 
-    async def wait_for(self, status: str, count: int = 1, timeout: float = 15.0) -> None:
-        async with asyncio.timeout(timeout):
+    async def wait_for(self, status: str, count: int = 1, within_s: float = 15.0) -> None:
+        async with asyncio.timeout(within_s):
             while sum(1 for _, s in self.seen if s == status) < count:
                 self._changed.clear()
                 await self._changed.wait()

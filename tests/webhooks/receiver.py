@@ -82,12 +82,12 @@ class Receiver:
         finally:
             self.in_flight -= 1
 
-    async def wait_for(self, count: int, timeout: float = 15.0) -> list[Received]:
+    async def wait_for(self, count: int, within_s: float = 15.0) -> list[Received]:
         """Wait until `count` requests arrived (in all); the requests so far."""
-        async with asyncio.timeout(timeout), self._changed:
+        async with asyncio.timeout(within_s), self._changed:
             await self._changed.wait_for(lambda: len(self.requests) >= count)
         return list(self.requests)
 
-    async def wait_in_flight(self, count: int, timeout: float = 15.0) -> None:
-        async with asyncio.timeout(timeout), self._changed:
+    async def wait_in_flight(self, count: int, within_s: float = 15.0) -> None:
+        async with asyncio.timeout(within_s), self._changed:
             await self._changed.wait_for(lambda: self.in_flight >= count)
