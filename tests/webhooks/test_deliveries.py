@@ -256,3 +256,18 @@ async def test_the_same_event_twice_in_one_batch_is_one_delivery(
     assert await worker.record([recorded, recorded]) == 1
     assert await worker.record([recorded]) == 0
     assert receiver.requests == []
+
+
+async def test_the_documented_check_verifies_a_delivery_as_received(
+    sessions: async_sessionmaker[AsyncSession], receiver: Receiver, make_worker: WorkerFactory
+) -> None:
+    from tests.webhooks.test_docs_example import docs_verify
+
+    subscription = await subscribe(sessions, receiver.url, ["ticket.updated"])
+    bus = InMemoryEventBus()
+    worker = make_worker()
+    worker.attach(bus)
+    await worker.start()
+    await bus.publish(ticket_event(6))
+    [got] = await receiver.wait_for(1)
+    assert docs_verify()(subscription.secret, got.body, got.signature)
