@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -174,6 +175,10 @@ class Settings(BaseModel):
     def _networks(cls, value: str) -> str:
         parse_networks(value)
         return value
+
+    @property
+    def webhook_retry_window(self) -> timedelta:
+        return timedelta(hours=self.webhook_retry_hours)
 
     @property
     def webhook_address_policy(self) -> AddressPolicy:

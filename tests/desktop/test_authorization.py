@@ -125,6 +125,13 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/sms/campaigns"): {"marketer", "admin"},
     ("POST", "/api/sms/campaigns/<campaign_id>/<action>"): {"marketer", "admin"},
     ("GET", "/api/sms/campaigns/<campaign_id>"): {"marketer", "supervisor", "admin"},
+    ("GET", "/admin/webhooks"): ADMIN_ONLY,
+    ("POST", "/admin/webhooks"): ADMIN_ONLY,
+    ("GET", "/admin/webhooks/deliveries"): ADMIN_ONLY,
+    ("POST", "/admin/webhooks/<subscription_id>"): ADMIN_ONLY,
+    ("POST", "/admin/webhooks/<subscription_id>/secret"): ADMIN_ONLY,
+    ("POST", "/admin/webhooks/<subscription_id>/delete"): ADMIN_ONLY,
+    ("POST", "/admin/webhooks/deliveries/<delivery_id>/replay"): ADMIN_ONLY,
 }
 # (namespace, event) -> roles allowed; "connect" is the handshake itself. Admin "root" has no extension, so no
 # agent device to work from: it may supervise but not take calls.
@@ -174,6 +181,8 @@ def concrete(rule: str, center: LiveCenter) -> str:
         .replace("<conversation_id>", "0" * 32)
         .replace("<campaign_id>", "0" * 32)
         .replace("<action>", "start")
+        .replace("<subscription_id>", "0" * 32)
+        .replace("<delivery_id>", "0" * 32)
     )
 
 
