@@ -84,6 +84,10 @@ class WebhookWorker:
         self._in_flight: dict[str, int] = defaultdict(int)
         self._sends: set[asyncio.Task[None]] = set()
         self._marks: set[asyncio.Future[str]] = set()
+        # 2xx answers, marked `delivered` in batches: one UPDATE for many, not a commit per delivery
+        self._delivered: asyncio.Queue[tuple[Claimed, Outcome]] = asyncio.Queue()
+        self._marker_idle = asyncio.Event()
+        self._marker_idle.set()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._recorder_idle = asyncio.Event()
@@ -210,6 +214,10 @@ class WebhookWorker:
                 event_type=claimed.event_type,
                 body=claimed.body,
             )
+            if outcome.delivered:
+                self._marker_idle.clear()
+                self._delivered.put_nowait((claimed, outcome))
+                return
             # a stop may cancel the send, never the marking: a transaction cut in half leaves its connection
             # (and, on SQLite, the write lock) behind
             mark = asyncio.ensure_future(self._mark(claimed, outcome))
@@ -267,6 +275,43 @@ class WebhookWorker:
             )
         return "dead" if dead else "pending"
 
+    async def _mark_delivered_loop(self) -> None:
+        while True:
+            batch = [await self._delivered.get()]
+            while len(batch) < RECORD_BATCH and not self._delivered.empty():
+                batch.append(self._delivered.get_nowait())
+            try:
+                await self._mark_delivered(batch)
+            except Exception:  # the rows stay `sending`; their lease runs out and they are sent again
+                log.exception("could not mark %d webhook deliveries delivered", len(batch))
+            else:
+                for claimed, _ in batch:
+                    for listener in self.on_marked:
+                        listener(claimed.id, "delivered")
+            if self._delivered.empty():
+                self._marker_idle.set()
+
+    async def _mark_delivered(self, batch: list[tuple[Claimed, Outcome]]) -> None:
+        """Delivered wins over anything (another worker that took over after a lease ran out included)."""
+        by_code: dict[int | None, list[str]] = defaultdict(list)
+        for claimed, outcome in batch:
+            by_code[outcome.status_code].append(claimed.id)
+        now = utcnow()
+        async with unit_of_work(self.sessions) as session:
+            for code, ids in by_code.items():
+                await session.execute(
+                    update(WebhookDelivery)
+                    .where(WebhookDelivery.id.in_(ids), WebhookDelivery.status != "delivered")
+                    .values(
+                        status="delivered",
+                        delivered_at=now,
+                        next_attempt_at=None,
+                        last_status_code=code,
+                        last_error=None,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+
     async def _send_loop(self) -> None:
         while not self._stopping.is_set():
             self.wake.clear()
@@ -290,6 +335,7 @@ class WebhookWorker:
                 log.info("%d webhook deliveries were in flight when the last run stopped; sending them again", left)
         self._tasks.append(asyncio.create_task(self._record_loop(), name="webhook-recorder"))
         if self.sending:
+            self._tasks.append(asyncio.create_task(self._mark_delivered_loop(), name="webhook-marker"))
             self._tasks.append(asyncio.create_task(self._send_loop(), name="webhook-sender"))
 
     async def drain(self, timeout_s: float = 10.0) -> None:
@@ -298,6 +344,7 @@ class WebhookWorker:
             await self._recorder_idle.wait()
             while self._sends:
                 await asyncio.gather(*list(self._sends), return_exceptions=True)
+            await self._marker_idle.wait()
 
     async def stop(self, *, drain_s: float = 5.0) -> None:
         """Claim nothing more, write what was taken and let sends in flight end (for `drain_s`), then stop. Sends
@@ -315,6 +362,14 @@ class WebhookWorker:
             task.cancel()
         await asyncio.gather(*self._sends, return_exceptions=True)
         await asyncio.gather(*self._marks, return_exceptions=True)
+        marker = loops.pop("webhook-marker", None)
+        if marker is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(drain_s, 1.0)):
+                    await self._marker_idle.wait()  # every 2xx answer so far recorded
+            marker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await marker
         recorder = loops.pop("webhook-recorder", None)
         if recorder is not None:
             with contextlib.suppress(TimeoutError):

