@@ -31,6 +31,7 @@ from agent_desktop.routes import recordings as recordings_routes
 from agent_desktop.routes import reports as reports_routes
 from agent_desktop.routes import sms as sms_routes
 from agent_desktop.routes import tickets as tickets_routes
+from agent_desktop.routes import webhooks as webhooks_routes
 from agent_desktop.routes.common import refuse_control_characters
 from agent_desktop.runtime import Runtime
 from agent_desktop.sockets import Sockets
@@ -89,6 +90,7 @@ def create_app(
     notify: bool = True,
     import_worker: ImportWorker | None = None,
     sms_outbox: Any = None,
+    webhooks: Any = None,
 ) -> Quart:
     app = CrmQuart(__name__)
     app.secret_key = runtime.secret_key
@@ -107,6 +109,7 @@ def create_app(
     signed_in.attach(runtime.bus)
     install_session_check(app, signed_in)
     app.extensions["sms_outbox"] = sms_outbox  # woken when an agent replies or a HELP is answered
+    app.extensions["webhooks"] = webhooks  # woken when an admin replays a dead letter
     app.jinja_env.globals["csrf_token"] = csrf_token
     settings = runtime.settings
     app.extensions["recordings"] = RecordingStore(settings.recordings_folder)
@@ -168,6 +171,7 @@ def create_app(
         intake_routes,
         campaigns_routes,
         integrations_routes,
+        webhooks_routes,
     ):
         app.register_blueprint(routes.blueprint)
 
@@ -235,10 +239,18 @@ def create_asgi(
     notify: bool = True,
     import_worker: ImportWorker | None = None,
     sms_outbox: Any = None,
+    webhooks: Any = None,
 ) -> tuple[Any, socketio.AsyncServer]:
     """The app and Socket.IO server as one ASGI application."""
     sio = make_socketio(runtime)
     app = create_app(
-        runtime, pbx=pbx, sio=sio, voice=voice, notify=notify, import_worker=import_worker, sms_outbox=sms_outbox
+        runtime,
+        pbx=pbx,
+        sio=sio,
+        voice=voice,
+        notify=notify,
+        import_worker=import_worker,
+        sms_outbox=sms_outbox,
+        webhooks=webhooks,
     )
     return socketio.ASGIApp(sio, other_asgi_app=app, socketio_path="socket.io"), sio

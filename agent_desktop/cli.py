@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from agent_desktop import cli_customers, cli_ivr, cli_recordings, cli_telephony
+from agent_desktop import cli_customers, cli_ivr, cli_recordings, cli_telephony, cli_webhooks
 from agent_desktop.runtime import Runtime, build_runtime, ensure_first_admin, migrate_database
 from crm_core.errors import CrmError
 from crm_core.settings import Settings, load_settings
@@ -164,7 +164,7 @@ def serve(host: str | None, port: int | None, web_only: bool) -> None:
         pass
 
 
-for _module in (cli_customers, cli_telephony, cli_ivr, cli_recordings):
+for _module in (cli_customers, cli_telephony, cli_ivr, cli_recordings, cli_webhooks):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

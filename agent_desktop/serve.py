@@ -14,6 +14,7 @@ from hypercorn.config import Config
 
 from agent_desktop.app import create_asgi
 from agent_desktop.cli_recordings import recording_workers
+from agent_desktop.cli_webhooks import build_webhook_worker, stop_webhook_worker
 from agent_desktop.gc_policy import GcPolicy
 from agent_desktop.ivr_service import start_ivr
 from agent_desktop.remote_pbx import RemotePbx
@@ -70,6 +71,8 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
         if transcriber is not None:
             transcriber.start()
         sms_outbox = await start_sms_outbox(runtime)
+        webhooks = build_webhook_worker(runtime)  # this process is the only sender: left-over sends go out now
+        await webhooks.start(sole_worker=True)
         campaigns = CampaignDispatcher(runtime.sessions, on_queued=sms_outbox.wake.set) if sms_outbox else None
         csat = CsatDispatcher(
             runtime.sessions, csat_policy(settings), on_queued=sms_outbox.wake.set if sms_outbox else None
@@ -90,7 +93,12 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
         if automations is not None:
             automations.start()
         asgi, _sio = create_asgi(
-            runtime, pbx=telephony.adapter, voice=(ivr.flows, ivr.crm), import_worker=imports, sms_outbox=sms_outbox
+            runtime,
+            pbx=telephony.adapter,
+            voice=(ivr.flows, ivr.crm),
+            import_worker=imports,
+            sms_outbox=sms_outbox,
+            webhooks=webhooks,
         )
         try:
             await _serve_http(asgi, settings)
@@ -98,6 +106,7 @@ async def serve_all(settings: Settings, *, announce_admin: Callable[[str], None]
             await csat.stop()
             if automations is not None:
                 await automations.stop()
+            await stop_webhook_worker(webhooks)
             if campaigns is not None:
                 await campaigns.stop()
             if sms_outbox is not None:

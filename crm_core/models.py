@@ -34,6 +34,7 @@ from crm_core.sms.models import (
 from crm_core.tickets.csat_models import IntakeThrottle, TicketCsat
 from crm_core.tickets.models import Ticket, TicketLink, TicketMessage, TicketTag, TicketWatcher
 from crm_core.users.models import LoginThrottle, Role, User
+from crm_core.webhooks.models import WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "AuditEntry",
@@ -85,5 +86,7 @@ __all__ = [
     "TicketWatcher",
     "Transcript",
     "User",
+    "WebhookDelivery",
+    "WebhookSubscription",
     "WrapUpDraft",
 ]

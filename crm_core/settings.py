@@ -6,6 +6,7 @@ import json
 import os
 import re
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,6 +15,7 @@ import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from crm_core.errors import SettingsError
+from crm_core.webhooks.urls import AddressPolicy, parse_networks
 
 ENV_PREFIX = "CRM_"
 # Environment variables with our prefix that are not settings but tell where settings are.
@@ -162,6 +164,18 @@ class Settings(BaseModel):
     intake_per_hour: int = Field(
         default=10, ge=1, description="tickets from the public web form per client address and hour"
     )
+    webhook_allowed_networks: str = Field(
+        default="",
+        description="networks webhooks may reach although private or loopback (SSRF guard), e.g. 10.0.0.0/8,"
+        "127.0.0.1; empty = public addresses only",
+    )
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120, description="a receiver's time to answer")
+    webhook_retry_hours: float = Field(default=24.0, gt=0, description="retries last this long, then dead letter")
+    webhook_backoff_s: float = Field(default=10.0, gt=0, description="the first retry's longest wait (doubles)")
+    webhook_backoff_max_s: float = Field(default=3600.0, gt=0, description="the longest wait between retries")
+    webhook_lease_s: float = Field(
+        default=60.0, gt=0, description="a delivery whose worker is silent this long is sent again by another"
+    )
     log_level: str = "INFO"
     gc_freeze_every_s: float = Field(
         default=2.0, gt=0, description="how often long-lived objects are frozen out of the collector's scans"
@@ -238,6 +252,20 @@ class Settings(BaseModel):
         if value not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"{value!r} is not a region phonenumbers knows (e.g. US, GB, DE, FR)")
         return value
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    @property
+    def webhook_retry_window(self) -> timedelta:
+        return timedelta(hours=self.webhook_retry_hours)
+
+    @property
+    def webhook_address_policy(self) -> AddressPolicy:
+        return AddressPolicy(parse_networks(self.webhook_allowed_networks))
 
     @field_validator("log_level")
     @classmethod

@@ -14,10 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm_core.audit.service import record_audit
 from crm_core.calls.models import CallbackRequest, CallLog
 from crm_core.customers.errors import DuplicateCustomer, InvalidEmail
+from crm_core.customers.events import CustomerCreated, CustomerMerged
 from crm_core.customers.models import Customer, CustomerEmail, CustomerPhone, Note, Payment, Tag
 from crm_core.customers.phones import normalize_phone
 from crm_core.customers.schemas import CustomerIn, DuplicateCandidate
-from crm_core.db import utcnow
+from crm_core.db import record_event, utcnow
 from crm_core.errors import NotFound, PermissionDenied, ValidationFailed
 from crm_core.sms.models import SmsMessage
 from crm_core.tickets.models import Ticket
@@ -186,6 +187,7 @@ async def create_customer(
         entity_id=customer.id,
         after=snapshot(customer),
     )
+    record_event(session, CustomerCreated(customer.id, customer.kind, customer.name, now))
     return customer
 
 
@@ -298,6 +300,7 @@ async def merge_customers(*, session: AsyncSession, actor: Actor, keep_id: str, 
         before=before,
         after={"keep": snapshot(keep), "merged_id": merge_id, "moved": moved},
     )
+    record_event(session, CustomerMerged(kept_id=keep_id, merged_id=merge_id, merged_at=utcnow()))
     return keep
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from crm_core.bus import register_event
 
+
+@register_event
 @dataclass(frozen=True, slots=True)
 class SmsReceived:
     message_id: str
@@ -18,6 +21,7 @@ class SmsReceived:
     received_at: datetime
 
 
+@register_event
 @dataclass(frozen=True, slots=True)
 class SmsStatusChanged:
     message_id: str
@@ -27,6 +31,7 @@ class SmsStatusChanged:
     changed_at: datetime
 
 
+@register_event
 @dataclass(frozen=True, slots=True)
 class SmsConsentChanged:
     number: str

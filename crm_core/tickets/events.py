@@ -1,4 +1,5 @@
-"""Tickets domain events: a ticket changed (fields, conversation, watchers, tags, a merge) — for its people, live."""
+"""Tickets domain events, published after commit: a ticket created or updated (for integrations), and a ticket
+changed (fields, conversation, watchers, tags, a merge) — for its people, live."""
 
 from __future__ import annotations
 
@@ -21,3 +22,32 @@ class TicketChanged:
     audience: tuple[str, ...]
     at: datetime
     merged_into_id: str | None = None
+
+
+@register_event
+@dataclass(frozen=True, slots=True)
+class TicketCreated:
+    ticket_id: str
+    number: int
+    subject: str
+    status: str
+    priority: str
+    customer_id: str | None
+    assignee_id: str | None
+    team: str | None
+    created_at: datetime
+
+
+@register_event
+@dataclass(frozen=True, slots=True)
+class TicketUpdated:
+    """A ticket's fields changed; `changed` names them (status, priority, assignee_id, subject, category, team)."""
+
+    ticket_id: str
+    number: int
+    changed: tuple[str, ...]
+    status: str
+    priority: str
+    assignee_id: str | None
+    team: str | None
+    updated_at: datetime

@@ -24,7 +24,7 @@ from crm_core.sla import service as sla
 from crm_core.sla.models import AT_RISK_CONDITION, SlaClock
 from crm_core.tickets import csat
 from crm_core.tickets.errors import InvalidTicketChange
-from crm_core.tickets.events import TicketChanged
+from crm_core.tickets.events import TicketChanged, TicketCreated, TicketUpdated
 from crm_core.tickets.models import (
     CLOSED_STATUSES,
     OPEN_CONDITION,
@@ -163,6 +163,20 @@ async def create_ticket(
         entity_id=ticket.id,
         after=_snapshot(ticket),
     )
+    record_event(
+        session,
+        TicketCreated(
+            ticket_id=ticket.id,
+            number=ticket.number,
+            subject=ticket.subject,
+            status=ticket.status,
+            priority=ticket.priority,
+            customer_id=ticket.customer_id,
+            assignee_id=ticket.assignee_id,
+            team=ticket.team,
+            created_at=when,
+        ),
+    )
     return ticket
 
 
@@ -242,6 +256,19 @@ async def update_ticket(
     changed = [name for name in after if after[name] != before[name]]
     also = [before["assignee_id"]] if before["assignee_id"] != after["assignee_id"] else []
     await announce(session=session, ticket=ticket, change=", ".join(changed), actor=actor, also=also, now=when)
+    record_event(
+        session,
+        TicketUpdated(
+            ticket_id=ticket.id,
+            number=ticket.number,
+            changed=tuple(key for key in after if after[key] != before[key]),
+            status=ticket.status,
+            priority=ticket.priority,
+            assignee_id=ticket.assignee_id,
+            team=ticket.team,
+            updated_at=when,
+        ),
+    )
     return ticket
 
 

@@ -175,6 +175,13 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("POST", "/admin/sms/senders"): ADMIN_ONLY,
     ("GET", "/admin/sms/automations"): ADMIN_ONLY,
     ("POST", "/admin/sms/automations/<name>"): ADMIN_ONLY,
+    ("GET", "/admin/webhooks"): ADMIN_ONLY,
+    ("POST", "/admin/webhooks"): ADMIN_ONLY,
+    ("GET", "/admin/webhooks/deliveries"): ADMIN_ONLY,
+    ("POST", "/admin/webhooks/<subscription_id>"): ADMIN_ONLY,
+    ("POST", "/admin/webhooks/<subscription_id>/secret"): ADMIN_ONLY,
+    ("POST", "/admin/webhooks/<subscription_id>/delete"): ADMIN_ONLY,
+    ("POST", "/admin/webhooks/deliveries/<delivery_id>/replay"): ADMIN_ONLY,
 }
 # (namespace, event) -> roles allowed; "connect" is the handshake itself. Admin "root" has no extension, so no
 # agent device to work from: it may supervise but not take calls.
@@ -230,6 +237,8 @@ def concrete(rule: str, center: LiveCenter) -> str:
         .replace("<mapping_id>", "0" * 32)
         .replace("<pbx_name>", "tapi")
         .replace("<token>", "not-the-token-of-any-pbx-at-all")
+        .replace("<subscription_id>", "0" * 32)
+        .replace("<delivery_id>", "0" * 32)
     )
 
 

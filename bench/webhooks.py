@@ -1,0 +1,271 @@
+"""Benchmark: outgoing webhooks at --rate events a second to a local receiver, with a worker killed and restarted.
+
+Set-up, as scaled out on PostgreSQL (a database of its own): this process is the web app — it publishes
+`ticket.updated` domain events on its bus at --rate a second for --seconds, and its webhook worker (recording
+only) writes each as a delivery row. --workers `crm webhooks` processes (the real command, in subprocesses) claim and
+send the rows to a receiver (an aiohttp server in this process) that answers 200. Halfway through, worker 0 is
+killed with SIGKILL mid-send and started again. Figures:
+- delivery_p50_ms / delivery_p99_ms / delivery_max_ms: from the event's publication to its arrival at the receiver
+  (goal p99 < 50 ms); the few deliveries the killed worker held wait for their lease (CRM_WEBHOOK_LEASE_S, here
+  --lease-s) and are counted as `late_over_1s`;
+- lost: events published but never received (goal 0); duplicates: repeats the receiver got (the same delivery id
+  again: a send cut off by the kill; receivers drop them by X-CRM-Delivery).
+
+    .venv/bin/python bench/webhooks.py                               # 1,000 events/s for 20 s
+    .venv/bin/python bench/webhooks.py --rate 200 --seconds 3        # small mode (smoke run)
+
+The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import sys
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+LOG = Path("/tmp/bench-webhooks-workers.log")  # what the workers said (warnings, errors)
+sys.path.insert(0, str(ROOT))
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
+
+
+class Arrivals:
+    """The receiver: arrival time of every event, and the delivery ids seen."""
+
+    def __init__(self) -> None:
+        self.latency_ms: dict[str, float] = {}
+        self.deliveries_seen: set[str] = set()
+        self.requests = 0
+        self.duplicates = 0
+        self.changed = asyncio.Event()
+
+    async def handle(self, request: Any) -> Any:
+        from aiohttp import web
+
+        body = await request.read()
+        arrived = time.time()
+        self.requests += 1
+        delivery_id = request.headers.get("X-CRM-Delivery", "")
+        if delivery_id in self.deliveries_seen:
+            self.duplicates += 1
+        self.deliveries_seen.add(delivery_id)
+        event = json.loads(body)
+        published = datetime.fromisoformat(event["data"]["updated_at"]).timestamp()
+        self.latency_ms.setdefault(event["id"], (arrived - published) * 1000)
+        self.changed.set()
+        return web.Response(text="ok")
+
+
+async def start_worker(env: dict[str, str], poll_s: float) -> Any:
+    """A `crm webhooks` process, returned once it says it is sending (Python starts slowly on a busy machine)."""
+    process = await asyncio.create_subprocess_exec(
+        str(ROOT / ".venv" / "bin" / "crm"),
+        "webhooks",
+        "--poll",
+        str(poll_s),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,  # where the CLI speaks
+    )
+    assert process.stderr is not None
+    async with asyncio.timeout(180):
+        while b"Webhook worker sending" not in await process.stderr.readline():
+            if process.returncode is not None:
+                raise RuntimeError("crm webhooks did not start")
+    process.drain = asyncio.create_task(_keep_reading(process.stderr))  # a full pipe would stall the worker
+    return process
+
+
+async def _keep_reading(stream: Any) -> None:
+    with LOG.open("ab") as log:  # noqa: ASYNC230 (a local log file, a line at a time)
+        while line := await stream.readline():
+            log.write(line)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    from aiohttp import web
+    from sqlalchemy import func, select, text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from crm_core import migrate
+    from crm_core.bus import InMemoryEventBus
+    from crm_core.db import make_engine, make_sessionmaker, unit_of_work, utcnow
+    from crm_core.tickets.events import TicketUpdated
+    from crm_core.users.service import SYSTEM
+    from crm_core.webhooks.models import WebhookDelivery
+    from crm_core.webhooks.sender import WebhookSender
+    from crm_core.webhooks.service import create_subscription
+    from crm_core.webhooks.urls import AddressPolicy, parse_networks
+    from crm_core.webhooks.worker import WebhookWorker
+
+    name = f"bench_webhooks_{uuid.uuid4().hex[:8]}"
+    admin = create_async_engine(args.postgres, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as connection:
+        await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = f"{args.postgres.rsplit('/', 1)[0]}/{name}"
+    engine = make_engine(url)
+    arrivals = Arrivals()
+    app = web.Application()
+    app.router.add_post("/hooks", arrivals.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    workers: list[Any] = []
+    data_dir = Path(f"/tmp/{name}")
+    try:
+        await migrate.upgrade(engine)
+        sessions = make_sessionmaker(engine)
+        policy = AddressPolicy(parse_networks("127.0.0.0/8"))
+        async with unit_of_work(sessions) as session:
+            await create_subscription(
+                session=session,
+                actor=SYSTEM,
+                name="bench receiver",
+                url=f"http://127.0.0.1:{port}/hooks",
+                events=["ticket.updated"],
+                policy=policy,
+                max_in_flight=args.in_flight,
+            )
+        env = {
+            **os.environ,
+            "CRM_DATABASE_URL": url,
+            "CRM_DATA_DIR": str(data_dir),
+            "CRM_SECRET_KEY": "bench-secret-key-of-reasonable-length",
+            "CRM_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+            "CRM_WEBHOOK_LEASE_S": str(args.lease_s),
+            "CRM_LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",  # the readiness line reaches the pipe at once
+        }
+        env.pop("CRM_REDIS_URL", None)  # the workers only send; this process records
+        workers = [await start_worker(env, args.poll_s) for _ in range(args.workers)]
+        bus = InMemoryEventBus()
+        recorder = WebhookWorker(sessions, WebhookSender(policy), send=False)
+        recorder.attach(bus)
+        await recorder.start()
+        # warm-up: wait until a worker delivers one event (the subprocesses have started)
+        await bus.publish(TicketUpdated("w" * 32, 0, ("status",), "open", "normal", None, None, utcnow()))
+        async with asyncio.timeout(60):
+            while not arrivals.latency_ms:
+                arrivals.changed.clear()
+                await arrivals.changed.wait()
+        arrivals.latency_ms.clear()
+        total = int(args.rate * args.seconds)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        kill_at = total // 2
+        restarted = False
+        restart: asyncio.Task[Any] | None = None
+        for sent in range(total):
+            due = started + sent / args.rate
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)  # pacing the producer, not synchronising a test
+            await bus.publish(
+                TicketUpdated(uuid.uuid4().hex, sent + 1, ("status",), "open", "normal", None, None, utcnow())
+            )
+            if sent == kill_at and args.workers and args.restart and not restarted:
+                workers[0].send_signal(signal.SIGKILL)
+                await workers[0].wait()
+                # started again beside the producer, which keeps publishing meanwhile
+                restart = asyncio.create_task(start_worker(env, args.poll_s))
+                restarted = True
+        published_s = loop.time() - started
+        if restart is not None:
+            workers[0] = await restart
+        await recorder.drain(30)
+        drained = True
+        try:
+            async with asyncio.timeout(args.lease_s + args.drain_s):
+                while len(arrivals.latency_ms) < total:
+                    arrivals.changed.clear()
+                    await arrivals.changed.wait()
+        except TimeoutError:  # reported, not hidden: what had not arrived by then counts as lost
+            drained = False
+        async with sessions() as session:
+            undelivered = await session.scalar(
+                select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.status != "delivered")
+            )
+            stages = (
+                await session.execute(
+                    select(WebhookDelivery.body, WebhookDelivery.created_at, WebhookDelivery.last_attempt_at)
+                )
+            ).all()
+            retried = (
+                await session.execute(
+                    select(WebhookDelivery.attempts, WebhookDelivery.last_error).where(WebhookDelivery.attempts > 1)
+                )
+            ).all()
+        await recorder.stop()
+        recorded_ms, claimed_ms = [], []
+        for body, created_at, attempted_at in stages:
+            published = datetime.fromisoformat(json.loads(body)["data"]["updated_at"])
+            recorded_ms.append((created_at - published).total_seconds() * 1000)
+            if attempted_at is not None:
+                claimed_ms.append((attempted_at - created_at).total_seconds() * 1000)
+        latencies = list(arrivals.latency_ms.values())
+        return {
+            "events": total,
+            "rate_per_s": round(total / published_s, 1),
+            "workers": args.workers,
+            "restarts": 1 if restarted else 0,
+            "database": "postgresql",
+            "delivery_p50_ms": round(statistics.median(latencies), 2),
+            "delivery_p99_ms": round(percentile(latencies, 0.99), 2),
+            "delivery_max_ms": round(max(latencies), 2),
+            "late_over_1s": sum(1 for v in latencies if v > 1000),
+            "recorded_p50_ms": round(statistics.median(recorded_ms), 2),
+            "claimed_after_recorded_p50_ms": round(statistics.median(claimed_ms), 2),
+            "retried": len(retried),
+            "retry_errors": sorted({str(error) for _, error in retried})[:3],
+            "drained_in_time": drained,
+            "lost": total - len(arrivals.latency_ms),
+            "undelivered_rows": int(undelivered or 0),
+            "duplicates": arrivals.duplicates,
+            "requests": arrivals.requests,
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+        }
+    finally:
+        for process in workers:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                await process.wait()
+        await runner.cleanup()
+        await engine.dispose()
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=1000.0, help="events a second")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--workers", type=int, default=2, help="`crm webhooks` processes (worker 0 is restarted)")
+    parser.add_argument("--in-flight", type=int, default=64, help="the subscription's requests at once (per worker)")
+    parser.add_argument("--poll-s", type=float, default=0.005, help="how often a worker looks for due deliveries")
+    parser.add_argument("--lease-s", type=float, default=2.0, help="CRM_WEBHOOK_LEASE_S of the workers")
+    parser.add_argument("--drain-s", type=float, default=300.0, help="how long to wait for the last deliveries")
+    parser.add_argument("--no-restart", dest="restart", action="store_false", help="kill no worker")
+    parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+    figures = asyncio.run(run(args))
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Outgoing webhooks: admins' subscriptions, and signed deliveries written before sending, retried, dead-lettered."""

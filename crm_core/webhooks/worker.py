@@ -1,0 +1,384 @@
+"""The webhook worker: turns domain events from the bus into delivery rows (written before anything is sent,
+in batches), claims due rows per subscription (UPDATE … RETURNING; FOR UPDATE SKIP LOCKED on PostgreSQL; a lease
+that a dead worker lets run out), sends them signed with at most `max_in_flight` requests per receiver, and marks
+them: delivered on 2xx (never sent again), else again after an exponential backoff with full jitter, dead once
+the retry window (24 h) has closed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from crm_core.bus import EventBus
+from crm_core.db import unit_of_work, utcnow
+from crm_core.webhooks.catalog import WebhookEvent, webhook_event_of
+from crm_core.webhooks.models import WebhookDelivery, WebhookSubscription
+from crm_core.webhooks.sender import Outcome, WebhookSender
+from crm_core.webhooks.service import mark_all_sending_due, record_deliveries
+
+log = logging.getLogger(__name__)
+RECORD_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter (a random wait between 0 and base·2^(attempt−1), at most `cap_s`),
+    for `window` after the delivery was written; then it is dead."""
+
+    base_s: float = 10.0
+    cap_s: float = 3600.0
+    window: timedelta = timedelta(hours=24)
+
+    def delay_s(self, attempts: int, rand: Callable[[float, float], float] = random.uniform) -> float:
+        ceiling = min(self.cap_s, self.base_s * 2 ** max(0, attempts - 1))
+        return rand(0.0, ceiling)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: str
+    subscription_id: str
+    event_type: str
+    body: str
+    attempts: int
+    retry_until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    id: str
+    url: str
+    secret: str
+    max_in_flight: int
+
+
+class WebhookWorker:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        sender: WebhookSender,
+        *,
+        retry: RetryPolicy | None = None,
+        lease_s: float = 60.0,
+        every_s: float = 1.0,
+        send: bool = True,
+    ) -> None:
+        self.sessions = sessions
+        self.sender = sender
+        self.retry = retry or RetryPolicy()
+        self.lease_s = lease_s
+        self.every_s = every_s
+        self.sending = send
+        self.wake = asyncio.Event()
+        self._events: asyncio.Queue[WebhookEvent] = asyncio.Queue()
+        self._in_flight: dict[str, int] = defaultdict(int)
+        self._sends: set[asyncio.Task[None]] = set()
+        self._marks: set[asyncio.Future[str]] = set()
+        # 2xx answers, marked `delivered` in batches: one UPDATE for many, not a commit per delivery
+        self._delivered: asyncio.Queue[tuple[Claimed, Outcome]] = asyncio.Queue()
+        self._marker_idle = asyncio.Event()
+        self._marker_idle.set()
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._recorder_idle = asyncio.Event()
+        self._recorder_idle.set()
+        # told (delivery id, status it was marked with) after each mark commits: metrics, tests
+        self.on_marked: list[Callable[[str, str], None]] = []
+
+    # --- events in -------------------------------------------------------------------------------------------
+
+    def attach(self, bus: EventBus) -> None:
+        """Take every event of the bus; those a webhook is made of are written as deliveries."""
+        bus.subscribe(None, self.on_event)
+
+    def on_event(self, domain_event: object) -> None:
+        event = webhook_event_of(domain_event)
+        if event is not None:
+            self._recorder_idle.clear()
+            self._events.put_nowait(event)
+
+    async def _record_loop(self) -> None:
+        while True:
+            first = await self._events.get()
+            batch = [first]
+            while len(batch) < RECORD_BATCH and not self._events.empty():
+                batch.append(self._events.get_nowait())
+            try:
+                await self.record(batch)
+            except Exception:
+                log.exception("could not write %d webhook deliveries; trying again", len(batch))
+                for event in batch:  # kept in order for the next try
+                    self._events.put_nowait(event)
+                await asyncio.sleep(0.5)
+            if self._events.empty():
+                self._recorder_idle.set()
+
+    async def record(self, events: list[WebhookEvent]) -> int:
+        async with unit_of_work(self.sessions) as session:
+            written = await record_deliveries(session=session, events=events, retry_window=self.retry.window)
+        if written:
+            self.wake.set()
+        return len(written)
+
+    # --- claiming and sending ----------------------------------------------------------------------------------
+
+    async def _targets(self) -> list[Target]:
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(
+                    WebhookSubscription.id,
+                    WebhookSubscription.url,
+                    WebhookSubscription.secret,
+                    WebhookSubscription.max_in_flight,
+                ).where(WebhookSubscription.active.is_(True))
+            )
+            return [Target(*row) for row in rows]
+
+    async def _claim(self, subscription_id: str, limit: int) -> list[Claimed]:
+        """Due rows of one subscription: pending ones whose time has come and sending ones whose lease ran out."""
+        now = utcnow()
+        async with self.sessions() as session, session.begin():
+            due = (
+                select(WebhookDelivery.id)
+                .where(
+                    WebhookDelivery.subscription_id == subscription_id,
+                    WebhookDelivery.status.in_(("pending", "sending")),
+                    WebhookDelivery.next_attempt_at <= now,
+                )
+                .order_by(WebhookDelivery.next_attempt_at)
+                .limit(limit)
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                # a materialized CTE: as a plain IN (subquery) PostgreSQL may run the SKIP LOCKED subquery more than
+                # once and claim more than `limit` rows (more requests than the receiver's cap)
+                picked = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
+                due_ids: Any = select(picked.c.id).scalar_subquery()
+            else:
+                due_ids = due.scalar_subquery()
+            claimed = await session.execute(
+                update(WebhookDelivery)
+                .where(
+                    WebhookDelivery.id.in_(due_ids),
+                    WebhookDelivery.status.in_(("pending", "sending")),
+                    WebhookDelivery.next_attempt_at <= now,
+                )
+                .values(
+                    status="sending",
+                    attempts=WebhookDelivery.attempts + 1,
+                    next_attempt_at=now + timedelta(seconds=self.lease_s),
+                    last_attempt_at=now,
+                )
+                .returning(
+                    WebhookDelivery.id,
+                    WebhookDelivery.subscription_id,
+                    WebhookDelivery.event_type,
+                    WebhookDelivery.body,
+                    WebhookDelivery.attempts,
+                    WebhookDelivery.retry_until,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return [Claimed(*row) for row in claimed]
+
+    async def run_once(self) -> int:
+        """Claim what is due for every receiver with a free slot and start sending it; the number claimed."""
+        started = 0
+        for target in await self._targets():
+            free = target.max_in_flight - self._in_flight[target.id]
+            if free <= 0:
+                continue
+            for claimed in await self._claim(target.id, free):
+                self._in_flight[target.id] += 1
+                task = asyncio.create_task(self._deliver(target, claimed), name=f"webhook-{claimed.id}")
+                self._sends.add(task)
+                task.add_done_callback(self._sends.discard)
+                started += 1
+        return started
+
+    async def _deliver(self, target: Target, claimed: Claimed) -> None:
+        try:
+            outcome = await self.sender.send(
+                url=target.url,
+                secret=target.secret,
+                delivery_id=claimed.id,
+                event_type=claimed.event_type,
+                body=claimed.body,
+            )
+            if outcome.delivered:
+                self._marker_idle.clear()
+                self._delivered.put_nowait((claimed, outcome))
+                return
+            # a stop may cancel the send, never the marking: a transaction cut in half leaves its connection
+            # (and, on SQLite, the write lock) behind
+            mark = asyncio.ensure_future(self._mark(claimed, outcome))
+            self._marks.add(mark)
+            mark.add_done_callback(self._marks.discard)
+            status = await asyncio.shield(mark)
+            for listener in self.on_marked:
+                listener(claimed.id, status)
+        except Exception:  # the row stays `sending`; its lease runs out and it is tried again
+            log.exception("webhook delivery %s failed unexpectedly", claimed.id)
+        finally:
+            self._in_flight[target.id] -= 1
+            self.wake.set()
+
+    async def _mark(self, claimed: Claimed, outcome: Outcome) -> str:
+        """Record the attempt's outcome; the status it leaves the delivery in."""
+        now = utcnow()
+        async with unit_of_work(self.sessions) as session:
+            if outcome.delivered:
+                # delivered wins over anything (another worker that took over after a lease ran out included)
+                await session.execute(
+                    update(WebhookDelivery)
+                    .where(WebhookDelivery.id == claimed.id, WebhookDelivery.status != "delivered")
+                    .values(
+                        status="delivered",
+                        delivered_at=now,
+                        next_attempt_at=None,
+                        last_status_code=outcome.status_code,
+                        last_error=None,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                return "delivered"
+            next_at = now + timedelta(seconds=self.retry.delay_s(claimed.attempts))
+            dead = next_at > claimed.retry_until
+            if dead:
+                log.warning(
+                    "webhook delivery %s is dead after %d attempts: %s", claimed.id, claimed.attempts, outcome.error
+                )
+            # only the claim that is still current records a failure
+            await session.execute(
+                update(WebhookDelivery)
+                .where(
+                    WebhookDelivery.id == claimed.id,
+                    WebhookDelivery.status == "sending",
+                    WebhookDelivery.attempts == claimed.attempts,
+                )
+                .values(
+                    status="dead" if dead else "pending",
+                    next_attempt_at=None if dead else next_at,
+                    last_status_code=outcome.status_code,
+                    last_error=outcome.error,
+                )
+                .execution_options(synchronize_session=False)
+            )
+        return "dead" if dead else "pending"
+
+    async def _mark_delivered_loop(self) -> None:
+        while True:
+            batch = [await self._delivered.get()]
+            while len(batch) < RECORD_BATCH and not self._delivered.empty():
+                batch.append(self._delivered.get_nowait())
+            try:
+                await self._mark_delivered(batch)
+            except Exception:  # the rows stay `sending`; their lease runs out and they are sent again
+                log.exception("could not mark %d webhook deliveries delivered", len(batch))
+            else:
+                for claimed, _ in batch:
+                    for listener in self.on_marked:
+                        listener(claimed.id, "delivered")
+            if self._delivered.empty():
+                self._marker_idle.set()
+
+    async def _mark_delivered(self, batch: list[tuple[Claimed, Outcome]]) -> None:
+        """Delivered wins over anything (another worker that took over after a lease ran out included)."""
+        by_code: dict[int | None, list[str]] = defaultdict(list)
+        for claimed, outcome in batch:
+            by_code[outcome.status_code].append(claimed.id)
+        now = utcnow()
+        async with unit_of_work(self.sessions) as session:
+            for code, ids in by_code.items():
+                await session.execute(
+                    update(WebhookDelivery)
+                    .where(WebhookDelivery.id.in_(ids), WebhookDelivery.status != "delivered")
+                    .values(
+                        status="delivered",
+                        delivered_at=now,
+                        next_attempt_at=None,
+                        last_status_code=code,
+                        last_error=None,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+
+    async def _send_loop(self) -> None:
+        while not self._stopping.is_set():
+            self.wake.clear()
+            try:
+                while await self.run_once() and not self._stopping.is_set():
+                    pass
+            except Exception:
+                log.exception("claiming webhook deliveries failed; trying again")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.every_s)
+
+    # --- life ----------------------------------------------------------------------------------------------
+
+    async def start(self, *, sole_worker: bool = False) -> None:
+        """Start recording (and sending); the sole worker of a deployment first makes every delivery a previous run
+        left `sending` due at once instead of waiting for its lease."""
+        if self.sending and sole_worker:
+            async with unit_of_work(self.sessions) as session:
+                left = await mark_all_sending_due(session=session)
+            if left:
+                log.info("%d webhook deliveries were in flight when the last run stopped; sending them again", left)
+        self._tasks.append(asyncio.create_task(self._record_loop(), name="webhook-recorder"))
+        if self.sending:
+            self._tasks.append(asyncio.create_task(self._mark_delivered_loop(), name="webhook-marker"))
+            self._tasks.append(asyncio.create_task(self._send_loop(), name="webhook-sender"))
+
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Wait until every event taken so far is written (and, sending, every send started has ended)."""
+        async with asyncio.timeout(timeout_s):
+            await self._recorder_idle.wait()
+            while self._sends:
+                await asyncio.gather(*list(self._sends), return_exceptions=True)
+            await self._marker_idle.wait()
+
+    async def stop(self, *, drain_s: float = 5.0) -> None:
+        """Claim nothing more, write what was taken and let sends in flight end (for `drain_s`), then stop. Sends
+        still in flight are cut off (their rows stay `sending` until their lease runs out or the next sole worker
+        starts); no transaction is cut in half."""
+        loops = {task.get_name(): task for task in self._tasks}
+        sender_loop = loops.pop("webhook-sender", None)
+        self._stopping.set()
+        self.wake.set()
+        if sender_loop is not None:
+            await sender_loop  # it ends at its next turn, never inside a claim
+        with contextlib.suppress(TimeoutError):
+            await self.drain(drain_s)
+        for task in list(self._sends):
+            task.cancel()
+        await asyncio.gather(*self._sends, return_exceptions=True)
+        await asyncio.gather(*self._marks, return_exceptions=True)
+        marker = loops.pop("webhook-marker", None)
+        if marker is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(drain_s, 1.0)):
+                    await self._marker_idle.wait()  # every 2xx answer so far recorded
+            marker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await marker
+        recorder = loops.pop("webhook-recorder", None)
+        if recorder is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(drain_s, 1.0)):
+                    await self._recorder_idle.wait()  # not inside a write
+            recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recorder
+        self._tasks.clear()
+
+    def stats(self) -> dict[str, Any]:
+        return {"queued_events": self._events.qsize(), "in_flight": sum(self._in_flight.values())}
