@@ -27,9 +27,11 @@ from crm_core.sms.models import (
     SmsMessage,
 )
 from crm_core.tickets.models import Ticket, TicketLink, TicketMessage
+from crm_core.tokens.models import ApiToken
 from crm_core.users.models import LoginThrottle, Role, User
 
 __all__ = [
+    "ApiToken",
     "AuditEntry",
     "Base",
     "CallKeywordHit",
