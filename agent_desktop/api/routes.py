@@ -230,6 +230,8 @@ async def update(customer_id: str, data: CustomerIn, headers: IfMatch) -> tuple[
         await db.get(Customer, customer_id, with_for_update=True)
         customer = await get_customer(session=db, actor=me, customer_id=customer_id)
         current = customer_version(customer)
+        if headers.if_match is None:
+            raise PreconditionRequired("Send If-Match with the customer's ETag from your last read.")
         named = _entity_tags(headers.if_match)
         if "*" not in named and current.strip('"') not in named:
             raise PreconditionFailed(

@@ -90,7 +90,9 @@ class NewCustomer(CustomerIn):
 
 
 class IfMatch(BaseModel):
-    if_match: str = Field(description="the customer's ETag (or its `version`), from the last read")
+    if_match: Annotated[str, StringConstraints(max_length=400)] | None = Field(
+        default=None, description="the customer's ETag (or its `version`) from the last read; without it: 428"
+    )
 
 
 class CustomerMerge(Strict):
