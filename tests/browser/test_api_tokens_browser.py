@@ -34,7 +34,7 @@ async def test_make_use_and_revoke_a_token(browser: Browser, center: LiveCenter)
 
     await page.fill('input[name="name"]', "Shop sync")
     await page.click('form.token-form button[type="submit"]')  # no scope ticked: refused, nothing made
-    await expect(page.locator("main > p.error")).to_have_text("Give the token at least one scope.")
+    await expect(page.locator("#tokens p.error")).to_have_text("Give the token at least one scope.")
     assert len(problems) == 2 and "422" in problems[0]  # the refusal, as the browser logs it
     problems.clear()
     await page.check('input[name="scopes"][value="customers:read"]')
@@ -47,6 +47,7 @@ async def test_make_use_and_revoke_a_token(browser: Browser, center: LiveCenter)
     await expect(row).to_contain_text("calls:read, customers:read")
     await expect(row).to_contain_text(secret[:12] + "…")
     await expect(row).to_contain_text("never")
+    await expect(page.locator("#tokens p.error")).to_be_empty()  # the earlier refusal is gone
     if SHOTS:
         await page.screenshot(path=f"{SHOTS}/api-tokens.png")
 
