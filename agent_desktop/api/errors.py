@@ -39,7 +39,8 @@ async def check_token_then_body() -> None:
     await authenticate()
     if request.method not in _BODY_METHODS:
         return
-    raw = bytes(await request.get_data(cache=True, as_text=False))
+    data = await request.get_data(cache=True, as_text=False)
+    raw = data if isinstance(data, bytes) else data.encode()
     if request.mimetype != "application/json":
         raise BadBody("Send a JSON body (Content-Type: application/json).", field="body")
     if json_depth_exceeds(raw):

@@ -34,7 +34,7 @@ SCOPE_OF: dict[tuple[str, str], str] = {
 
 async def _status(http: aiohttp.ClientSession, method: str, url: str, secret: str | None) -> tuple[int, Any]:
     headers = {"Authorization": f"Bearer {secret}"} if secret else {}
-    body = {} if method in ("POST", "PUT", "PATCH") else None
+    body: dict[str, Any] | None = {} if method in ("POST", "PUT", "PATCH") else None
     async with http.request(method, url, json=body, headers=headers) as response:
         return response.status, await response.json()
 
