@@ -306,3 +306,20 @@ async def test_rate_limit_answers_429_with_retry_after(center: LiveCenter) -> No
         await neighbour.close()
     uses = await token_audit(center, token_id)
     assert [u["status"] for u in uses] == [200, 200, 200, 429]
+
+
+async def test_the_token_screen_keeps_csrf_and_admins(center: LiveCenter) -> None:
+    """Cookie sessions still need the CSRF header (tokens need none: they are not sent by a browser on its own)."""
+    form = {"name": "Forged", "scopes": "customers:read"}
+    for role, csrf_sent, want in (("admin", False, 400), ("supervisor", True, 403), ("admin", True, 200)):
+        http, csrf = await signed_in(center, role)
+        try:
+            headers = {"X-CSRF-Token": csrf} if csrf_sent else {}
+            async with http.post(f"{center.base_url}/admin/tokens", data=form, headers=headers) as response:
+                assert response.status == want, (role, csrf_sent, await response.text())
+                page = await response.text()
+        finally:
+            await http.close()
+    assert 'class="secret">crm_' in page
+    async with center.runtime.sessions() as db:
+        assert list(await db.scalars(select(ApiToken.name))) == ["Forged"]  # made once, by the admin with CSRF
