@@ -8,13 +8,11 @@ import hashlib
 import json
 from typing import Any
 
-from quart import Blueprint, current_app, url_for
+from quart import current_app, url_for
 from quart_schema import tag, validate_headers, validate_querystring, validate_request, validate_response
-from quart_schema.validation import RequestSchemaValidationError
-from werkzeug.exceptions import HTTPException
 
-from agent_desktop.api import errors
-from agent_desktop.api.auth import audit_token_use, current_principal, require_token
+from agent_desktop.api.auth import current_principal, require_token
+from agent_desktop.api.blueprint import token_blueprint
 from agent_desktop.api.schemas import (
     CallList,
     CallOut,
@@ -62,12 +60,7 @@ from crm_core.tickets.service import TicketFilters, create_ticket, get_ticket, l
 from crm_core.tokens import reads
 from crm_core.users.models import User
 
-blueprint = Blueprint("api_v1", __name__, url_prefix="/api/v1")
-blueprint.before_request(errors.check_token_then_body)
-blueprint.after_request(audit_token_use)
-blueprint.register_error_handler(CrmError, errors.crm_error)
-blueprint.register_error_handler(RequestSchemaValidationError, errors.schema_error)
-blueprint.register_error_handler(HTTPException, errors.http_error)
+blueprint = token_blueprint("api_v1", __name__, "/api/v1")
 
 
 class PreconditionFailed(CrmError):
