@@ -21,6 +21,7 @@ from agent_desktop.api.schemas import (
     CustomerMerge,
     CustomerOut,
     CustomerSearch,
+    CustomerSummary,
     IfMatch,
     NewCustomer,
     NewSms,
@@ -160,7 +161,18 @@ async def search(query_args: CustomerSearch) -> CustomerList:
             ),
             region=runtime().settings.default_region,
         )
-        items = [customer_out(c) for c in found.customers]
+        items = [
+            CustomerSummary(
+                id=hit.id,
+                name=hit.name,
+                kind=hit.kind,
+                city=hit.city,
+                phones=list(hit.phones),
+                emails=list(hit.emails),
+                tags=list(hit.tags),
+            )
+            for hit in found.customers
+        ]
     more = found.has_next and page < MAX_PAGE
     return CustomerList(items=items, next_cursor=reads.encode_cursor(page + 1) if more else None)
 

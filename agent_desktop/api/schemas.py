@@ -67,10 +67,22 @@ class CustomerOut(BaseModel):
     version: str
 
 
+class CustomerSummary(BaseModel):
+    """A search result: what a list shows of a customer; read the customer for the whole record and its version."""
+
+    id: str
+    name: str
+    kind: str
+    city: str | None
+    phones: list[str] = Field(description="E.164")
+    emails: list[str]
+    tags: list[str]
+
+
 class CustomerList(BaseModel):
     """A page of customers; pass `next_cursor` as `cursor` for the next one (null: no more)."""
 
-    items: list[CustomerOut]
+    items: list[CustomerSummary]
     next_cursor: str | None
 
 
