@@ -15,6 +15,7 @@ from pydantic import ValidationError as PydanticValidationError
 from quart import Quart, Response, abort, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from agent_desktop.api import install_api
 from agent_desktop.auth import SESSION_COOKIE, SignedInUsers, csrf_token, install_session_check
 from agent_desktop.notifier import Notifier
 from agent_desktop.pop import PopBuilder
@@ -174,6 +175,7 @@ def create_app(
         webhooks_routes,
     ):
         app.register_blueprint(routes.blueprint)
+    install_api(app, runtime)  # /api/v1 for integrations, its OpenAPI document, and the admin's token screen
 
     # --- realtime -----------------------------------------------------------------------------------------------
 

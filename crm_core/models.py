@@ -33,10 +33,12 @@ from crm_core.sms.models import (
 )
 from crm_core.tickets.csat_models import IntakeThrottle, TicketCsat
 from crm_core.tickets.models import Ticket, TicketLink, TicketMessage, TicketTag, TicketWatcher
+from crm_core.tokens.models import ApiToken
 from crm_core.users.models import LoginThrottle, Role, User
 from crm_core.webhooks.models import WebhookDelivery, WebhookSubscription
 
 __all__ = [
+    "ApiToken",
     "AuditEntry",
     "Base",
     "CallKeywordHit",

@@ -161,7 +161,7 @@ async def create_customer(
     customer = Customer(
         kind=data.kind,
         name=data.name,
-        parent_id=data.parent_id,
+        parent_id=data.parent_id or None,  # an empty id is no company (not a dangling reference)
         title=data.title,
         street=data.street,
         city=data.city,
@@ -169,7 +169,7 @@ async def create_customer(
         country=data.country.upper() if data.country else None,
         timezone=data.timezone,
         language=data.language,
-        owner_id=data.owner_id,
+        owner_id=data.owner_id or None,
         owner_assigned_at=now if data.owner_id else None,
         custom_fields=data.custom_fields,
         vip_tier=data.vip_tier,
@@ -215,7 +215,7 @@ async def update_customer(
     phones, emails = check_customer(data, region)
     customer.name = data.name
     customer.kind = data.kind
-    customer.parent_id = data.parent_id
+    customer.parent_id = data.parent_id or None
     customer.title = data.title
     customer.street, customer.city, customer.postal_code = data.street, data.city, data.postal_code
     customer.country = data.country.upper() if data.country else None

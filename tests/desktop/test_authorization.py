@@ -33,6 +33,24 @@ SUPERVISION = {"supervisor", "admin"}
 ADMIN_ONLY = {"admin"}
 MARKETING = {"marketer", "admin"}
 
+API_V1_ROUTES = (
+    ("GET", "/customers"),
+    ("POST", "/customers"),
+    ("GET", "/customers/<customer_id>"),
+    ("PUT", "/customers/<customer_id>"),
+    ("POST", "/customers/<customer_id>/merge"),
+    ("GET", "/calls"),
+    ("GET", "/calls/<linkedid>"),
+    ("GET", "/calls/<linkedid>/recording"),
+    ("GET", "/tickets"),
+    ("POST", "/tickets"),
+    ("GET", "/tickets/<ticket_id>"),
+    ("PATCH", "/tickets/<ticket_id>"),
+    ("GET", "/sms"),
+    ("POST", "/sms"),
+    ("GET", "/users"),
+    ("GET", "/users/<user_id>"),
+)
 # (method, rule) -> roles allowed. A route missing here fails the test: new routes must be decided on.
 HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/healthz"): EVERYONE,
@@ -182,6 +200,15 @@ HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("POST", "/admin/webhooks/<subscription_id>/secret"): ADMIN_ONLY,
     ("POST", "/admin/webhooks/<subscription_id>/delete"): ADMIN_ONLY,
     ("POST", "/admin/webhooks/deliveries/<delivery_id>/replay"): ADMIN_ONLY,
+    # the integration API's description is public (it holds no data); its token screen is the admins'
+    ("GET", "/api/openapi.json"): EVERYONE,
+    ("GET", "/api/docs"): EVERYONE,
+    ("GET", "/admin/tokens"): ADMIN_ONLY,
+    ("POST", "/admin/tokens"): ADMIN_ONLY,
+    ("POST", "/admin/tokens/<token_id>/revoke"): ADMIN_ONLY,
+    # /api/v1 answers API tokens only: no session role reaches it (401), so a forged cross-site request carrying a
+    # session cookie has nothing to ride on. Which token scope opens which route: tests/api/test_token_routes.py.
+    **{(method, f"/api/v1{path}"): set() for method, path in API_V1_ROUTES},
 }
 # (namespace, event) -> roles allowed; "connect" is the handshake itself. Admin "root" has no extension, so no
 # agent device to work from: it may supervise but not take calls.
@@ -239,6 +266,7 @@ def concrete(rule: str, center: LiveCenter) -> str:
         .replace("<token>", "not-the-token-of-any-pbx-at-all")
         .replace("<subscription_id>", "0" * 32)
         .replace("<delivery_id>", "0" * 32)
+        .replace("<token_id>", "0" * 32)
     )
 
 
@@ -370,6 +398,13 @@ OWNERSHIP_HTTP_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/sms/customers/<customer_id>"): STAFF_PARTIES,  # the 360 page's SMS section (customers are staff-wide)
     # the caller declines transcription (last: switching it off deletes the call's transcript)
     ("POST", "/calls/<linkedid>/transcription"): CALL_OWNERS,
+    # /api/v1 is for tokens only: no party's session opens it, its own call or customer included. A token acts at
+    # supervisor level (every call, every customer) within its scopes: tests/api/test_token_routes.py.
+    **{
+        (method, f"/api/v1{path}"): set()
+        for method, path in API_V1_ROUTES
+        if "<linkedid>" in path or "<customer_id>" in path
+    },
 }
 # Live: the PBX's snapshot decides (the agent talking on the call); the supervisor passes the rule and the PBX then
 # answers for its own extension (9001 has no channel on the call: channel_gone; hold: not_supported). Admin "root"

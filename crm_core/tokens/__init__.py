@@ -1,0 +1,1 @@
+"""The API tokens domain: scoped, hashed, revocable credentials for integrations."""
