@@ -140,7 +140,7 @@ async def test_suggested_from_the_ticket_subject(session: AsyncSession) -> None:
 async def test_link_and_send_as_reply_and_sms(session: AsyncSession) -> None:
     made, _boss, agent = await _library(session)
     other_agent = await make_actor(session, Role.AGENT, "other", "1002")
-    alice = await make_customer(session, "Alice Example", "+15551230001")
+    alice = await make_customer(session, "Alice Example", "+15557010002")
     ticket = await create_ticket(
         session=session,
         actor=agent,  # type: ignore[arg-type]
@@ -164,14 +164,14 @@ async def test_link_and_send_as_reply_and_sms(session: AsyncSession) -> None:
     assert ticket.first_response_at is not None  # a reply the customer sees: the first response
     assert sent.sms is not None and sent.sms_skipped is None
     sms = await session.get(SmsMessage, sent.sms.id)
-    assert sms is not None and (sms.status, sms.to_number, sms.from_number) == ("queued", "+15551230001", SENDER)
+    assert sms is not None and (sms.status, sms.to_number, sms.from_number) == ("queued", "+15557010002", SENDER)
     assert sms.body.startswith(f"Ticket {ticket.number}: Restart the router")
     # linking again changes nothing; sending again is a new reply (the agent pressed it again)
     again = await link_solution(session=session, actor=agent, ticket_id=ticket.id, solution_id=made["router"].id)  # type: ignore[arg-type]
     assert again.id == sent.link.id
     assert await session.scalar(select(func.count()).select_from(KbTicketSolution)) == 1
 
-    await record_consent(session=session, number="+15551230001", opted_out=True, source="keyword", detail="STOP")
+    await record_consent(session=session, number="+15557010002", opted_out=True, source="keyword", detail="STOP")
     opted = await send_solution(
         session=session,
         actor=agent,  # type: ignore[arg-type]
