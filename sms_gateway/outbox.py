@@ -112,7 +112,8 @@ class SmsOutbox:
 
     async def _claim(self) -> list[Claimed]:
         """One UPDATE … RETURNING: the write lock is taken by the first statement (SQLite never meets a stale read
-        snapshot), and on PostgreSQL the rows are picked FOR UPDATE SKIP LOCKED, so workers never share one."""
+        snapshot), and on PostgreSQL the rows are picked FOR UPDATE SKIP LOCKED in a materialized CTE (run once, so
+        never more than `batch` rows), so workers never share one."""
         now = utcnow()
         async with self.sessions() as session, session.begin():
             due = (
@@ -122,10 +123,15 @@ class SmsOutbox:
                 .limit(self.batch)
             )
             if session.get_bind().dialect.name == "postgresql":
-                due = due.with_for_update(skip_locked=True)
+                # WITH due AS MATERIALIZED (… LIMIT n FOR UPDATE SKIP LOCKED) UPDATE … FROM due: a plain
+                # IN (subquery) may be run more than once by PostgreSQL and so claim more than `batch` rows
+                picked = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
+                which: Any = SmsMessage.id == picked.c.id
+            else:
+                which = SmsMessage.id.in_(due.scalar_subquery())
             claimed = await session.execute(
                 update(SmsMessage)
-                .where(SmsMessage.id.in_(due.scalar_subquery()), SmsMessage.status == "queued")
+                .where(which, SmsMessage.status == "queued")
                 .values(status="sending", claimed_at=now, attempts=SmsMessage.attempts + 1)
                 .returning(
                     SmsMessage.id,

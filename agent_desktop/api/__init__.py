@@ -6,7 +6,7 @@ from __future__ import annotations
 from quart import Quart
 from quart_schema import QuartSchema
 
-from agent_desktop.api import admin_tokens
+from agent_desktop.api import admin_tokens, webhooks
 from agent_desktop.api.auth import SECURITY_SCHEME
 from agent_desktop.api.docs import ApiDocument, docs_blueprint
 from agent_desktop.api.ratelimit import InProcessBuckets, RateLimiter, RedisBuckets
@@ -43,6 +43,7 @@ def install_api(app: Quart, runtime: Runtime) -> None:
     app.extensions["api_rate_limiter"] = limiter
 
     app.register_blueprint(blueprint)
+    app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(docs_blueprint)
     app.register_blueprint(admin_tokens.blueprint)
 

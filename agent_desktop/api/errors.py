@@ -3,10 +3,11 @@ shape, {"code", "message", "details"}, the same the desktop's JSON already uses.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from pydantic import ValidationError as PydanticValidationError
-from quart import request
+from quart import current_app, request
 from quart_schema.validation import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -17,6 +18,14 @@ from crm_core.inputs import first_problem
 from crm_core.tokens.errors import InvalidToken
 
 _BODY_METHODS = ("POST", "PUT", "PATCH")
+_NO_BODY = "_api_takes_no_body"
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def no_body(view: F) -> F:
+    """A POST that takes no body (an action on a record): an empty body passes; one that is sent is still checked."""
+    setattr(view, _NO_BODY, True)
+    return view
 
 
 class BadBody(ValidationFailed):
@@ -41,6 +50,9 @@ async def check_token_then_body() -> None:
         return
     data = await request.get_data(cache=True, as_text=False)
     raw = data if isinstance(data, bytes) else data.encode()
+    view = current_app.view_functions.get(request.endpoint or "")
+    if not raw and getattr(view, _NO_BODY, False):
+        return
     if request.mimetype != "application/json":
         raise BadBody("Send a JSON body (Content-Type: application/json).", field="body")
     if json_depth_exceeds(raw):

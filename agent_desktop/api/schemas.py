@@ -12,6 +12,10 @@ from crm_core.customers.schemas import CustomerIn, RecordId
 from crm_core.inputs import LONG_TEXT, MULTI_LINE, SINGLE_LINE
 from crm_core.tickets.models import PRIORITIES, STATUSES
 from crm_core.tokens.reads import MAX_LIMIT
+from crm_core.webhooks.catalog import EVENT_NAMES
+from crm_core.webhooks.models import DELIVERY_STATUSES
+from crm_core.webhooks.service import MAX_IN_FLIGHT
+from crm_core.webhooks.urls import MAX_URL_LENGTH
 
 Cursor = Annotated[str, StringConstraints(max_length=400, pattern=r"^[A-Za-z0-9_-]*$")]
 Line = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), SINGLE_LINE]
@@ -274,3 +278,103 @@ class UserQuery(Strict):
     cursor: Cursor | None = None
     limit: Limit = 50
     role: Literal["agent", "supervisor", "marketer", "admin"] | None = None
+
+
+# --- webhooks ----------------------------------------------------------------------------------------------------
+
+WebhookEventName = Literal[
+    "call.started",
+    "call.answered",
+    "call.ended",
+    "ticket.created",
+    "ticket.updated",
+    "sla.breached",
+    "sms.received",
+    "customer.created",
+    "customer.merged",
+]
+DeliveryStatus = Literal["pending", "sending", "delivered", "dead"]
+assert set(EVENT_NAMES) == set(WebhookEventName.__args__)  # type: ignore[attr-defined]
+assert set(DELIVERY_STATUSES) == set(DeliveryStatus.__args__)  # type: ignore[attr-defined]
+WebhookName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), SINGLE_LINE]
+WebhookUrl = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_URL_LENGTH),
+    Field(description="http(s) only; its host must resolve to addresses the settings allow (no private networks)"),
+]
+InFlight = Annotated[int, Field(ge=1, le=MAX_IN_FLIGHT, description="requests to this receiver at once")]
+EventList = Annotated[list[WebhookEventName], Field(min_length=1, max_length=len(EVENT_NAMES))]
+
+
+class SubscriptionOut(BaseModel):
+    """A webhook subscription. Its signing secret is shown only when it is created or rotated."""
+
+    id: str
+    name: str
+    url: str
+    events: list[str]
+    active: bool
+    max_in_flight: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class SubscriptionWithSecret(SubscriptionOut):
+    """The subscription and its signing secret: keep the secret now, it is never shown again."""
+
+    secret: str
+
+
+class SubscriptionList(BaseModel):
+    items: list[SubscriptionOut]
+
+
+class NewSubscription(Strict):
+    name: WebhookName
+    url: WebhookUrl
+    events: EventList
+    active: bool = True
+    max_in_flight: InFlight = 8
+
+
+class SubscriptionChange(Strict):
+    name: WebhookName | None = None
+    url: WebhookUrl | None = None
+    events: EventList | None = None
+    active: bool | None = None
+    max_in_flight: InFlight | None = None
+
+
+class SubscriptionDeleted(BaseModel):
+    id: str
+    deleted: bool
+
+
+class DeliveryOut(BaseModel):
+    """One event for one subscription; `id` is the delivery id header the receiver sees on every attempt."""
+
+    id: str
+    subscription_id: str
+    event_id: str
+    event_type: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    last_attempt_at: datetime | None
+    delivered_at: datetime | None
+
+
+class DeliveryList(BaseModel):
+    """A page of deliveries, newest first; pass `next_cursor` as `cursor` for the next one (null: no more)."""
+
+    items: list[DeliveryOut]
+    next_cursor: str | None
+
+
+class DeliveryQuery(Strict):
+    cursor: Cursor | None = None
+    limit: Limit = 50
+    status: DeliveryStatus | None = None

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -214,8 +214,10 @@ async def list_deliveries(
     subscription_id: str | None = None,
     status: str | None = None,
     limit: int = 100,
+    before: tuple[datetime, str] | None = None,
 ) -> list[DeliveryRow]:
-    """The newest deliveries first (of one subscription, in one status, when asked)."""
+    """The newest deliveries first (of one subscription, in one status, when asked); `before` (created_at, id) of
+    the last row of a page gives the next page."""
     require_role(actor, Role.ADMIN)
     if status is not None and status not in DELIVERY_STATUSES:
         raise ValidationFailed(f"status must be one of {', '.join(DELIVERY_STATUSES)}.", field="status")
@@ -236,9 +238,17 @@ async def list_deliveries(
             WebhookDelivery.delivered_at,
         )
         .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
-        .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id)
+        .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
         .limit(max(1, min(limit, 1000)))
     )
+    if before is not None:
+        at, last = before
+        query = query.where(
+            or_(
+                WebhookDelivery.created_at < at,
+                and_(WebhookDelivery.created_at == at, WebhookDelivery.id < last),
+            )
+        )
     if subscription_id is not None:
         query = query.where(WebhookDelivery.subscription_id == subscription_id)
     if status is not None:

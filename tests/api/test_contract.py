@@ -24,6 +24,7 @@ from crm_core.calls.models import CallLog
 from crm_core.tickets.models import Ticket
 from crm_core.tokens.service import SCOPES
 from crm_core.users.models import User
+from crm_core.webhooks.models import WebhookDelivery, WebhookSubscription
 from tests.api.conftest import issue
 from tests.desktop.live import LiveCenter
 
@@ -50,7 +51,8 @@ def run_operation(
     def with_known_records(case: Any) -> Any:
         # half the examples name records that exist, so the success paths are generated too, not only 404s
         for name in list(case.path_parameters or {}):
-            case.path_parameters[name] = known[name]
+            # a DELETE gets a record of its own, so the operations run after it still find theirs
+            case.path_parameters[name] = known.get(f"{operation.method.upper()} {name}", known[name])
         return case
 
     generated = operation.as_strategy()
@@ -87,6 +89,19 @@ async def test_every_operation_answers_as_documented(center: LiveCenter) -> None
             "ticket_id": str(await db.scalar(select(Ticket.id).limit(1))),
             "user_id": str(await db.scalar(select(User.id).where(User.username == "agent1001"))),
         }
+        hook = WebhookSubscription(name="contract", url="http://127.0.0.1:9/h", events=["call.ended"], secret="s")
+        hook.active = False
+        db.add(hook)
+        await db.flush()
+        letter = WebhookDelivery(subscription_id=hook.id, event_id="e" * 32, event_type="call.ended", body="{}")
+        letter.status = "dead"
+        db.add(letter)
+        await db.flush()
+        doomed = WebhookSubscription(name="doomed", url="http://127.0.0.1:9/d", events=["call.ended"], secret="s")
+        doomed.active = False
+        db.add(doomed)
+        await db.flush()
+        known |= {"subscription_id": hook.id, "DELETE subscription_id": doomed.id, "delivery_id": letter.id}
     operations, examples, answered = await asyncio.to_thread(run_contract, center.base_url, secret, known)
     print(f"\ncontract: {sum(examples.values())} examples over {len(examples)} operations; answers {dict(answered)}")
     for label, count in sorted(examples.items()):
@@ -99,4 +114,9 @@ async def test_every_operation_answers_as_documented(center: LiveCenter) -> None
         "GET /api/v1/customers/{customer_id}",
         "GET /api/v1/calls/{linkedid}",
         "GET /api/v1/users/{user_id}",
+        "GET /api/v1/webhooks/subscriptions",
+        "GET /api/v1/webhooks/subscriptions/{subscription_id}",
+        "GET /api/v1/webhooks/subscriptions/{subscription_id}/deliveries",
+        "DELETE /api/v1/webhooks/subscriptions/{subscription_id}",
+        "POST /api/v1/webhooks/deliveries/{delivery_id}/replay",
     } <= succeeded

@@ -29,6 +29,14 @@ SCOPE_OF: dict[tuple[str, str], str] = {
     ("POST", "/sms"): "sms:write",
     ("GET", "/users"): "users:read",
     ("GET", "/users/<user_id>"): "users:read",
+    ("GET", "/webhooks/subscriptions"): "webhooks:admin",
+    ("POST", "/webhooks/subscriptions"): "webhooks:admin",
+    ("GET", "/webhooks/subscriptions/<subscription_id>"): "webhooks:admin",
+    ("PATCH", "/webhooks/subscriptions/<subscription_id>"): "webhooks:admin",
+    ("DELETE", "/webhooks/subscriptions/<subscription_id>"): "webhooks:admin",
+    ("POST", "/webhooks/subscriptions/<subscription_id>/rotate-secret"): "webhooks:admin",
+    ("GET", "/webhooks/subscriptions/<subscription_id>/deliveries"): "webhooks:admin",
+    ("POST", "/webhooks/deliveries/<delivery_id>/replay"): "webhooks:admin",
 }
 
 

@@ -109,6 +109,28 @@ async def test_two_workers_never_claim_the_same_message(
     assert all(len(twilio.sent_to(n)) == 1 for n in numbers)
 
 
+async def test_a_claim_never_returns_more_than_its_batch_when_many_are_due(
+    sessions: async_sessionmaker[AsyncSession], provider: TwilioProvider
+) -> None:
+    """Many workers claim at once while many rows are due and some are locked by others: each claim is at most
+    its batch (PostgreSQL may re-run a plain IN (… SKIP LOCKED) subquery and claim more), none is shared and
+    every row is claimed exactly once."""
+    numbers = await queue(sessions, 120)
+    mine = set((await rows(sessions, numbers)).keys())
+    workers = [SmsOutbox(sessions, provider, default_mps=1000, batch=7) for _ in range(6)]
+    seen: list[str] = []
+    for _ in range(60):
+        claims = await asyncio.gather(*(worker._claim() for worker in workers))
+        for claim in claims:
+            assert len(claim) <= 7
+        ours = [c.id for claim in claims for c in claim if c.to in mine]
+        seen.extend(ours)
+        if not any(claims):
+            break
+    assert len(seen) == len(set(seen)) == 120
+    assert {m.status for m in (await rows(sessions, numbers)).values()} == {"sending"}
+
+
 async def test_a_message_not_yet_due_waits(
     sessions: async_sessionmaker[AsyncSession], provider: TwilioProvider
 ) -> None:
