@@ -174,7 +174,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tickets", type=int, default=1_000_000)
     parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-    parser.add_argument("--batch-size", type=int, default=2500, help="the scheduler's batch (its default)")
+    parser.add_argument("--batch-size", type=int, default=10_000, help="the scheduler's batch (its default)")
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of the list's query")
     args = parser.parse_args()
     result = asyncio.run(run(args.tickets, args.postgres, show_plans=args.explain, batch_size=args.batch_size))
