@@ -140,6 +140,17 @@ class PopBuilder:
             self._pops.popitem(last=False)
         return pop
 
+    async def prepare(self, linkedid: str, number: str, *, name: str = "", queue: str | None = None) -> None:
+        """Build the pop now, in the caller's turn (no task in between), when the call's start and ring arrive
+        together (a generic CTI newCall): its ring then finds the pop ready, as an Asterisk call's ring does."""
+        if linkedid in self._pops:
+            return
+        task = self._building.get(linkedid)
+        if task is not None:
+            await task
+            return
+        await self._build(linkedid, number, name, queue, ())
+
     def ready(self, event: AgentRinging) -> dict[str, Any] | None:
         """The pop for this ring if it is built already (the usual case): no I/O, no waiting."""
         pop = self._pops.get(event.linkedid)

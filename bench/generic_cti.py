@@ -19,6 +19,14 @@ machine it falls short of --rate; `ami_calls_per_s` and `generic_calls_per_s` sa
 
 Goal (issue #16): generic pop p99 <= 10 ms, and <= 1.5 x the Asterisk path's p99 in the same run.
 
+Beside each round trip the server notes where a pop spends its time (`slices_ms`, p50 and p99 of each slice, ms):
+the generic path as `http_to_quart` (arrival until Quart's first before-request hook), `quart_to_push` (hooks, form
+parsing, token check, the PBX directory, the pop's preparation), `push_to_ring` (the adapter: its lock, the call
+tracker, the domain events before AgentRinging), `ring_to_sent` (the notifier, until the pop is on the browser's
+Engine.IO queue) and `sent_to_client`; the Asterisk path as `frame_to_ring` (the bridge reading and normalising
+AMI), `ring_to_sent` and `sent_to_client`. `gc` gives each phase's collector pauses and `stalls` the event loop's
+stalls over 5 ms (a probe task that wakes every 5 ms), so that a tail can be put down to a pause or not.
+
     .venv/bin/python bench/generic_cti.py [--agents 1000] [--customers 100000] [--rate 50] [--seconds 20]
     .venv/bin/python bench/generic_cti.py --agents 40 --customers 2000 --rate 5 --seconds 3   # smoke run
 
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -103,11 +112,12 @@ async def _server(db_path: str, pbx_port: int, commands: Any, replies: Any) -> N
     from agent_desktop.gc_policy import GcPolicy
     from agent_desktop.runtime import build_runtime
     from agent_desktop.telephony import generic_adapters
+    from crm_core.calls.events import AgentRinging
     from crm_core.calls.writer import CallLogWriter
     from crm_core.settings import load_settings
     from cti_bridge.ami import AmiEndpoint
     from cti_bridge.asterisk import AsteriskAdapter
-    from cti_bridge.generic import PbxSet
+    from cti_bridge.generic import CtiEventKind, PbxSet
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -128,9 +138,64 @@ async def _server(db_path: str, pbx_port: int, commands: Any, replies: Any) -> N
     pbxes = PbxSet(bridge, generic_adapters(runtime))
     writer = CallLogWriter(runtime.sessions, region="US")
     writer.attach(runtime.bus)
+    marks: dict[str, dict[str, int]] = {name: {} for name in ("arrived", "began", "pushed", "rung", "sent")}
+    arrived, began, pushed, rung, sent = (marks[n] for n in ("arrived", "began", "pushed", "rung", "sent"))
+
+    def on_ring(event: AgentRinging) -> None:  # subscribed before the notifier: the moment the ring is published
+        rung[f"{event.linkedid}|{event.agent}"] = time.monotonic_ns()
+
+    runtime.bus.subscribe(AgentRinging, on_ring)
     asgi, _sio = create_asgi(runtime, pbx=pbxes)
-    arrived: dict[str, int] = {}
+    app = asgi.other_asgi_app
     header = CALL_HEADER.encode()
+
+    async def quart_began() -> None:  # the first of the app's before-request hooks
+        from quart import request
+
+        call = request.headers.get(CALL_HEADER)
+        if call:
+            began[call] = time.monotonic_ns()
+
+    app.before_request_funcs.setdefault(None, []).insert(0, quart_began)
+    adapter = pbxes.generic[PBX]
+    push = adapter.push
+
+    async def timed_push(event: Any, agents: Any, **kwargs: Any) -> Any:
+        if event.kind is CtiEventKind.NEW_CALL:
+            pushed.setdefault(event.call_id, time.monotonic_ns())
+        return await push(event, agents, **kwargs)
+
+    adapter.push = timed_push  # type: ignore[method-assign]
+    notifier = app.extensions["notifier"]
+    emit_agent = notifier._emit_agent
+
+    async def timed_emit(agent: str, event: str, data: dict[str, Any]) -> None:
+        await emit_agent(agent, event, data)
+        if event == "pop":  # on the browser's Engine.IO queue
+            sent[f"{data['linkedid']}|{agent}"] = time.monotonic_ns()
+
+    notifier._emit_agent = timed_emit
+    pauses: list[tuple[int, float]] = []  # (generation, ms) of each collection
+    gc_started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+        else:
+            pauses.append((info["generation"], (time.perf_counter() - gc_started[0]) * 1000))
+
+    gc.callbacks.append(on_gc)
+    stalls: list[float] = []
+
+    async def stall_probe() -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.005)
+            late = (time.perf_counter() - before - 0.005) * 1000
+            if late > 5.0:
+                stalls.append(late)
+
+    probe = asyncio.create_task(stall_probe())
 
     async def timed(scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Notes when a pushed event arrived, before the app (or anything else of ours) sees the request."""
@@ -160,12 +225,27 @@ async def _server(db_path: str, pbx_port: int, commands: Any, replies: Any) -> N
         command, *_args = await loop.run_in_executor(None, commands.get)
         if command == "settle":
             await gc_policy.next_tick()
+            pauses.clear()
+            stalls.clear()
             replies.put(("settled",))
-        elif command == "drain":
+        elif command == "drain":  # the end of a phase: its marks, collections and stalls
             await writer.drain()
-            replies.put(("drained", dict(arrived), pbxes.generic[PBX].events_received))
+            replies.put(
+                (
+                    "drained",
+                    {name: dict(found) for name, found in marks.items()},
+                    pbxes.generic[PBX].events_received,
+                    list(pauses),
+                    list(stalls),
+                    gc_policy.reclaims,
+                )
+            )
+            pauses.clear()
+            stalls.clear()
         elif command == "stop":
             break
+    probe.cancel()
+    gc.callbacks.remove(on_gc)
     stop.set()
     await server
     await gc_policy.stop()
@@ -236,6 +316,27 @@ async def _poster(port: int, measured: int, customers: int, rate: float, seconds
 # --- the run ------------------------------------------------------------------------------------------------------
 
 
+def spread(values: list[float]) -> dict[str, float | int]:
+    """p50 and p99 of a slice (ms), and how many pops it was measured on."""
+    if not values:
+        return {"n": 0}
+    return {"p50": round(statistics.median(values), 3), "p99": round(percentile(values, 0.99), 3), "n": len(values)}
+
+
+def pause_figures(pauses: list[tuple[int, float]]) -> dict[str, float | int]:
+    """A phase's collections: how many, of which full (generation 2), their longest and total pause (ms)."""
+    return {
+        "count": len(pauses),
+        "full": sum(1 for generation, _ in pauses if generation == 2),
+        "max_ms": round(max((ms for _, ms in pauses), default=0.0), 2),
+        "total_ms": round(sum(ms for _, ms in pauses), 1),
+    }
+
+
+def stall_figures(stalls: list[float]) -> dict[str, float | int]:
+    return {"over_5ms": len(stalls), "max_ms": round(max(stalls, default=0.0), 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=1000)
@@ -272,7 +373,7 @@ def main() -> None:
     pbx_commands.put(("calls", args.rate, args.seconds))
     _, ami_calls, ami_sent, _probes = pbx_replies.get(timeout=args.seconds * 10 + 300)
     commands.put(("drain",))
-    replies.get(timeout=300)
+    _, ami_marks, _, ami_pauses, ami_stalls, _ = replies.get(timeout=300)
     # phase 2: the generic CTI path, the same traffic pushed over HTTP: at the rate the demo PBX reached (on a loaded
     # machine it falls short of --rate, and the two paths must carry the same load to be compared)
     generic_rate = min(args.rate, ami_calls / args.seconds)
@@ -286,7 +387,8 @@ def main() -> None:
     _, generic_calls, rung, failures = posted.get(timeout=args.seconds * 10 + 300)
     poster.join(timeout=60)
     commands.put(("drain",))
-    _, arrived, events_received = replies.get(timeout=300)
+    _, marks, events_received, generic_pauses, generic_stalls, reclaims = replies.get(timeout=300)
+    arrived = marks["arrived"]
     load_1m = os.getloadavg()[0]
 
     for _ in procs:
@@ -311,7 +413,20 @@ def main() -> None:
         for linkedid, ext, t in arrivals
         if not linkedid.startswith(prefix) and f"{linkedid}|{ext}" in ami_sent
     ]
+    ami_slices: dict[str, list[float]] = {"frame_to_ring": [], "ring_to_sent": [], "sent_to_client": []}
+    for linkedid, ext, t in arrivals:
+        key = f"{linkedid}|{ext}"
+        if linkedid.startswith(prefix) or key not in ami_sent:
+            continue
+        ring, out = ami_marks["rung"].get(key), ami_marks["sent"].get(key)
+        if ring is not None and out is not None:
+            ami_slices["frame_to_ring"].append((ring - ami_sent[key]) / 1e6)
+            ami_slices["ring_to_sent"].append((out - ring) / 1e6)
+            ami_slices["sent_to_client"].append((t - out) / 1e6)
     generic_ms: list[float] = []
+    generic_slices: dict[str, list[float]] = {
+        name: [] for name in ("http_to_quart", "quart_to_push", "push_to_ring", "ring_to_sent", "sent_to_client")
+    }
     seen: set[tuple[str, str]] = set()
     for linkedid, ext, t in arrivals:
         if linkedid.startswith(prefix):
@@ -319,6 +434,18 @@ def main() -> None:
             if call_id in arrived and ext in rung.get(call_id, ()):
                 generic_ms.append((t - arrived[call_id]) / 1e6)
                 seen.add((call_id, ext))
+                key = f"{linkedid}|{ext}"
+                points = (
+                    arrived[call_id],
+                    marks["began"].get(call_id),
+                    marks["pushed"].get(call_id),
+                    marks["rung"].get(key),
+                    marks["sent"].get(key),
+                    t,
+                )
+                if None not in points:
+                    for name, start, end in zip(generic_slices, points, points[1:], strict=False):
+                        generic_slices[name].append((end - start) / 1e6)  # type: ignore[operator]
     expected = sum(len(agents) for agents in rung.values())
     if failures:
         print(f"{len(failures)} pushes failed, e.g. {failures[:3]}", file=sys.stderr)
@@ -347,6 +474,12 @@ def main() -> None:
         "ami_pop_p50_ms": round(statistics.median(ami_ms), 2),
         "ami_pop_p99_ms": round(ami_p99, 2),
         "ratio_to_ami": round(pop_p99 / ami_p99, 2),
+        "slices_ms": {
+            "generic": {name: spread(values) for name, values in generic_slices.items()},
+            "ami": {name: spread(values) for name, values in ami_slices.items()},
+        },
+        "gc": {"ami": pause_figures(ami_pauses), "generic": pause_figures(generic_pauses), "reclaims": reclaims},
+        "stalls": {"ami": stall_figures(ami_stalls), "generic": stall_figures(generic_stalls)},
         "load_avg_1m": round(load_1m, 2),
         "server_pid": server_pid,
     }

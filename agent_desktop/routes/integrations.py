@@ -14,6 +14,7 @@ from quart import Blueprint, Response, current_app, render_template, request
 from sqlalchemy import select
 
 from agent_desktop.auth import roles_allowed
+from agent_desktop.pop import PopBuilder
 from agent_desktop.routes.common import actor, json_body, runtime
 from agent_desktop.runtime import Runtime
 from crm_core.errors import ValidationFailed
@@ -27,7 +28,15 @@ from crm_core.pbx.service import (
     save_mapping,
 )
 from crm_core.users.models import Role, User
-from cti_bridge.generic import CtiErrorCode, CtiEvent, CtiEventKind, GenericCtiAdapter, GenericCtiError, parse_event
+from cti_bridge.generic import (
+    CtiErrorCode,
+    CtiEvent,
+    CtiEventKind,
+    GenericCtiAdapter,
+    GenericCtiError,
+    linkedid_for,
+    parse_event,
+)
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("integrations", __name__)
@@ -81,14 +90,15 @@ async def _fields() -> dict[str, Any]:
 
 
 class _Directories:
-    """Each PBX's directory (names -> extensions, queues -> agents), read whole and kept DIRECTORY_TTL_S; once
-    stale it is still used while one task reads it again, so no pushed event waits for the database after the
-    first (a mapping an admin changes is read again at once)."""
+    """Each PBX's directory (names -> extensions, queues -> agents), read whole when the app starts serving and kept
+    DIRECTORY_TTL_S; once stale it is still used while one task reads it again, so no pushed event waits for the
+    database (a mapping an admin changes is read again at once, by the next event)."""
 
     def __init__(self, crm: Runtime) -> None:
         self._runtime = crm
         self.known: dict[str, tuple[float, PbxDirectory]] = {}
         self.reading: dict[str, asyncio.Task[PbxDirectory]] = {}
+        self.generation = 0  # one more at each forget(): a read begun before it keeps nothing
 
     async def get(self, pbx: str) -> PbxDirectory:
         now = time.monotonic()
@@ -97,21 +107,24 @@ class _Directories:
             return known[1]
         task = self.reading.get(pbx)
         if task is None:
-            task = asyncio.create_task(self._read(pbx), name=f"pbx-directory-{pbx}")
+            task = asyncio.create_task(self._read(pbx, self.generation), name=f"pbx-directory-{pbx}")
             self.reading[pbx] = task
-            task.add_done_callback(lambda _t: self.reading.pop(pbx, None))
+            task.add_done_callback(lambda done: self.reading.pop(pbx, None) if self.reading.get(pbx) is done else None)
         if known is not None:
             return known[1]  # stale, while the task reads the new one
         return await asyncio.shield(task)
 
-    async def _read(self, pbx: str) -> PbxDirectory:
+    async def _read(self, pbx: str, generation: int) -> PbxDirectory:
         async with self._runtime.sessions() as session:
             directory = await pbx_directory(session=session, pbx=pbx)
-        self.known[pbx] = (time.monotonic() + DIRECTORY_TTL_S, directory)
+        if generation == self.generation:  # not forgotten meanwhile (an admin's change): keep it
+            self.known[pbx] = (time.monotonic() + DIRECTORY_TTL_S, directory)
         return directory
 
     def forget(self) -> None:
+        self.generation += 1
         self.known.clear()
+        self.reading.clear()  # a read under way may predate the change: the next event reads again
 
 
 def _directories() -> _Directories:
@@ -151,6 +164,18 @@ def _forget_names() -> None:
     _directories().forget()
 
 
+async def _prepare_pop(adapter: GenericCtiAdapter, event: CtiEvent) -> None:
+    """A newCall's screen pop, built before the event is applied: the agents it rings get it in the same turn of the
+    event loop as their ring, as on the Asterisk path (whose pops are built on CallStarted, seconds before the ring).
+    Left to itself, the pop would be built in a task after this request's handler ends, and sent one more turn later."""
+    pops: PopBuilder | None = current_app.extensions.get("pops")
+    if pops is None or "notifier" not in current_app.extensions:
+        return  # nobody here sends pops
+    number = adapter.pop_number(event)
+    if number is not None:
+        await pops.prepare(linkedid_for(adapter.name, event.call_id), number, queue=event.queue)
+
+
 @blueprint.post("/api/cti/<pbx_name>/<token>")
 async def generic_cti(pbx_name: str, token: str) -> Any:
     endpoint = endpoints().get(pbx_name)
@@ -168,6 +193,8 @@ async def generic_cti(pbx_name: str, token: str) -> Any:
     try:
         event = parse_event(await _fields())
         agents, members = await _agents(endpoint.name, event)
+        if agents:  # somebody rings: their pop, built now
+            await _prepare_pop(endpoint.adapter, event)
         answer = await endpoint.adapter.push(event, agents, queue_members=members)
     except GenericCtiError as exc:
         return exc.to_dict(), exc.http_status
@@ -218,6 +245,9 @@ async def _refresh_homes() -> None:
 @blueprint.before_app_serving
 async def _load_homes() -> None:
     await _refresh_homes()
+    for endpoint in endpoints().values():  # read before the first call: its pops must not wait for the database
+        if endpoint.adapter is not None:
+            await _directories().get(endpoint.name)
 
 
 @blueprint.get("/admin/pbx")
