@@ -1,4 +1,4 @@
-"""Stopping a background task the way every worker loop here stops: cancel it, then wait until it has ended."""
+"""How every worker loop here waits and stops: asleep until woken or its period ends; cancelled, then awaited."""
 
 from __future__ import annotations
 
@@ -13,3 +13,11 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def wait_for_wake(wake: asyncio.Event, seconds: float) -> None:
+    """Sleep until `wake` is set or `seconds` pass. The flag is cleared first: a wake-up that came while the loop
+    was working has been served by that work."""
+    wake.clear()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(wake.wait(), seconds)

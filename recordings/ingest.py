@@ -24,6 +24,7 @@ from crm_core.recordings.service import (
     retry_or_fail_job,
     store_recording,
 )
+from crm_core.tasks import cancel_and_wait, wait_for_wake
 from recordings.audio import AudioInfo, AudioProblem, probe_wav
 from recordings.store import RecordingArchive, RecordingStore, StoredFile
 
@@ -174,23 +175,14 @@ class RecordingIngester:
                     pass
             except Exception:
                 log.exception("the recording ingest failed; trying again")
-            self.wake.clear()
-            try:
-                await asyncio.wait_for(self.wake.wait(), self.every_s)
-            except TimeoutError:
-                pass
+            await wait_for_wake(self.wake, self.every_s)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="recording-ingest")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
 
 def archive_paths(archive: RecordingArchive, storage_key: str, layout: str | None) -> list[Path | None]:

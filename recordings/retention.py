@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_core.db import unit_of_work
 from crm_core.recordings.service import expire_recordings
+from crm_core.tasks import cancel_and_wait
 from recordings.store import RecordingArchive
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,5 @@ class RetentionSweeper:
         self._task = asyncio.create_task(self._loop(), name="recording-retention")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

@@ -26,6 +26,7 @@ from crm_core.recordings.service import (
     retry_or_fail_job,
     store_transcript,
 )
+from crm_core.tasks import cancel_and_wait, wait_for_wake
 from recordings.ingest import archive_paths, worker_name
 from recordings.store import RecordingArchive
 from recordings.vosk_engine import AudioSide, TranscriptionError, load_model, transcribe
@@ -207,11 +208,7 @@ class Transcriber:
                 await self.run_pending()
             except Exception:
                 log.exception("the transcription worker failed; trying again")
-            self.wake.clear()
-            try:
-                await asyncio.wait_for(self.wake.wait(), self.every_s)
-            except TimeoutError:
-                pass
+            await wait_for_wake(self.wake, self.every_s)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="transcriber")
@@ -223,13 +220,8 @@ class Transcriber:
             self._pool = None
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._pool is not None and self._own_pool:
             pool, self._pool = self._pool, None
             await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)

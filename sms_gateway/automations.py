@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_core.sms.automations import run_automations
+from crm_core.tasks import cancel_and_wait, wait_for_wake
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +52,11 @@ class AutomationWorker:
                 await self.run_once()
             except Exception:
                 log.exception("the SMS automations failed; trying again")
-            self.wake.clear()
-            try:
-                await asyncio.wait_for(self.wake.wait(), self.every_s)
-            except TimeoutError:
-                pass
+            await wait_for_wake(self.wake, self.every_s)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="sms-automations")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

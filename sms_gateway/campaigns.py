@@ -21,6 +21,7 @@ from crm_core.sms.models import SmsCampaign, SmsCampaignRecipient, SmsMessage
 from crm_core.sms.senders import country_defaults, number_country, pick_sender
 from crm_core.sms.service import opted_out_numbers
 from crm_core.sms.templates import customer_fields, render
+from crm_core.tasks import cancel_and_wait, wait_for_wake
 
 log = logging.getLogger(__name__)
 
@@ -173,20 +174,11 @@ class CampaignDispatcher:
                     pass
             except Exception:
                 log.exception("the campaign dispatcher failed; trying again")
-            self.wake.clear()
-            try:
-                await asyncio.wait_for(self.wake.wait(), self.every_s)
-            except TimeoutError:
-                pass
+            await wait_for_wake(self.wake, self.every_s)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="sms-campaigns")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

@@ -21,6 +21,7 @@ from crm_core.sms.events import SmsStatusChanged
 from crm_core.sms.models import SmsMessage
 from crm_core.sms.senders import sender_rates
 from crm_core.sms.service import record_consent
+from crm_core.tasks import cancel_and_wait, wait_for_wake
 from sms_gateway.errors import OptedOut, SmsSendError, Throttled
 from sms_gateway.provider import OutgoingSms, SmsProvider
 from sms_gateway.ratelimit import TokenBucket
@@ -336,11 +337,7 @@ class SmsOutbox:
                 await self.recover()
             except Exception:
                 log.exception("the SMS outbox failed; trying again")
-            self.wake.clear()
-            try:
-                await asyncio.wait_for(self.wake.wait(), self.every_s)
-            except TimeoutError:
-                pass
+            await wait_for_wake(self.wake, self.every_s)
 
     async def start(self, *, sole_worker: bool = True) -> None:
         """Start the loop; the sole worker (one process) settles every message a previous run left `sending`."""
@@ -348,10 +345,5 @@ class SmsOutbox:
         self._task = asyncio.create_task(self._loop(), name="sms-outbox")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

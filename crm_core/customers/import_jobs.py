@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from crm_core.customers.importer import ImportFileError, import_customers_csv
 from crm_core.db import Base, new_id, utcnow
 from crm_core.errors import CrmError, NotFound
-from crm_core.tasks import cancel_and_wait
+from crm_core.tasks import cancel_and_wait, wait_for_wake
 from crm_core.users.models import Role
 from crm_core.users.service import Actor, require_role
 
@@ -146,11 +146,7 @@ class ImportWorker:
                     pass
             except Exception:
                 log.exception("the import worker failed; trying again")
-            self.wake.clear()
-            try:
-                await asyncio.wait_for(self.wake.wait(), self.every_s)
-            except TimeoutError:
-                pass
+            await wait_for_wake(self.wake, self.every_s)
 
     async def start(self) -> None:
         await self.recover()

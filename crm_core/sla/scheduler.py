@@ -21,6 +21,7 @@ from crm_core.bus import EventBus
 from crm_core.db import record_event, unit_of_work, utcnow
 from crm_core.sla.events import SlaClockBreached, SlaClockWarned, TicketEscalated
 from crm_core.sla.models import SlaClock, SlaEscalation, SlaEscalationRule
+from crm_core.tasks import cancel_and_wait
 from crm_core.tickets.models import PRIORITIES, Ticket
 from crm_core.tickets.service import announce
 from crm_core.users.models import User
@@ -268,10 +269,5 @@ class SlaScheduler:
         self._task = asyncio.create_task(self._loop(), name="sla-scheduler")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
