@@ -49,6 +49,7 @@ from cti_bridge.adapter import (
     SpyMode,
 )
 from cti_bridge.commands import check_extension, check_number
+from cti_bridge.tracker import QueueTally, queue_stats_event
 
 log = logging.getLogger(__name__)
 
@@ -295,17 +296,6 @@ class _Agent:
     calls_today: int = 0
 
 
-@dataclass
-class _Queue:
-    waiting: dict[str, datetime] = field(default_factory=dict)
-    answered: int = 0
-    answered_in_time: int = 0
-    abandoned: int = 0
-    total_wait: float = 0.0
-    total_talk: float = 0.0
-    talked: int = 0
-
-
 class Applied(StrEnum):
     """What an event did: changed the call, or repeated what was known (answered alike, nothing written twice)."""
 
@@ -334,12 +324,12 @@ class GenericCallTracker:
         self.calls: dict[str, _Call] = {}
         self.ended: OrderedDict[str, None] = OrderedDict()
         self.agents: dict[str, _Agent] = {}
-        self.queues: dict[str, _Queue] = {}
+        self.queues: dict[str, QueueTally] = {}
         self.members: dict[str, set[str]] = {}  # queue -> the CRM's agents of it (wallboard figures need them)
 
     def set_members(self, queue: str, agents: Iterable[str]) -> None:
         self.members[queue] = set(agents)
-        self.queues.setdefault(queue, _Queue())
+        self.queues.setdefault(queue, QueueTally(queue))
 
     def apply(self, event: CtiEvent, agents: tuple[str, ...]) -> Applied:
         """`agents`: the extensions the event's users (or, with none named, its queue) map to."""
@@ -561,8 +551,8 @@ class GenericCallTracker:
             AgentStateChanged(agent=extension, state=state, changed_at=agent.since, queues=queues, linkedid=linkedid)
         )
 
-    def _queue(self, name: str) -> _Queue:
-        return self.queues.setdefault(name, _Queue())
+    def _queue(self, name: str) -> QueueTally:
+        return self.queues.setdefault(name, QueueTally(name))
 
     def queue_stats(self, name: str, now: datetime | None = None) -> QueueStatsChanged:
         now = now or self._clock()
@@ -571,23 +561,7 @@ class GenericCallTracker:
         counts = dict.fromkeys(AgentState, 0)
         for extension in members:
             counts[self.agents[extension].state if extension in self.agents else AgentState.AVAILABLE] += 1
-        offered = queue.answered + queue.abandoned
-        return QueueStatsChanged(
-            queue=name,
-            waiting=len(queue.waiting),
-            longest_wait_seconds=max(((now - t).total_seconds() for t in queue.waiting.values()), default=0.0),
-            answered=queue.answered,
-            abandoned=queue.abandoned,
-            logged_in=len(members),
-            available=counts[AgentState.AVAILABLE],
-            on_call=counts[AgentState.ON_CALL] + counts[AgentState.RINGING],
-            paused=counts[AgentState.PAUSED],
-            wrap_up=counts[AgentState.WRAP_UP],
-            service_level_pct=round(100.0 * queue.answered_in_time / offered, 1) if offered else None,
-            average_wait_seconds=round(queue.total_wait / queue.answered, 1) if queue.answered else 0.0,
-            average_talk_seconds=round(queue.total_talk / queue.talked, 1) if queue.talked else 0.0,
-            changed_at=now,
-        )
+        return queue_stats_event(queue, counts, len(members), now)
 
     def _queue_stats(self, name: str, now: datetime) -> None:
         self._emit(self.queue_stats(name, now))

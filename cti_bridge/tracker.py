@@ -129,7 +129,9 @@ class _Agent:
 
 
 @dataclass
-class _Queue:
+class QueueTally:
+    """One queue's running figures, kept by every adapter's tracker (AMI and generic CTI)."""
+
     name: str
     waiting: dict[str, datetime] = field(default_factory=dict)  # linkedid -> joined at
     answered: int = 0
@@ -138,6 +140,29 @@ class _Queue:
     total_wait: float = 0.0
     total_talk: float = 0.0
     talked: int = 0
+
+
+def queue_stats_event(
+    queue: QueueTally, counts: dict[AgentState, int], logged_in: int, now: datetime
+) -> QueueStatsChanged:
+    """The wallboard's figures of one queue, from its tally and its members' states counted."""
+    offered = queue.answered + queue.abandoned
+    return QueueStatsChanged(
+        queue=queue.name,
+        waiting=len(queue.waiting),
+        longest_wait_seconds=max(((now - t).total_seconds() for t in queue.waiting.values()), default=0.0),
+        answered=queue.answered,
+        abandoned=queue.abandoned,
+        logged_in=logged_in,
+        available=counts[AgentState.AVAILABLE],
+        on_call=counts[AgentState.ON_CALL] + counts[AgentState.RINGING],
+        paused=counts[AgentState.PAUSED],
+        wrap_up=counts[AgentState.WRAP_UP],
+        service_level_pct=round(100.0 * queue.answered_in_time / offered, 1) if offered else None,
+        average_wait_seconds=round(queue.total_wait / queue.answered, 1) if queue.answered else 0.0,
+        average_talk_seconds=round(queue.total_talk / queue.talked, 1) if queue.talked else 0.0,
+        changed_at=now,
+    )
 
 
 class CallTracker:
@@ -160,7 +185,7 @@ class CallTracker:
         self.calls: dict[str, _Call] = {}
         self.channels: dict[str, tuple[str, str]] = {}  # uniqueid -> (linkedid, channel name)
         self.agents: dict[str, _Agent] = {}
-        self.queues: dict[str, _Queue] = {}
+        self.queues: dict[str, QueueTally] = {}
         self.members: dict[str, set[str]] = {}  # queue -> extensions logged in to it (wallboard figures need these)
         self._pickups: dict[str, str] = {}  # agent -> the held call the CRM is originating them back into
         self._aliases: dict[str, str] = {}  # a pickup channel's own Linkedid -> the held call's
@@ -316,10 +341,10 @@ class CallTracker:
 
     # --- queues -----------------------------------------------------------------------------------------------
 
-    def _queue(self, name: str) -> _Queue:
+    def _queue(self, name: str) -> QueueTally:
         queue = self.queues.get(name)
         if queue is None:
-            queue = self.queues[name] = _Queue(name)
+            queue = self.queues[name] = QueueTally(name)
         return queue
 
     def _caller_joined(self, ev: QueueCallerJoined) -> None:
@@ -905,23 +930,7 @@ class CallTracker:
             if state is AgentState.AVAILABLE and paused:
                 state = AgentState.PAUSED
             counts[state] += 1
-        offered = queue.answered + queue.abandoned
-        return QueueStatsChanged(
-            queue=name,
-            waiting=len(queue.waiting),
-            longest_wait_seconds=max(((now - t).total_seconds() for t in queue.waiting.values()), default=0.0),
-            answered=queue.answered,
-            abandoned=queue.abandoned,
-            logged_in=len(members),
-            available=counts[AgentState.AVAILABLE],
-            on_call=counts[AgentState.ON_CALL] + counts[AgentState.RINGING],
-            paused=counts[AgentState.PAUSED],
-            wrap_up=counts[AgentState.WRAP_UP],
-            service_level_pct=round(100.0 * queue.answered_in_time / offered, 1) if offered else None,
-            average_wait_seconds=round(queue.total_wait / queue.answered, 1) if queue.answered else 0.0,
-            average_talk_seconds=round(queue.total_talk / queue.talked, 1) if queue.talked else 0.0,
-            changed_at=now,
-        )
+        return queue_stats_event(queue, counts, len(members), now)
 
     def _queue_stats(self, name: str, now: datetime) -> None:
         if name:
