@@ -151,7 +151,8 @@ async def start_sms_outbox(runtime: Any) -> SmsOutbox | None:
         bus=runtime.bus,
         public_base_url=settings.public_base_url,
         default_mps=settings.sms_sender_mps,
-        concurrency=8,  # sends overlap their round trips; each sender's rate (senders table) still paces them
+        batch=settings.sms_outbox_batch,
+        concurrency=settings.sms_outbox_concurrency,  # overlapping round trips; each sender's rate still paces them
     )
     await outbox.start(sole_worker=True)
     return outbox

@@ -142,6 +142,15 @@ class Settings(BaseModel):
         default=None, description="the number (E.164) or Messaging Service SID (MG…) agents' SMS go out from"
     )
     sms_sender_mps: float = Field(default=1.0, gt=0, le=10000, description="messages a second per sender (segments)")
+    sms_outbox_batch: int = Field(
+        default=200, ge=1, le=5000, description="SMS the outbox claims at once (rows locked while they are sent)"
+    )
+    sms_outbox_concurrency: int = Field(
+        default=16,
+        ge=1,
+        le=512,
+        description="SMS requests in flight at once (each sender's rate still paces them; more hides round trips)",
+    )
     sms_queue: str = Field(default="support", description="the queue a new SMS conversation lands in")
     sms_help_text: str = Field(
         default="Contact center: reply to chat with an agent. Reply STOP to opt out, START to opt back in.",

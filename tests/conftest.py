@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from crm_core import migrate
 from crm_core.bus import InMemoryEventBus
 from crm_core.db import make_engine
+from tests.sqlite_template import migrated_sqlite
 
 POSTGRES_ADMIN_URL = os.environ.get("CRM_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CRM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -66,7 +67,7 @@ def postgres_database() -> Iterator[str]:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}"
+        return migrated_sqlite(tmp_path / "crm.db")
     return str(request.getfixturevalue("postgres_database"))
 
 

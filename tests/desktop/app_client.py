@@ -22,6 +22,7 @@ from crm_core.settings import load_settings
 from crm_core.users.models import Role
 from crm_core.users.service import SYSTEM, create_user
 from tests.conftest import POSTGRES_ADMIN_URL
+from tests.sqlite_template import migrated_sqlite
 
 PASSWORD = "a long test password"
 USERS = {
@@ -69,7 +70,7 @@ async def _admin(statement: str) -> None:
 async def database_of_its_own(kind: str, tmp_path: Path) -> AsyncIterator[str]:
     """A database this test may commit to: the app's requests commit, so the shared, rolled-back one will not do."""
     if kind == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
+        yield migrated_sqlite(tmp_path / "app.db")
         return
     name = f"crm_app_{uuid.uuid4().hex[:12]}"
     await _admin(f'CREATE DATABASE "{name}"')

@@ -33,6 +33,7 @@ from cti_bridge.ami import AmiEndpoint
 from cti_bridge.asterisk import AsteriskAdapter
 from cti_bridge.demo_pbx import DemoPbx
 from cti_bridge.generic import PbxSet
+from tests.sqlite_template import migrated_sqlite
 
 PASSWORD = "a long test password"
 XSS_NAME = "<img src=x onerror=alert(1)>"
@@ -134,7 +135,7 @@ async def start_center(
     listener.listen(128)
     port = int(listener.getsockname()[1])
     env = {
-        "CRM_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'crm.db'}",
+        "CRM_DATABASE_URL": migrated_sqlite(tmp / "crm.db"),
         "CRM_DATA_DIR": str(tmp),
         "CRM_HTTP_PORT": str(port),
         "CRM_WRAPUP_SECONDS": str(wrapup_seconds),

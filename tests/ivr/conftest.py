@@ -21,6 +21,7 @@ from crm_core.users.service import SYSTEM
 from ivr.engine import CrmContext
 from ivr.fastagi import FastAgiServer
 from ivr.flow import Flow, load_flow
+from tests.sqlite_template import migrated_sqlite
 
 SAMPLE = Path(__file__).resolve().parents[2] / "ivr" / "flows" / "sample.yaml"
 OPEN_HOURS = datetime.fromisoformat("2026-11-24T15:00:00+00:00")  # a Tuesday, 10:00 in New York
@@ -42,7 +43,7 @@ class Ivr:
 
 
 async def make_ivr(tmp_path: Path, flow: Flow | None = None, speech: Any = None, now: datetime = OPEN_HOURS) -> Ivr:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'ivr.db'}")
+    engine = make_engine(migrated_sqlite(tmp_path / "ivr.db"))
     await migrate.upgrade(engine)
     sessions = make_sessionmaker(engine)
     ids: dict[str, Any] = {}

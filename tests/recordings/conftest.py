@@ -16,6 +16,7 @@ from crm_core.calls.models import CallLog
 from crm_core.db import make_engine, make_sessionmaker
 from crm_core.recordings.models import Recording
 from recordings.vosk_engine import default_model_path, load_model
+from tests.sqlite_template import migrated_sqlite
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +55,7 @@ async def sessions(engine: AsyncEngine) -> AsyncIterator[async_sessionmaker[Asyn
 async def sqlite_sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     """A database of the embedded default for tests whose cost is Vosk, not the database (run once, not per
     database: the claims they rely on are tested on both)."""
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}")
+    engine = make_engine(migrated_sqlite(tmp_path / "crm.db"))
     await migrate.upgrade(engine)
     try:
         yield make_sessionmaker(engine)

@@ -31,6 +31,7 @@ from sms_gateway.campaigns import CampaignDispatcher
 from sms_gateway.outbox import SmsOutbox
 from sms_gateway.twilio_provider import TwilioProvider
 from tests.fakes.twilio_api import FakeTwilio
+from tests.sqlite_template import migrated_sqlite
 
 PASSWORD = "a long test password"
 SENDER = "+15550000100"
@@ -174,7 +175,7 @@ async def start_sms_center(
     base_url = f"http://127.0.0.1:{port}"
     settings = load_settings(
         {
-            "CRM_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'crm.db'}",
+            "CRM_DATABASE_URL": migrated_sqlite(tmp / "crm.db"),
             "CRM_DATA_DIR": str(tmp),
             "CRM_HTTP_PORT": str(port),
             "CRM_SECRET_KEY": "test-secret-key-of-reasonable-length",

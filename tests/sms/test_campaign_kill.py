@@ -21,6 +21,7 @@ from crm_core.sms.models import SmsCampaign, SmsMessage
 from crm_core.sms.senders import SenderIn, save_sender
 from crm_core.users.service import SYSTEM
 from tests.fakes.twilio_api import FakeTwilio
+from tests.sqlite_template import migrated_sqlite
 
 ROOT = Path(__file__).resolve().parents[2]
 # 10,000 in the issue's own run (see the report); fewer by default so the suite stays fast
@@ -46,7 +47,7 @@ async def spawn(database_url: str, twilio: FakeTwilio) -> asyncio.subprocess.Pro
 
 @pytest.mark.slow
 async def test_a_campaign_killed_midway_sends_every_recipient_exactly_once(tmp_path: Path) -> None:
-    database_url = f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}"
+    database_url = migrated_sqlite(tmp_path / "crm.db")
     engine = make_engine(database_url)
     await migrate.upgrade(engine)
     sessions = make_sessionmaker(engine)
