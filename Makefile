@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.run-installed
 DEV_STAMP := $(VENV)/.dev-installed
 PYTEST_ARGS ?=
+# test processes side by side (pytest-xdist; each has its own databases); a module's tests stay in one process
+PYTEST_WORKERS ?= 2
 
 .PHONY: run test lint typecheck unit system-deps bench clean
 
@@ -34,7 +36,7 @@ typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
 unit: $(DEV_STAMP)
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test: $(DEV_STAMP) system-deps lint typecheck unit
 

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 STATUS_RANK = {"queued": 0, "sending": 1, "accepted": 2, "sent": 3, "delivered": 4, "undelivered": 4, "failed": 4}
 STATUS_RANK["opted_out"] = 4
 MAX_VALIDITY_S = 36_000  # Twilio's longest validity period
+CLAIM_AHEAD_S = 2.0  # seconds of sending a claim holds at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +83,6 @@ class SmsOutbox:
         self.concurrency = max(1, concurrency)
         self.rates_every_s = rates_every_s
         self._rates_at = float("-inf")
-        self._accepted: list[tuple[str, str]] = []  # (message id, provider id) to mark in one transaction
         self.wake = asyncio.Event()
         self._buckets: dict[str, TokenBucket] = {}
         self._task: asyncio.Task[None] | None = None
@@ -111,6 +111,12 @@ class SmsOutbox:
         self._rates_at = float("-inf")
         self.wake.set()
 
+    def claim_size(self) -> int:
+        """Rows to claim at once: `batch`, but never more than the fastest sender sends in CLAIM_AHEAD_S (claimed rows
+        wait in `sending`; a slow sender's would outlive their lease and be taken over by another worker)."""
+        fastest = max([self.default_mps, *self.sender_mps.values()])
+        return max(1, min(self.batch, int(fastest * CLAIM_AHEAD_S)))
+
     async def _claim(self) -> list[Claimed]:
         """One UPDATE … RETURNING: the write lock is taken by the first statement (SQLite never meets a stale read
         snapshot), and on PostgreSQL the rows are picked FOR UPDATE SKIP LOCKED in a materialized CTE (run once, so
@@ -121,7 +127,7 @@ class SmsOutbox:
                 select(SmsMessage.id)
                 .where(SmsMessage.status == "queued", SmsMessage.due_at <= now)
                 .order_by(SmsMessage.due_at, SmsMessage.created_at)
-                .limit(self.batch)
+                .limit(self.claim_size())
             )
             if session.get_bind().dialect.name == "postgresql":
                 # WITH due AS MATERIALIZED (… LIMIT n FOR UPDATE SKIP LOCKED) UPDATE … FROM due: a plain
@@ -177,7 +183,9 @@ class SmsOutbox:
                 )
             record_event(session, SmsStatusChanged(row.id, row.conversation_id, row.status, row.error_code, utcnow()))
 
-    async def send_one(self, claimed: Claimed) -> None:
+    async def send_one(self, claimed: Claimed, accepted: list[tuple[str, str]] | None = None) -> None:
+        """Send one claimed message at its sender's rate and mark what became of it; an accepted send is only
+        noted in `accepted` (message id, provider id) when given, to be marked with others in one transaction."""
         await self.bucket(claimed.sender).take(claimed.segments)
         callback = status_callback_for(self.public_base_url, claimed.id) if self.public_base_url else None
         validity: int | None = None
@@ -230,15 +238,14 @@ class SmsOutbox:
                     error_detail=exc.message[:255],
                 )
         else:
-            if self.concurrency > 1:  # many in flight: marked together after the batch, one transaction
-                self._accepted.append((claimed.id, sid))
+            if accepted is not None:  # many in flight: marked together, one transaction
+                accepted.append((claimed.id, sid))
             else:
                 await self._mark(claimed.id, status="accepted", provider_sid=sid, error_code=None, error_detail=None)
 
-    async def _mark_accepted(self) -> None:
-        """Mark the batch's accepted sends at once (only those still `sending`: a status callback that came first
+    async def _mark_accepted(self, accepted: list[tuple[str, str]]) -> None:
+        """Mark a batch's accepted sends at once (only those still `sending`: a status callback that came first
         has already moved its row further)."""
-        accepted, self._accepted = self._accepted, []
         if not accepted:
             return
         now = utcnow()
@@ -268,9 +275,9 @@ class SmsOutbox:
                 if conversation_id is not None:  # a campaign's messages are in no agent's thread: no live fan-out
                     record_event(session, SmsStatusChanged(ref, conversation_id, status, None, now))
 
-    async def _send_guarded(self, message: Claimed) -> None:
+    async def _send_guarded(self, message: Claimed, accepted: list[tuple[str, str]] | None = None) -> None:
         try:
-            await self.send_one(message)
+            await self.send_one(message, accepted)
         except Exception:  # the row stays `sending`; recovery settles it with the provider
             log.exception("SMS %s: sending failed unexpectedly", message.id)
 
@@ -283,17 +290,60 @@ class SmsOutbox:
             for message in claimed:
                 await self._send_guarded(message)
             return len(claimed)
-        gate = asyncio.Semaphore(self.concurrency)
+        await self._send_batch(claimed, asyncio.Semaphore(self.concurrency), asyncio.Event())
+        return len(claimed)
+
+    async def _send_batch(self, claimed: list[Claimed], gate: asyncio.Semaphore, all_started: asyncio.Event) -> None:
+        """Send a batch `gate` requests at a time, then mark its accepted sends in one transaction; `all_started` is
+        set once the last message of the batch has its slot (only the last few are still on their way)."""
+        accepted: list[tuple[str, str]] = []
+        waiting = len(claimed)
 
         async def gated(message: Claimed) -> None:
+            nonlocal waiting
             async with gate:
-                await self._send_guarded(message)
+                waiting -= 1
+                if not waiting:
+                    all_started.set()
+                await self._send_guarded(message, accepted)
 
         try:
             await asyncio.gather(*(gated(m) for m in claimed))
         finally:
-            await self._mark_accepted()
-        return len(claimed)
+            all_started.set()
+            await self._mark_accepted(accepted)
+
+    async def send_due(self) -> int:
+        """Send everything due, claiming the next batch while the last messages of the one before are still on
+        their way (a batch boundary never leaves the sender's rate unused); the number sent."""
+        if self.concurrency == 1:
+            sent = 0
+            while count := await self.run_once():
+                sent += count
+            return sent
+        gate = asyncio.Semaphore(self.concurrency)
+        batches: set[asyncio.Task[None]] = set()
+        sent = 0
+        try:
+            while True:
+                if time.monotonic() - self._rates_at >= self.rates_every_s:
+                    await self.refresh_rates()
+                claimed = await self._claim()
+                if not claimed:
+                    break
+                sent += len(claimed)
+                all_started = asyncio.Event()
+                batch = asyncio.create_task(self._send_batch(claimed, gate, all_started), name="sms-outbox-batch")
+                batches.add(batch)
+                batch.add_done_callback(batches.discard)
+                await all_started.wait()
+        except asyncio.CancelledError:
+            for batch in batches:  # a stop cuts sends off as run_once does: their rows stay `sending` for recovery
+                batch.cancel()
+            raise
+        finally:
+            await asyncio.gather(*batches, return_exceptions=True)  # each marks what it had sent
+        return sent
 
     async def recover(self, *, stale_after_s: float | None = None) -> int:
         """Settle messages left `sending` (the process died mid-send): the provider's record decides whether it
@@ -332,8 +382,7 @@ class SmsOutbox:
     async def _loop(self) -> None:
         while True:
             try:
-                while await self.run_once():
-                    pass
+                await self.send_due()
                 await self.recover()
             except Exception:
                 log.exception("the SMS outbox failed; trying again")

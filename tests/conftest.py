@@ -41,15 +41,10 @@ def bus() -> RecordingBus:
     return RecordingBus()
 
 
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A database of its own for this test run (so parallel runs never meet), dropped afterwards."""
+def _postgres_admin(statement: str) -> None:
     import asyncio
 
-    name = f"crm_test_{uuid.uuid4().hex[:12]}"
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
-
-    async def _admin(statement: str) -> None:
+    async def run() -> None:
         engine = create_async_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
         try:
             async with engine.connect() as connection:
@@ -57,11 +52,41 @@ def postgres_database() -> Iterator[str]:
         finally:
             await engine.dispose()
 
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A database migrated once for this test run (each worker of a parallel run has its own), to copy."""
+    import asyncio
+
+    name = f"crm_tmpl_{uuid.uuid4().hex[:12]}"
+
+    async def migrated() -> None:
+        engine = make_engine(f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}")
+        try:
+            await migrate.upgrade(engine)
+        finally:
+            await engine.dispose()  # a template is copied only while nobody is connected to it
+
+    _postgres_admin(f'CREATE DATABASE "{name}"')
     try:
-        yield f"{base}/{name}"
+        asyncio.run(migrated())
+        yield name
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def postgres_database(postgres_template: str) -> Iterator[str]:
+    """A database of its own for each test module, a copy of the migrated template: what one module commits (and
+    the sequences it moves, which no rollback resets) never meets another module, in whatever order they run."""
+    name = f"crm_test_{uuid.uuid4().hex[:12]}"
+    _postgres_admin(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
+    try:
+        yield f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
