@@ -31,6 +31,9 @@ STATUS_RANK = {"queued": 0, "sending": 1, "accepted": 2, "sent": 3, "delivered":
 STATUS_RANK["opted_out"] = 4
 MAX_VALIDITY_S = 36_000  # Twilio's longest validity period
 CLAIM_AHEAD_S = 2.0  # seconds of sending a claim holds at most
+# a sender that fell behind (a slow answer, a pause) catches up with at most this many seconds of its rate at once:
+# over any stretch of time it sends its rate, give or take a quarter second's worth, never a whole second's burst
+BURST_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +94,8 @@ class SmsOutbox:
         bucket = self._buckets.get(sender)
         if bucket is None:
             # empty at first: a new worker does not open with a whole second's burst on top of the rate
-            bucket = TokenBucket(self.sender_mps.get(sender, self.default_mps), start_full=False)
+            mps = self.sender_mps.get(sender, self.default_mps)
+            bucket = TokenBucket(mps, burst=mps * BURST_S, start_full=False)
             self._buckets[sender] = bucket
         return bucket
 
@@ -103,7 +107,7 @@ class SmsOutbox:
             self.sender_mps[address] = mps
             bucket = self._buckets.get(address)
             if bucket is not None and bucket.rate != mps:
-                bucket.rate, bucket.burst = mps, max(mps, 1.0)
+                bucket.rate, bucket.burst = mps, max(mps * BURST_S, 1.0)
         self._rates_at = time.monotonic()
 
     def rates_due(self) -> None:
