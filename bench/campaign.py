@@ -132,7 +132,9 @@ async def measure(fake: FakeTwilioProcess, window: float) -> float:
     return (last - first) / (ended - started)
 
 
-async def run(recipients: int, window: float, warmup: float, admin_url: str) -> dict[str, Any]:
+async def run(
+    recipients: int, window: float, warmup: float, admin_url: str, outbox_batch: int, outbox_concurrency: int
+) -> dict[str, Any]:
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -154,7 +156,12 @@ async def run(recipients: int, window: float, warmup: float, admin_url: str) -> 
     engine = make_engine(url, pool_size=6)
     sessions = make_sessionmaker(engine)
     fake = FakeTwilioProcess()
-    figures: dict[str, Any] = {"recipients": recipients, "window_s": window}
+    figures: dict[str, Any] = {
+        "recipients": recipients,
+        "window_s": window,
+        "outbox_batch": outbox_batch,
+        "outbox_concurrency": outbox_concurrency,
+    }
     try:
         await migrate.upgrade(engine)
         started = time.perf_counter()
@@ -201,8 +208,11 @@ async def run(recipients: int, window: float, warmup: float, admin_url: str) -> 
             return sid
 
         provider.send = send_and_note  # type: ignore[method-assign]
-        outbox = SmsOutbox(sessions, provider, default_mps=100, batch=500, every_s=0.1, concurrency=48)
-        dispatcher = CampaignDispatcher(sessions, batch=1000, every_s=0.2, on_queued=outbox.wake.set, max_backlog=5000)
+        outbox = SmsOutbox(
+            sessions, provider, default_mps=100, batch=outbox_batch, every_s=0.1, concurrency=outbox_concurrency
+        )
+        # the default batch (200): a batch is rendered in one go on the event loop, so a small one keeps the sends going
+        dispatcher = CampaignDispatcher(sessions, every_s=0.2, on_queued=outbox.wake.set, max_backlog=5000)
         async with sessions() as session, session.begin():
             await change_campaign(session=session, actor=SYSTEM, campaign_id=campaign.id, action="start")
         await outbox.start()
@@ -247,10 +257,14 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=1_000_000)
     parser.add_argument("--window", type=float, default=60.0, help="seconds each rate is measured over")
     parser.add_argument("--warmup", type=float, default=None, help="seconds before each window (default window/6)")
+    parser.add_argument("--batch", type=int, default=500, help="the outbox's claim size (CRM_SMS_OUTBOX_BATCH)")
+    parser.add_argument(
+        "--concurrency", type=int, default=48, help="the outbox's requests in flight (CRM_SMS_OUTBOX_CONCURRENCY)"
+    )
     parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
     warmup = args.warmup if args.warmup is not None else max(2.0, args.window / 6)
-    figures = asyncio.run(run(args.recipients, args.window, warmup, args.postgres))
+    figures = asyncio.run(run(args.recipients, args.window, warmup, args.postgres, args.batch, args.concurrency))
     print(json.dumps(figures))
 
 

@@ -32,8 +32,8 @@ STATUS_RANK["opted_out"] = 4
 MAX_VALIDITY_S = 36_000  # Twilio's longest validity period
 CLAIM_AHEAD_S = 2.0  # seconds of sending a claim holds at most
 # a sender that fell behind (a slow answer, a pause) catches up with at most this many seconds of its rate at once:
-# over any stretch of time it sends its rate, give or take a quarter second's worth, never a whole second's burst
-BURST_S = 0.25
+# over any stretch of time it sends its rate, give or take half a second's worth, never a whole second's burst
+BURST_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
