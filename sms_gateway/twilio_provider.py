@@ -7,6 +7,7 @@ import logging
 import re
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from twilio.base.exceptions import TwilioException, TwilioRestException
@@ -32,8 +33,9 @@ INVALID_NUMBER_CODES = {21211, 21214, 21217, 21401, 21407, 21408, 21612, 21614}
 
 
 class BasicAuthHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
-    """twilio's async client with the credentials sent as a ready Authorization header: aiohttp deprecated the
-    BasicAuth object the SDK builds, and the header is what Twilio reads either way."""
+    """twilio's async client with the credentials sent as a ready Authorization header (aiohttp deprecated the
+    BasicAuth object the SDK builds, and the header is what Twilio reads either way), and the form encoded here in
+    one call: the same bytes aiohttp's FormData would make, at a fraction of its cost per message."""
 
     async def request(
         self,
@@ -47,6 +49,10 @@ class BasicAuthHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
         allow_redirects: bool = False,
     ) -> Response:
         headers = dict(headers or {})
+        form: str | None = None
+        if data:
+            form = urlencode(data, doseq=True)
+            headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
         if auth is not None:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
             headers["Authorization"] = f"Basic {token}"
@@ -54,7 +60,7 @@ class BasicAuthHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
             method,
             url,
             params=params,
-            data=data,
+            data=form,
             headers=headers,
             auth=None,
             timeout=timeout,
