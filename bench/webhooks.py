@@ -257,7 +257,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=2, help="`crm webhooks` processes (worker 0 is restarted)")
     parser.add_argument("--in-flight", type=int, default=64, help="the subscription's requests at once (per worker)")
-    parser.add_argument("--poll-s", type=float, default=0.005, help="how often a worker looks for due deliveries")
+    parser.add_argument(
+        "--poll-s", type=float, default=1.0, help="how often a worker looks for due deliveries besides NOTIFY"
+    )
     parser.add_argument("--lease-s", type=float, default=2.0, help="CRM_WEBHOOK_LEASE_S of the workers")
     parser.add_argument("--drain-s", type=float, default=300.0, help="how long to wait for the last deliveries")
     parser.add_argument("--no-restart", dest="restart", action="store_false", help="kill no worker")

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm_core.bus import EventBus
 from crm_core.db import unit_of_work, utcnow
@@ -28,6 +28,10 @@ from crm_core.webhooks.service import mark_all_sending_due, record_deliveries
 
 log = logging.getLogger(__name__)
 RECORD_BATCH = 500
+# On PostgreSQL a recorder NOTIFYs this channel in the transaction that writes deliveries (so at its commit), and
+# sending workers LISTEN to it: a delivery is claimed as soon as it is there, not at the next poll
+NOTIFY_CHANNEL = "crm_webhook_deliveries"
+TARGETS_TTL_S = 1.0  # how long the active subscriptions read for claiming are used before they are read again
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,10 @@ class WebhookWorker:
         self._tasks: list[asyncio.Task[None]] = []
         self._recorder_idle = asyncio.Event()
         self._recorder_idle.set()
+        self._targets_cache: tuple[float, list[Target]] | None = None
+        self.listening = asyncio.Event()  # set while new deliveries wake the sender (PostgreSQL's NOTIFY)
+        self.looking = asyncio.Event()  # the sender is claiming (set) or waiting for a wake-up (`idle` set)
+        self.idle = asyncio.Event()
         # told (delivery id, status it was marked with) after each mark commits: metrics, tests
         self.on_marked: list[Callable[[str, str], None]] = []
 
@@ -126,13 +134,21 @@ class WebhookWorker:
     async def record(self, events: list[WebhookEvent]) -> int:
         async with unit_of_work(self.sessions) as session:
             written = await record_deliveries(session=session, events=events, retry_window=self.retry.window)
+            if written and session.get_bind().dialect.name == "postgresql":
+                await session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))  # heard by the senders at the commit
         if written:
+            cached = self._targets_cache
+            if cached is not None and not {r.subscription_id for r in written} <= {t.id for t in cached[1]}:
+                self._targets_cache = None  # a subscription made since the last read: read them again
             self.wake.set()
         return len(written)
 
     # --- claiming and sending ----------------------------------------------------------------------------------
 
     async def _targets(self) -> list[Target]:
+        now = asyncio.get_running_loop().time()
+        if self._targets_cache is not None and now - self._targets_cache[0] < TARGETS_TTL_S:
+            return self._targets_cache[1]
         async with self.sessions() as session:
             rows = await session.execute(
                 select(
@@ -142,7 +158,9 @@ class WebhookWorker:
                     WebhookSubscription.max_in_flight,
                 ).where(WebhookSubscription.active.is_(True))
             )
-            return [Target(*row) for row in rows]
+            targets = [Target(*row) for row in rows]
+        self._targets_cache = (now, targets)
+        return targets
 
     async def _claim(self, subscription_id: str, limit: int) -> list[Claimed]:
         """Due rows of one subscription: pending ones whose time has come and sending ones whose lease ran out."""
@@ -314,14 +332,61 @@ class WebhookWorker:
 
     async def _send_loop(self) -> None:
         while not self._stopping.is_set():
+            self.idle.clear()
+            self.looking.set()
             self.wake.clear()
             try:
                 while await self.run_once() and not self._stopping.is_set():
                     pass
             except Exception:
                 log.exception("claiming webhook deliveries failed; trying again")
+            self.looking.clear()
+            self.idle.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), self.every_s)
+
+    async def wait_until_idle(self) -> None:
+        """Until the sender waits for a wake-up with none pending (for tests: what wakes it next is then known)."""
+        while True:
+            await self.idle.wait()
+            if not self.wake.is_set():
+                return
+            await self.looking.wait()  # woken already: its next look begins before it is idle again
+
+    async def _listen_loop(self) -> None:
+        """PostgreSQL only: wake the sender whenever any process commits new deliveries (LISTEN/NOTIFY). Polling
+        every `every_s` stays as the fallback (a lost connection, leases running out, retries coming due)."""
+        bind = self.sessions.kw.get("bind")
+        if not isinstance(bind, AsyncEngine) or bind.dialect.name != "postgresql":
+            return
+        while not self._stopping.is_set():
+            try:
+                async with bind.connect() as connection:
+                    raw = await connection.get_raw_connection()
+                    driver: Any = raw.driver_connection  # asyncpg's connection, which can LISTEN
+                    lost = asyncio.Event()
+
+                    def heard(*_: object) -> None:
+                        self.wake.set()
+
+                    driver.add_termination_listener(lambda *_, lost=lost: lost.set())
+                    await driver.add_listener(NOTIFY_CHANNEL, heard)
+                    self.listening.set()
+                    self.wake.set()  # what was written before we listened
+                    stopping = asyncio.ensure_future(self._stopping.wait())
+                    dropped = asyncio.ensure_future(lost.wait())
+                    try:
+                        await asyncio.wait({stopping, dropped}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        stopping.cancel()
+                        dropped.cancel()
+                    self.listening.clear()
+                    if not lost.is_set():
+                        await driver.remove_listener(NOTIFY_CHANNEL, heard)
+            except Exception:
+                log.warning("cannot listen for new webhook deliveries; polling every %.1f s", self.every_s)
+            with contextlib.suppress(TimeoutError):  # then listen again
+                await asyncio.wait_for(self._stopping.wait(), 5.0)
 
     # --- life ----------------------------------------------------------------------------------------------
 
@@ -337,6 +402,7 @@ class WebhookWorker:
         if self.sending:
             self._tasks.append(asyncio.create_task(self._mark_delivered_loop(), name="webhook-marker"))
             self._tasks.append(asyncio.create_task(self._send_loop(), name="webhook-sender"))
+            self._tasks.append(asyncio.create_task(self._listen_loop(), name="webhook-listener"))
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """Wait until every event taken so far is written (and, sending, every send started has ended)."""
@@ -378,6 +444,9 @@ class WebhookWorker:
             recorder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await recorder
+        listener = loops.pop("webhook-listener", None)
+        if listener is not None:
+            await listener  # it ends once stopping is set, its connection given back
         self._tasks.clear()
 
     def stats(self) -> dict[str, Any]:

@@ -4,13 +4,14 @@ for an event however many processes see it."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm_core.bus import InMemoryEventBus
@@ -23,9 +24,11 @@ from crm_core.tickets.service import create_ticket, update_ticket
 from crm_core.users.models import Role
 from crm_core.users.service import SYSTEM, Actor
 from crm_core.webhooks.catalog import webhook_event_of
-from crm_core.webhooks.models import WebhookDelivery
+from crm_core.webhooks.models import WebhookDelivery, WebhookSubscription
+from crm_core.webhooks.sender import WebhookSender
 from crm_core.webhooks.service import list_deliveries, replay_delivery
-from tests.webhooks.conftest import WorkerFactory, subscribe
+from crm_core.webhooks.worker import WebhookWorker
+from tests.webhooks.conftest import LOCAL, WorkerFactory, subscribe
 from tests.webhooks.marks import Marks
 from tests.webhooks.receiver import Receiver
 
@@ -271,3 +274,42 @@ async def test_the_documented_check_verifies_a_delivery_as_received(
     await bus.publish(ticket_event(6))
     [got] = await receiver.wait_for(1)
     assert docs_verify()(subscription.secret, got.body, got.signature)
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_a_sender_that_never_polls_gets_what_another_process_records(
+    postgres_database: str, receiver: Receiver
+) -> None:
+    """LISTEN/NOTIFY: the recording process's commit wakes the sending one, which here would otherwise look for
+    due deliveries once an hour."""
+    engines = [make_engine(postgres_database, pool_size=2) for _ in range(2)]
+    recording, sending = (make_sessionmaker(engine) for engine in engines)
+    recorder = WebhookWorker(recording, WebhookSender(LOCAL), send=False)
+    sender = WebhookWorker(sending, WebhookSender(LOCAL), every_s=3600)
+    try:
+        subscription = await subscribe(recording, receiver.url, ["ticket.updated"])
+        await sender.start()
+        async with asyncio.timeout(15):
+            await sender.listening.wait()
+            await sender.wait_until_idle()  # from here only a NOTIFY (or an hour) wakes it
+        bus = InMemoryEventBus()
+        recorder.attach(bus)
+        await recorder.start()
+        for number in (1, 2, 3):
+            await bus.publish(ticket_event(number))
+        got = await receiver.wait_for(3)
+        assert sorted(json.loads(r.body)["data"]["number"] for r in got) == [1, 2, 3]
+        async with sending() as session:
+            rows = list(
+                await session.scalars(select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription.id))
+            )
+        assert len(rows) == 3 and all(row.attempts == 1 for row in rows)
+    finally:
+        for worker in (sender, recorder):
+            await worker.stop(drain_s=1)
+            await worker.sender.close()
+        async with unit_of_work(recording) as session:
+            await session.execute(delete(WebhookSubscription))
+        for engine in engines:
+            await engine.dispose()
+    assert not sender.listening.is_set()  # stopped: the listening connection was given back
