@@ -198,3 +198,23 @@ async def test_the_token_bucket_holds_the_rate_in_segments() -> None:
 def test_gsm7_or_ucs2_and_the_segment_count(text: str, encoding: str, segments: int) -> None:
     shape = sms_shape(text)
     assert (shape.encoding, shape.segments) == (encoding, segments)
+
+
+async def test_batches_overlapping_send_everything_once_and_a_slow_sender_claims_little(
+    sessions: async_sessionmaker[AsyncSession], provider: TwilioProvider, twilio: FakeTwilio
+) -> None:
+    """Many small batches with requests in flight (the next batch is claimed while the last sends of the one before
+    are on their way): every message is sent exactly once and marked accepted. A claim never holds more than two
+    seconds of the fastest sender's rate (rows wait `sending` meanwhile; a slow sender's would outlive their lease)."""
+    numbers = await queue(sessions, 60)
+    outbox = SmsOutbox(sessions, provider, default_mps=100_000, batch=7, concurrency=4)
+    assert await outbox.send_due() == 60
+    sent = [m["to"] for m in twilio.accepted if m["to"] in set(numbers)]
+    assert sorted(sent) == sorted(numbers)
+    found = await rows(sessions, numbers)
+    assert {m.status for m in found.values()} == {"accepted"}
+    assert len({m.provider_sid for m in found.values()}) == 60
+    assert await outbox.send_due() == 0
+    assert SmsOutbox(sessions, provider, default_mps=1, batch=200).claim_size() == 2
+    assert SmsOutbox(sessions, provider, default_mps=1, sender_mps={SENDER: 30}, batch=200).claim_size() == 60
+    assert SmsOutbox(sessions, provider, default_mps=1000, batch=200).claim_size() == 200
