@@ -446,7 +446,12 @@ class WebhookWorker:
                 await recorder
         listener = loops.pop("webhook-listener", None)
         if listener is not None:
-            await listener  # it ends once stopping is set, its connection given back
+            with contextlib.suppress(TimeoutError):  # it ends once stopping is set, its connection given back
+                async with asyncio.timeout(max(drain_s, 1.0)):
+                    await asyncio.shield(listener)
+            listener.cancel()  # still connecting to a database that does not answer: given up
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
         self._tasks.clear()
 
     def stats(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 from sqlalchemy import select
 
+from crm_core.calls.events import CallEnded
 from crm_core.calls.models import CallLog
 from tests.desktop.live import PASSWORD, XSS_NAME, LiveCenter, start_center
 
@@ -185,8 +187,19 @@ async def test_hold_and_resume_from_the_desktop_with_the_state_shown(browser: Br
     await card.locator(".resume").click()
     await expect(card.locator(".call-state")).to_have_text("up")
     await expect(card.locator(".hold")).to_be_visible()
+    ended: asyncio.Future[CallEnded] = asyncio.get_running_loop().create_future()
+
+    def call_ended(event: CallEnded) -> None:
+        if event.linkedid == linkedid and not ended.done():
+            ended.set_result(event)
+
+    center.runtime.bus.subscribe(CallEnded, call_ended)
     await card.locator(".hangup").click()
     await expect(card.locator(".call-state")).to_have_text("wrap-up")
+    # the agent's leg ends first (wrap-up), the call a moment later: its log is written from CallEnded
+    await asyncio.wait_for(ended, 10)
+    assert center.writer is not None
+    await center.writer.drain()
     async with center.runtime.sessions() as session:
         logs = (await session.scalars(select(CallLog).where(CallLog.linkedid == linkedid))).all()
     assert len(logs) == 1 and logs[0].hold_seconds > 0 and logs[0].agent == "1001"
