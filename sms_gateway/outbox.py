@@ -116,10 +116,14 @@ class SmsOutbox:
         self.wake.set()
 
     def claim_size(self) -> int:
-        """Rows to claim at once: `batch`, but never more than the fastest sender sends in CLAIM_AHEAD_S (claimed rows
-        wait in `sending`; a slow sender's would outlive their lease and be taken over by another worker)."""
+        """Rows to claim at once: `batch`, but never more than the fastest sender sends in CLAIM_AHEAD_S."""
         fastest = max([self.default_mps, *self.sender_mps.values()])
         return max(1, min(self.batch, int(fastest * CLAIM_AHEAD_S)))
+
+    def sender_claim_limit(self, sender: str) -> int:
+        """A claim keeps at most what `sender` sends in CLAIM_AHEAD_S: claimed rows wait in `sending`, and a slow
+        sender's would outlive their lease, to be settled and queued again (and so sent twice) by recovery."""
+        return max(1, min(self.batch, int(self.sender_mps.get(sender, self.default_mps) * CLAIM_AHEAD_S)))
 
     async def _claim(self) -> list[Claimed]:
         """One UPDATE … RETURNING: the write lock is taken by the first statement (SQLite never meets a stale read
@@ -159,7 +163,23 @@ class SmsOutbox:
                 .execution_options(synchronize_session=False)
             )
             found = sorted(claimed, key=lambda r: (r.due_at, r.created_at))
-            return [Claimed(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in found]
+            kept, over = [], []
+            per_sender: dict[str, int] = {}
+            for row in found:  # no sender holds more than it sends in CLAIM_AHEAD_S: the rest go back, in order
+                taken = per_sender.get(row.from_number, 0)
+                if taken < self.sender_claim_limit(row.from_number):
+                    per_sender[row.from_number] = taken + 1
+                    kept.append(row)
+                else:
+                    over.append(row.id)
+            if over:
+                await session.execute(
+                    update(SmsMessage)
+                    .where(SmsMessage.id.in_(over))
+                    .values(status="queued", attempts=SmsMessage.attempts - 1)
+                    .execution_options(synchronize_session=False)
+                )
+            return [Claimed(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in kept]
 
     async def _mark(self, message_id: str, **values: Any) -> None:
         """Record what became of a send, never moving a message back (a status callback may have come first)."""

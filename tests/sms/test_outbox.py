@@ -218,3 +218,20 @@ async def test_batches_overlapping_send_everything_once_and_a_slow_sender_claims
     assert SmsOutbox(sessions, provider, default_mps=1, batch=200).claim_size() == 2
     assert SmsOutbox(sessions, provider, default_mps=1, sender_mps={SENDER: 30}, batch=200).claim_size() == 60
     assert SmsOutbox(sessions, provider, default_mps=1000, batch=200).claim_size() == 200
+
+
+async def test_a_claim_keeps_only_what_each_sender_sends_in_two_seconds(
+    sessions: async_sessionmaker[AsyncSession], provider: TwilioProvider
+) -> None:
+    """A slow sender's messages behind a fast one's batch size: the claim keeps two seconds' worth of them and puts
+    the rest back `queued`, in order and with their attempts as they were (never left `sending` past the lease)."""
+    numbers = await queue(sessions, 12)
+    outbox = SmsOutbox(sessions, provider, default_mps=1, sender_mps={"+15550000999": 500}, batch=200)
+    assert outbox.claim_size() == 200 and outbox.sender_claim_limit(SENDER) == 2
+    claimed = [c for c in await outbox._claim() if c.to in set(numbers)]
+    assert [c.to for c in claimed] == numbers[:2]
+    found = await rows(sessions, numbers)
+    assert [found[n].status for n in numbers] == ["sending"] * 2 + ["queued"] * 10
+    assert [found[n].attempts for n in numbers] == [1] * 2 + [0] * 10
+    claimed = [c for c in await outbox._claim() if c.to in set(numbers)]
+    assert [c.to for c in claimed] == numbers[2:4]  # the next two, in order
