@@ -3,6 +3,7 @@ every service calls."""
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from dataclasses import dataclass
@@ -21,8 +22,15 @@ from crm_core.users.events import RevokeReason, UserSessionsRevoked
 from crm_core.users.models import Role, User
 
 _hasher = PasswordHasher()
-# Verified against when the username is unknown, so a wrong username costs the same time as a wrong password.
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the username is unknown, so a wrong username costs the same time as a wrong password.
+    Made at the first such sign-in, not at import: every process and `crm` command would pay an argon2 hash."""
+    return str(_hasher.hash("not-a-real-password"))
+
+
 MIN_PASSWORD_LENGTH = 10
 
 
@@ -129,7 +137,7 @@ async def create_user(
 def password_matches(user: User | None, password: str) -> bool:
     """Whether `password` is the user's; an unknown user costs the same time as a wrong password."""
     try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        _hasher.verify(user.password_hash if user else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         return False
     return user is not None
