@@ -115,15 +115,17 @@ class SmsOutbox:
         self._rates_at = float("-inf")
         self.wake.set()
 
+    def _claim_limit(self, mps: float) -> int:
+        return max(1, min(self.batch, int(mps * CLAIM_AHEAD_S)))
+
     def claim_size(self) -> int:
         """Rows to claim at once: `batch`, but never more than the fastest sender sends in CLAIM_AHEAD_S."""
-        fastest = max([self.default_mps, *self.sender_mps.values()])
-        return max(1, min(self.batch, int(fastest * CLAIM_AHEAD_S)))
+        return self._claim_limit(max([self.default_mps, *self.sender_mps.values()]))
 
     def sender_claim_limit(self, sender: str) -> int:
         """A claim keeps at most what `sender` sends in CLAIM_AHEAD_S: claimed rows wait in `sending`, and a slow
         sender's would outlive their lease, to be settled and queued again (and so sent twice) by recovery."""
-        return max(1, min(self.batch, int(self.sender_mps.get(sender, self.default_mps) * CLAIM_AHEAD_S)))
+        return self._claim_limit(self.sender_mps.get(sender, self.default_mps))
 
     async def _claim(self) -> list[Claimed]:
         """One UPDATE … RETURNING: the write lock is taken by the first statement (SQLite never meets a stale read

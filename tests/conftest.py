@@ -41,18 +41,21 @@ def bus() -> RecordingBus:
     return RecordingBus()
 
 
+async def postgres_admin(statement: str) -> None:
+    """Run one statement (CREATE/DROP DATABASE) on the PostgreSQL server, outside any transaction."""
+    engine = create_async_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
 def _postgres_admin(statement: str) -> None:
+    """The same from a synchronous fixture (no event loop running)."""
     import asyncio
 
-    async def run() -> None:
-        engine = create_async_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as connection:
-                await connection.execute(text(statement))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(run())
+    asyncio.run(postgres_admin(statement))
 
 
 @pytest.fixture(scope="session")

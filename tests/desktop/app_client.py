@@ -13,15 +13,13 @@ from typing import Any
 
 from quart import Quart
 from quart.testing import QuartClient
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from agent_desktop.app import create_app
 from agent_desktop.runtime import Runtime, build_runtime, migrate_database
 from crm_core.settings import load_settings
 from crm_core.users.models import Role
 from crm_core.users.service import SYSTEM, create_user
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.conftest import POSTGRES_ADMIN_URL, postgres_admin
 from tests.sqlite_template import migrated_sqlite
 
 PASSWORD = "a long test password"
@@ -57,15 +55,6 @@ class AppUnderTest:
         return client, meta.group(1)
 
 
-async def _admin(statement: str) -> None:
-    engine = create_async_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
 @asynccontextmanager
 async def database_of_its_own(kind: str, tmp_path: Path) -> AsyncIterator[str]:
     """A database this test may commit to: the app's requests commit, so the shared, rolled-back one will not do."""
@@ -73,11 +62,11 @@ async def database_of_its_own(kind: str, tmp_path: Path) -> AsyncIterator[str]:
         yield migrated_sqlite(tmp_path / "app.db")
         return
     name = f"crm_app_{uuid.uuid4().hex[:12]}"
-    await _admin(f'CREATE DATABASE "{name}"')
+    await postgres_admin(f'CREATE DATABASE "{name}"')
     try:
         yield f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     finally:
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @asynccontextmanager
