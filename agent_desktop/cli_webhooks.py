@@ -60,6 +60,8 @@ def webhooks(poll: float) -> None:
             await stop.wait()
         finally:
             await stop_webhook_worker(worker)
+            stats = worker.stats()
+            console.print(f"Webhook worker stopped: {stats['claimed']} deliveries taken in {stats['claims']} claims.")
 
     run_with_runtime(_work, settings=settings)
 

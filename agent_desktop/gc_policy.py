@@ -6,6 +6,8 @@ agents a full collection took 50–77 ms here, and every pop that arrived meanwh
 the whole pop p99). So the oldest generation is no longer collected automatically; instead, every `every_s`
 seconds a tick collects it — only what is *not* frozen yet, what arrived since the last tick — and freezes whatever
 survived (`gc.freeze`), i.e. moves it out of every later scan. An agent connected for a shift is scanned once.
+A tick's pause grows with what survived since the last one: at every 2 s, a busy server's ticks paused it for up to
+24 ms (bench/generic_cti.py, 150 pushed CTI events/s); every 0.25 s, for at most 7 ms, for the same total.
 
 The price: a frozen object that later dies inside a reference cycle is not reclaimed while it is frozen (the state of
 an agent who disconnected, mostly; a call's own objects die by reference counting, see crm_core.calls.service). So
@@ -38,7 +40,7 @@ def resident_bytes() -> int:
 
 
 class GcPolicy:
-    def __init__(self, *, every_s: float = 2.0, reclaim_growth: float = 1.0) -> None:
+    def __init__(self, *, every_s: float = 0.25, reclaim_growth: float = 1.0) -> None:
         if every_s <= 0:
             raise ValueError("every_s must be positive")
         if reclaim_growth <= 0:

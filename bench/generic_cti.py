@@ -97,14 +97,14 @@ def add_mappings(path: Path, count: int) -> None:
 # --- server process ----------------------------------------------------------------------------------------------
 
 
-def server_main(db_path: str, pbx_port: int, commands: Any, replies: Any) -> None:
+def server_main(db_path: str, pbx_port: int, gc_every_s: float | None, commands: Any, replies: Any) -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(_server(db_path, pbx_port, commands, replies))
+    asyncio.run(_server(db_path, pbx_port, gc_every_s, commands, replies))
 
 
-async def _server(db_path: str, pbx_port: int, commands: Any, replies: Any) -> None:
+async def _server(db_path: str, pbx_port: int, gc_every_s: float | None, commands: Any, replies: Any) -> None:
     from hypercorn.asyncio import serve as hypercorn_serve
     from hypercorn.config import Config
 
@@ -130,6 +130,7 @@ async def _server(db_path: str, pbx_port: int, commands: Any, replies: Any) -> N
             "CRM_SECRET_KEY": SECRET_KEY,
             "CRM_WRAPUP_SECONDS": "0",
             "CRM_LOG_LEVEL": "WARNING",
+            **({"CRM_GC_FREEZE_EVERY_S": str(gc_every_s)} if gc_every_s is not None else {}),
             "CRM_GENERIC_PBXES": json.dumps([{"name": PBX, "token": TOKEN, "region": "US"}]),
         }
     )
@@ -323,13 +324,17 @@ def spread(values: list[float]) -> dict[str, float | int]:
     return {"p50": round(statistics.median(values), 3), "p99": round(percentile(values, 0.99), 3), "n": len(values)}
 
 
-def pause_figures(pauses: list[tuple[int, float]]) -> dict[str, float | int]:
-    """A phase's collections: how many, of which full (generation 2), their longest and total pause (ms)."""
+def pause_figures(pauses: list[tuple[int, float]]) -> dict[str, Any]:
+    """A phase's collections: how many, of which full (generation 2), their longest and total pause (ms), and the
+    longest pause of each generation."""
     return {
         "count": len(pauses),
         "full": sum(1 for generation, _ in pauses if generation == 2),
         "max_ms": round(max((ms for _, ms in pauses), default=0.0), 2),
         "total_ms": round(sum(ms for _, ms in pauses), 1),
+        "max_ms_by_generation": {
+            str(g): round(max((ms for gen, ms in pauses if gen == g), default=0.0), 2) for g in (0, 1, 2)
+        },
     }
 
 
@@ -344,6 +349,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="calls offered per second, on each path")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument("--gc-every-s", type=float, default=None, help="the server's CRM_GC_FREEZE_EVERY_S")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "crm-bench-generic-cti")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -361,7 +367,9 @@ def main() -> None:
     _, pbx_port = pbx_replies.get(timeout=60)
     commands: Any = mp.Queue()
     replies: Any = mp.Queue()
-    server = mp.Process(target=server_main, args=(str(db_path), pbx_port, commands, replies), daemon=True)
+    server = mp.Process(
+        target=server_main, args=(str(db_path), pbx_port, args.gc_every_s, commands, replies), daemon=True
+    )
     server.start()
     _, port, server_pid = replies.get(timeout=300)
     extensions = [agent_extension(i) for i in range(args.agents)]

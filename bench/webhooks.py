@@ -3,13 +3,15 @@
 Set-up, as scaled out on PostgreSQL (a database of its own): this process is the web app — it publishes
 `ticket.updated` domain events on its bus at --rate a second for --seconds, and its webhook worker (recording
 only) writes each as a delivery row. --workers `crm webhooks` processes (the real command, in subprocesses) claim and
-send the rows to a receiver (an aiohttp server in this process) that answers 200. Halfway through, worker 0 is
-killed with SIGKILL mid-send and started again. Figures:
+send the rows to a receiver (an aiohttp server in a process of its own, as a receiving system is) that answers 200.
+Halfway through, worker 0 is killed with SIGKILL mid-send and started again. Figures:
 - delivery_p50_ms / delivery_p99_ms / delivery_max_ms: from the event's publication to its arrival at the receiver
   (goal p99 < 50 ms); the few deliveries the killed worker held wait for their lease (CRM_WEBHOOK_LEASE_S, here
   --lease-s) and are counted as `late_over_1s`;
 - lost: events published but never received (goal 0); duplicates: repeats the receiver got (the same delivery id
-  again: a send cut off by the kill; receivers drop them by X-CRM-Delivery).
+  again: a send cut off by the kill; receivers drop them by X-CRM-Delivery);
+- the stages of a delivery, p50 and p99: recorded (publication to the row's write), claimed after recorded, and
+  arrived after claimed (the send).
 
     .venv/bin/python bench/webhooks.py                               # 1,000 events/s for 20 s
     .venv/bin/python bench/webhooks.py --rate 200 --seconds 3        # small mode (smoke run)
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing as mp
 import os
 import signal
 import statistics
@@ -47,6 +50,7 @@ class Arrivals:
 
     def __init__(self) -> None:
         self.latency_ms: dict[str, float] = {}
+        self.arrived_at: dict[str, float] = {}  # event id -> first arrival (epoch seconds)
         self.deliveries_seen: set[str] = set()
         self.requests = 0
         self.duplicates = 0
@@ -65,8 +69,68 @@ class Arrivals:
         event = json.loads(body)
         published = datetime.fromisoformat(event["data"]["updated_at"]).timestamp()
         self.latency_ms.setdefault(event["id"], (arrived - published) * 1000)
+        self.arrived_at.setdefault(event["id"], arrived)
         self.changed.set()
         return web.Response(text="ok")
+
+
+def receiver_main(ready: Any, control: Any) -> None:
+    """The receiver, in a process of its own (as a receiving system is): answers 200 to every delivery, and tells the
+    bench how many events arrived (`count`) and, at the end, its figures (`report`); `clear` forgets the warm-up."""
+    asyncio.run(_receiver(ready, control))
+
+
+async def _receiver(ready: Any, control: Any) -> None:
+    from aiohttp import web
+
+    arrivals = Arrivals()
+    app = web.Application()
+    app.router.add_post("/hooks", arrivals.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    ready.put(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+    loop = asyncio.get_running_loop()
+    while True:
+        command = await loop.run_in_executor(None, control.get)
+        if isinstance(command, tuple):  # ("wait", n): answered once n events have arrived
+            while len(arrivals.latency_ms) < command[1]:
+                arrivals.changed.clear()
+                await arrivals.changed.wait()
+            ready.put(len(arrivals.latency_ms))
+        elif command == "clear":
+            arrivals.latency_ms.clear()
+            arrivals.arrived_at.clear()
+            ready.put("cleared")
+        elif command == "report":
+            ready.put((arrivals.latency_ms, arrivals.arrived_at, arrivals.duplicates, arrivals.requests))
+            break
+    await runner.cleanup()
+
+
+class Receiver:
+    """The bench's handle on the receiver process."""
+
+    def __init__(self) -> None:
+        context = mp.get_context("spawn")
+        self.ready: Any = context.Queue()
+        self.control: Any = context.Queue()
+        self.process = context.Process(target=receiver_main, args=(self.ready, self.control), daemon=True)
+        self.process.start()
+        self.port: int = self.ready.get(timeout=60)
+
+    async def ask(self, command: Any) -> Any:
+        self.control.put(command)
+        return await asyncio.get_running_loop().run_in_executor(None, self.ready.get)
+
+    async def wait_for(self, count: int) -> None:
+        await self.ask(("wait", count))
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=10)
 
 
 async def start_worker(env: dict[str, str], poll_s: float) -> Any:
@@ -96,7 +160,6 @@ async def _keep_reading(stream: Any) -> None:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from aiohttp import web
     from sqlalchemy import func, select, text
     from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -117,14 +180,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await connection.execute(text(f'CREATE DATABASE "{name}"'))
     url = f"{args.postgres.rsplit('/', 1)[0]}/{name}"
     engine = make_engine(url)
-    arrivals = Arrivals()
-    app = web.Application()
-    app.router.add_post("/hooks", arrivals.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    receiver = Receiver()
+    port = receiver.port
     workers: list[Any] = []
     data_dir = Path(f"/tmp/{name}")
     try:
@@ -160,10 +217,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # warm-up: wait until a worker delivers one event (the subprocesses have started)
         await bus.publish(TicketUpdated("w" * 32, 0, ("status",), "open", "normal", None, None, utcnow()))
         async with asyncio.timeout(60):
-            while not arrivals.latency_ms:
-                arrivals.changed.clear()
-                await arrivals.changed.wait()
-        arrivals.latency_ms.clear()
+            await receiver.wait_for(1)
+        await receiver.ask("clear")
         total = int(args.rate * args.seconds)
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -191,9 +246,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         drained = True
         try:
             async with asyncio.timeout(args.lease_s + args.drain_s):
-                while len(arrivals.latency_ms) < total:
-                    arrivals.changed.clear()
-                    await arrivals.changed.wait()
+                await receiver.wait_for(total)
         except TimeoutError:  # reported, not hidden: what had not arrived by then counts as lost
             drained = False
         async with sessions() as session:
@@ -211,13 +264,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
             ).all()
         await recorder.stop()
-        recorded_ms, claimed_ms = [], []
+        latency_ms, arrived_at, duplicates, requests = await receiver.ask("report")
+        recorded_ms, claimed_ms, sent_ms = [], [], []
         for body, created_at, attempted_at in stages:
-            published = datetime.fromisoformat(json.loads(body)["data"]["updated_at"])
+            event = json.loads(body)
+            published = datetime.fromisoformat(event["data"]["updated_at"])
             recorded_ms.append((created_at - published).total_seconds() * 1000)
             if attempted_at is not None:
                 claimed_ms.append((attempted_at - created_at).total_seconds() * 1000)
-        latencies = list(arrivals.latency_ms.values())
+                if event["id"] in arrived_at:
+                    sent_ms.append((arrived_at[event["id"]] - attempted_at.timestamp()) * 1000)
+        latencies = list(latency_ms.values())
         return {
             "events": total,
             "rate_per_s": round(total / published_s, 1),
@@ -229,14 +286,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "delivery_max_ms": round(max(latencies), 2),
             "late_over_1s": sum(1 for v in latencies if v > 1000),
             "recorded_p50_ms": round(statistics.median(recorded_ms), 2),
+            "recorded_p99_ms": round(percentile(recorded_ms, 0.99), 2),
             "claimed_after_recorded_p50_ms": round(statistics.median(claimed_ms), 2),
+            "claimed_after_recorded_p99_ms": round(percentile(claimed_ms, 0.99), 2),
+            "arrived_after_claimed_p50_ms": round(statistics.median(sent_ms), 2),
+            "arrived_after_claimed_p99_ms": round(percentile(sent_ms, 0.99), 2),
             "retried": len(retried),
             "retry_errors": sorted({str(error) for _, error in retried})[:3],
             "drained_in_time": drained,
-            "lost": total - len(arrivals.latency_ms),
+            "lost": total - len(latency_ms),
             "undelivered_rows": int(undelivered or 0),
-            "duplicates": arrivals.duplicates,
-            "requests": arrivals.requests,
+            "duplicates": duplicates,
+            "requests": requests,
             "load_avg_1m": round(os.getloadavg()[0], 2),
         }
     finally:
@@ -244,7 +305,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if process.returncode is None:
                 process.send_signal(signal.SIGTERM)
                 await process.wait()
-        await runner.cleanup()
+        receiver.close()
         await engine.dispose()
         async with admin.connect() as connection:
             await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -187,7 +187,7 @@ class Settings(BaseModel):
     )
     log_level: str = "INFO"
     gc_freeze_every_s: float = Field(
-        default=2.0, gt=0, description="how often long-lived objects are frozen out of the collector's scans"
+        default=0.25, gt=0, description="how often long-lived objects are frozen out of the collector's scans"
     )
 
     @property

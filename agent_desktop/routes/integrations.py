@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -198,7 +199,8 @@ async def generic_cti(pbx_name: str, token: str) -> Any:
         answer = await endpoint.adapter.push(event, agents, queue_members=members)
     except GenericCtiError as exc:
         return exc.to_dict(), exc.http_status
-    return answer.body
+    # a Response, not a dict: quart-schema would build a pydantic TypeAdapter to convert a dict, for every event
+    return current_app.response_class(json.dumps(answer.body), mimetype="application/json")
 
 
 # --- admin: PBXes and their users ------------------------------------------------------------------------------

@@ -11,13 +11,13 @@ import contextlib
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import select, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy import Table, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm_core.bus import EventBus
 from crm_core.db import unit_of_work, utcnow
@@ -32,6 +32,39 @@ RECORD_BATCH = 500
 # sending workers LISTEN to it: a delivery is claimed as soon as it is there, not at the next poll
 NOTIFY_CHANNEL = "crm_webhook_deliveries"
 TARGETS_TTL_S = 1.0  # how long the active subscriptions read for claiming are used before they are read again
+# claims and marks run for every delivery: Core statements on the table (compiled once, cached), not ORM updates
+DELIVERIES = cast(Table, WebhookDelivery.__table__)
+
+
+T = TypeVar("T")
+
+
+class HotConnection:
+    """One connection kept by a loop that runs a statement for every batch (claims, delivered marks), in autocommit:
+    each of its statements is atomic on its own, so one round trip per statement, with no pool checkout, pre-ping,
+    BEGIN or COMMIT around it. Closed on any error (the next use connects again) and at stop."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._connection: AsyncConnection | None = None
+
+    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        if self._connection is None:
+            connection = await self._engine.connect()
+            self._connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            result = await work(self._connection)
+            await self._connection.commit()  # ends SQLAlchemy's own transaction; nothing is sent in autocommit
+            return result
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +111,9 @@ class WebhookWorker:
         send: bool = True,
     ) -> None:
         self.sessions = sessions
+        self._engine: AsyncEngine = sessions.kw["bind"]
+        self._claims = HotConnection(self._engine)
+        self._marks_connection = HotConnection(self._engine)
         self.sender = sender
         self.retry = retry or RetryPolicy()
         self.lease_s = lease_s
@@ -86,6 +122,10 @@ class WebhookWorker:
         self.wake = asyncio.Event()
         self._events: asyncio.Queue[WebhookEvent] = asyncio.Queue()
         self._in_flight: dict[str, int] = defaultdict(int)
+        # receivers whose last claim filled every free slot: more may be due, so a finished send looks again
+        self._backlogged: set[str] = set()
+        self.claims = 0  # claim statements run, and the rows they took
+        self.claimed = 0
         self._sends: set[asyncio.Task[None]] = set()
         self._marks: set[asyncio.Future[str]] = set()
         # 2xx answers, marked `delivered` in batches: one UPDATE for many, not a commit per delivery
@@ -165,57 +205,56 @@ class WebhookWorker:
     async def _claim(self, subscription_id: str, limit: int) -> list[Claimed]:
         """Due rows of one subscription: pending ones whose time has come and sending ones whose lease ran out."""
         now = utcnow()
-        async with self.sessions() as session, session.begin():
-            due = (
-                select(WebhookDelivery.id)
-                .where(
-                    WebhookDelivery.subscription_id == subscription_id,
-                    WebhookDelivery.status.in_(("pending", "sending")),
-                    WebhookDelivery.next_attempt_at <= now,
-                )
-                .order_by(WebhookDelivery.next_attempt_at)
-                .limit(limit)
+        rows = DELIVERIES.c
+        due = (
+            select(rows.id)
+            .where(
+                rows.subscription_id == subscription_id,
+                rows.status.in_(("pending", "sending")),
+                rows.next_attempt_at <= now,
             )
-            if session.get_bind().dialect.name == "postgresql":
-                # a materialized CTE: as a plain IN (subquery) PostgreSQL may run the SKIP LOCKED subquery more than
-                # once and claim more than `limit` rows (more requests than the receiver's cap)
-                picked = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
-                due_ids: Any = select(picked.c.id).scalar_subquery()
-            else:
-                due_ids = due.scalar_subquery()
-            claimed = await session.execute(
-                update(WebhookDelivery)
-                .where(
-                    WebhookDelivery.id.in_(due_ids),
-                    WebhookDelivery.status.in_(("pending", "sending")),
-                    WebhookDelivery.next_attempt_at <= now,
-                )
-                .values(
-                    status="sending",
-                    attempts=WebhookDelivery.attempts + 1,
-                    next_attempt_at=now + timedelta(seconds=self.lease_s),
-                    last_attempt_at=now,
-                )
-                .returning(
-                    WebhookDelivery.id,
-                    WebhookDelivery.subscription_id,
-                    WebhookDelivery.event_type,
-                    WebhookDelivery.body,
-                    WebhookDelivery.attempts,
-                    WebhookDelivery.retry_until,
-                )
-                .execution_options(synchronize_session=False)
+            .order_by(rows.next_attempt_at)
+            .limit(limit)
+        )
+        if self._engine.dialect.name == "postgresql":
+            # a materialized CTE: as a plain IN (subquery) PostgreSQL may run the SKIP LOCKED subquery more than
+            # once and claim more than `limit` rows (more requests than the receiver's cap)
+            picked = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
+            due_ids: Any = select(picked.c.id).scalar_subquery()
+        else:
+            due_ids = due.scalar_subquery()
+        statement = (
+            update(DELIVERIES)
+            .where(rows.id.in_(due_ids), rows.status.in_(("pending", "sending")), rows.next_attempt_at <= now)
+            .values(
+                status="sending",
+                attempts=rows.attempts + 1,
+                next_attempt_at=now + timedelta(seconds=self.lease_s),
+                last_attempt_at=now,
             )
-            return [Claimed(*row) for row in claimed]
+            .returning(rows.id, rows.subscription_id, rows.event_type, rows.body, rows.attempts, rows.retry_until)
+        )
+
+        async def claim(connection: AsyncConnection) -> list[Claimed]:  # one statement: atomic in autocommit
+            return [Claimed(*row) for row in await connection.execute(statement)]
+
+        return await self._claims.run(claim)
 
     async def run_once(self) -> int:
         """Claim what is due for every receiver with a free slot and start sending it; the number claimed."""
         started = 0
         for target in await self._targets():
             free = target.max_in_flight - self._in_flight[target.id]
-            if free <= 0:
-                continue
-            for claimed in await self._claim(target.id, free):
+            if free <= 0 or (target.id in self._backlogged and free < max(1, target.max_in_flight // 4)):
+                continue  # behind: claim once a quarter of the slots is free, not a row per finished send
+            batch = await self._claim(target.id, free)
+            self.claims += 1
+            self.claimed += len(batch)
+            if len(batch) == free:
+                self._backlogged.add(target.id)  # there may be more due: a finished send looks again
+            else:
+                self._backlogged.discard(target.id)
+            for claimed in batch:
                 self._in_flight[target.id] += 1
                 task = asyncio.create_task(self._deliver(target, claimed), name=f"webhook-{claimed.id}")
                 self._sends.add(task)
@@ -248,17 +287,19 @@ class WebhookWorker:
             log.exception("webhook delivery %s failed unexpectedly", claimed.id)
         finally:
             self._in_flight[target.id] -= 1
-            self.wake.set()
+            if target.id in self._backlogged:
+                self.wake.set()  # rows wait for this slot (else new ones wake the sender, by NOTIFY or its poll)
 
     async def _mark(self, claimed: Claimed, outcome: Outcome) -> str:
         """Record the attempt's outcome; the status it leaves the delivery in."""
         now = utcnow()
+        rows = DELIVERIES.c
         async with unit_of_work(self.sessions) as session:
             if outcome.delivered:
                 # delivered wins over anything (another worker that took over after a lease ran out included)
                 await session.execute(
-                    update(WebhookDelivery)
-                    .where(WebhookDelivery.id == claimed.id, WebhookDelivery.status != "delivered")
+                    update(DELIVERIES)
+                    .where(rows.id == claimed.id, rows.status != "delivered")
                     .values(
                         status="delivered",
                         delivered_at=now,
@@ -266,7 +307,6 @@ class WebhookWorker:
                         last_status_code=outcome.status_code,
                         last_error=None,
                     )
-                    .execution_options(synchronize_session=False)
                 )
                 return "delivered"
             next_at = now + timedelta(seconds=self.retry.delay_s(claimed.attempts))
@@ -277,19 +317,14 @@ class WebhookWorker:
                 )
             # only the claim that is still current records a failure
             await session.execute(
-                update(WebhookDelivery)
-                .where(
-                    WebhookDelivery.id == claimed.id,
-                    WebhookDelivery.status == "sending",
-                    WebhookDelivery.attempts == claimed.attempts,
-                )
+                update(DELIVERIES)
+                .where(rows.id == claimed.id, rows.status == "sending", rows.attempts == claimed.attempts)
                 .values(
                     status="dead" if dead else "pending",
                     next_attempt_at=None if dead else next_at,
                     last_status_code=outcome.status_code,
                     last_error=outcome.error,
                 )
-                .execution_options(synchronize_session=False)
             )
         return "dead" if dead else "pending"
 
@@ -315,11 +350,13 @@ class WebhookWorker:
         for claimed, outcome in batch:
             by_code[outcome.status_code].append(claimed.id)
         now = utcnow()
-        async with unit_of_work(self.sessions) as session:
+        rows = DELIVERIES.c
+
+        async def mark(connection: AsyncConnection) -> None:  # each statement stands alone: a repeat changes nothing
             for code, ids in by_code.items():
-                await session.execute(
-                    update(WebhookDelivery)
-                    .where(WebhookDelivery.id.in_(ids), WebhookDelivery.status != "delivered")
+                await connection.execute(
+                    update(DELIVERIES)
+                    .where(rows.id.in_(ids), rows.status != "delivered")
                     .values(
                         status="delivered",
                         delivered_at=now,
@@ -327,8 +364,9 @@ class WebhookWorker:
                         last_status_code=code,
                         last_error=None,
                     )
-                    .execution_options(synchronize_session=False)
                 )
+
+        await self._marks_connection.run(mark)
 
     async def _send_loop(self) -> None:
         while not self._stopping.is_set():
@@ -356,8 +394,8 @@ class WebhookWorker:
     async def _listen_loop(self) -> None:
         """PostgreSQL only: wake the sender whenever any process commits new deliveries (LISTEN/NOTIFY). Polling
         every `every_s` stays as the fallback (a lost connection, leases running out, retries coming due)."""
-        bind = self.sessions.kw.get("bind")
-        if not isinstance(bind, AsyncEngine) or bind.dialect.name != "postgresql":
+        bind = self._engine
+        if bind.dialect.name != "postgresql":
             return
         while not self._stopping.is_set():
             try:
@@ -452,7 +490,14 @@ class WebhookWorker:
             listener.cancel()  # still connecting to a database that does not answer: given up
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
+        await self._claims.close()
+        await self._marks_connection.close()
         self._tasks.clear()
 
     def stats(self) -> dict[str, Any]:
-        return {"queued_events": self._events.qsize(), "in_flight": sum(self._in_flight.values())}
+        return {
+            "queued_events": self._events.qsize(),
+            "in_flight": sum(self._in_flight.values()),
+            "claims": self.claims,
+            "claimed": self.claimed,
+        }
