@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, select, text, update
+from sqlalchemy import Table, bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm_core.bus import EventBus
@@ -34,6 +34,52 @@ NOTIFY_CHANNEL = "crm_webhook_deliveries"
 TARGETS_TTL_S = 1.0  # how long the active subscriptions read for claiming are used before they are read again
 # claims and marks run for every delivery: Core statements on the table (compiled once, cached), not ORM updates
 DELIVERIES = cast(Table, WebhookDelivery.__table__)
+# delivered wins over anything (another worker that took over after a lease ran out included)
+_MARK_DELIVERED = (
+    update(DELIVERIES)
+    .where(DELIVERIES.c.id.in_(bindparam("ids", expanding=True)), DELIVERIES.c.status != "delivered")
+    .values(
+        status="delivered",
+        delivered_at=bindparam("at"),
+        next_attempt_at=None,
+        last_status_code=bindparam("code"),
+        last_error=None,
+    )
+)
+
+
+def _claim_statement(dialect: str) -> Any:
+    """Due rows of one subscription (`for_subscription`), at most `limit`, oldest first, made `sending` until
+    `lease_until`: built once, run with its parameters."""
+    rows = DELIVERIES.c
+    due = (
+        select(rows.id)
+        .where(
+            rows.subscription_id == bindparam("for_subscription"),
+            rows.status.in_(("pending", "sending")),
+            rows.next_attempt_at <= bindparam("now"),
+        )
+        .order_by(rows.next_attempt_at)
+        .limit(bindparam("limit"))
+    )
+    if dialect == "postgresql":
+        # a materialized CTE: as a plain IN (subquery) PostgreSQL may run the SKIP LOCKED subquery more than once
+        # and claim more than `limit` rows (more requests than the receiver's cap)
+        picked = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
+        due_ids: Any = select(picked.c.id).scalar_subquery()
+    else:
+        due_ids = due.scalar_subquery()
+    return (
+        update(DELIVERIES)
+        .where(rows.id.in_(due_ids), rows.status.in_(("pending", "sending")), rows.next_attempt_at <= bindparam("now"))
+        .values(
+            status="sending",
+            attempts=rows.attempts + 1,
+            next_attempt_at=bindparam("lease_until"),
+            last_attempt_at=bindparam("claimed_at"),
+        )
+        .returning(rows.id, rows.subscription_id, rows.event_type, rows.body, rows.attempts, rows.retry_until)
+    )
 
 
 T = TypeVar("T")
@@ -121,6 +167,7 @@ class WebhookWorker:
         self._claims = HotConnection(self._engine, custom_plans=True)
         self._marks_connection = HotConnection(self._engine)
         self._records = HotConnection(self._engine)
+        self._claim_statement = _claim_statement(self._engine.dialect.name)
         self.sender = sender
         self.retry = retry or RetryPolicy()
         self.lease_s = lease_s
@@ -220,38 +267,16 @@ class WebhookWorker:
     async def _claim(self, subscription_id: str, limit: int) -> list[Claimed]:
         """Due rows of one subscription: pending ones whose time has come and sending ones whose lease ran out."""
         now = utcnow()
-        rows = DELIVERIES.c
-        due = (
-            select(rows.id)
-            .where(
-                rows.subscription_id == subscription_id,
-                rows.status.in_(("pending", "sending")),
-                rows.next_attempt_at <= now,
-            )
-            .order_by(rows.next_attempt_at)
-            .limit(limit)
-        )
-        if self._engine.dialect.name == "postgresql":
-            # a materialized CTE: as a plain IN (subquery) PostgreSQL may run the SKIP LOCKED subquery more than
-            # once and claim more than `limit` rows (more requests than the receiver's cap)
-            picked = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
-            due_ids: Any = select(picked.c.id).scalar_subquery()
-        else:
-            due_ids = due.scalar_subquery()
-        statement = (
-            update(DELIVERIES)
-            .where(rows.id.in_(due_ids), rows.status.in_(("pending", "sending")), rows.next_attempt_at <= now)
-            .values(
-                status="sending",
-                attempts=rows.attempts + 1,
-                next_attempt_at=now + timedelta(seconds=self.lease_s),
-                last_attempt_at=now,
-            )
-            .returning(rows.id, rows.subscription_id, rows.event_type, rows.body, rows.attempts, rows.retry_until)
-        )
+        parameters = {
+            "for_subscription": subscription_id,
+            "now": now,
+            "limit": limit,
+            "claimed_at": now,
+            "lease_until": now + timedelta(seconds=self.lease_s),
+        }
 
         async def claim(connection: AsyncConnection) -> list[Claimed]:  # one statement: atomic in autocommit
-            return [Claimed(*row) for row in await connection.execute(statement)]
+            return [Claimed(*row) for row in await connection.execute(self._claim_statement, parameters)]
 
         return await self._claims.run(claim)
 
@@ -365,21 +390,10 @@ class WebhookWorker:
         for claimed, outcome in batch:
             by_code[outcome.status_code].append(claimed.id)
         now = utcnow()
-        rows = DELIVERIES.c
 
         async def mark(connection: AsyncConnection) -> None:  # each statement stands alone: a repeat changes nothing
             for code, ids in by_code.items():
-                await connection.execute(
-                    update(DELIVERIES)
-                    .where(rows.id.in_(ids), rows.status != "delivered")
-                    .values(
-                        status="delivered",
-                        delivered_at=now,
-                        next_attempt_at=None,
-                        last_status_code=code,
-                        last_error=None,
-                    )
-                )
+                await connection.execute(_MARK_DELIVERED, {"ids": ids, "at": now, "code": code})
 
         await self._marks_connection.run(mark)
 
