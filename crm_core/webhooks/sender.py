@@ -55,6 +55,7 @@ class WebhookSender:
         self.timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 5.0))
         self.connections = connections
         self._client: aiohttp.ClientSession | None = None
+        self._checked: set[str] = set()
 
     def _session(self) -> aiohttp.ClientSession:
         if self._client is None or self._client.closed:
@@ -62,9 +63,23 @@ class WebhookSender:
                 resolver=PolicyResolver(self.policy), limit=self.connections, ttl_dns_cache=60
             )
             self._client = aiohttp.ClientSession(
-                connector=connector, timeout=self.timeout, headers={"User-Agent": USER_AGENT}
+                connector=connector,
+                timeout=self.timeout,
+                headers={"User-Agent": USER_AGENT},
+                cookie_jar=aiohttp.DummyCookieJar(),  # a receiver's cookies are never sent back
             )
         return self._client
+
+    def _check(self, url: str) -> None:
+        """The URL's shape and (for an IP literal) address, checked once per URL: the checks cost a tenth of a send,
+        and a subscription's URL is the same for every delivery."""
+        if url in self._checked:
+            return
+        check_url_shape(url)
+        self._check_literal_address(url)
+        if len(self._checked) >= 1024:
+            self._checked.clear()
+        self._checked.add(url)
 
     def _check_literal_address(self, url: str) -> None:
         # aiohttp does not resolve an IP literal, so the resolver above never sees it: check it here
@@ -78,8 +93,7 @@ class WebhookSender:
     async def send(self, *, url: str, secret: str, delivery_id: str, event_type: str, body: str) -> Outcome:
         payload = body.encode()
         try:
-            check_url_shape(url)
-            self._check_literal_address(url)
+            self._check(url)
         except UnsafeWebhookUrl as exc:
             return Outcome(None, exc.message[:255])
         headers = {
