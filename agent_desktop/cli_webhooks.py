@@ -41,6 +41,7 @@ def webhooks(poll: float) -> None:
     """Send webhook deliveries (several may run: they share the work through row locks). With CRM_REDIS_URL it also
     records the events every process publishes."""
     from agent_desktop.cli import console, fail, get_settings, run_with_runtime
+    from agent_desktop.gc_policy import GcPolicy
 
     if not 0.001 <= poll <= 60:
         fail("--poll is between 0.001 and 60 seconds.")
@@ -57,7 +58,8 @@ def webhooks(poll: float) -> None:
         records = "and recording the events on Redis" if isinstance(runtime.bus, RedisEventBus) else "only"
         console.print(f"Webhook worker sending {records}. Ctrl+C stops it.")
         try:
-            await stop.wait()
+            async with GcPolicy(every_s=runtime.settings.gc_freeze_every_s):  # no full collection mid-send
+                await stop.wait()
         finally:
             await stop_webhook_worker(worker)
             stats = worker.stats()

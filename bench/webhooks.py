@@ -11,7 +11,8 @@ Halfway through, worker 0 is killed with SIGKILL mid-send and started again. Fig
 - lost: events published but never received (goal 0); duplicates: repeats the receiver got (the same delivery id
   again: a send cut off by the kill; receivers drop them by X-CRM-Delivery);
 - the stages of a delivery, p50 and p99: recorded (publication to the row's write), claimed after recorded, and
-  arrived after claimed (the send).
+  arrived after claimed (the send); and the p99 of each second of the run, by publication (`kill_at_s` marks the
+  kill), so that a tail can be put down to the restart or not.
 
     .venv/bin/python bench/webhooks.py                               # 1,000 events/s for 20 s
     .venv/bin/python bench/webhooks.py --rate 200 --seconds 3        # small mode (smoke run)
@@ -163,6 +164,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from sqlalchemy import func, select, text
     from sqlalchemy.ext.asyncio import create_async_engine
 
+    from agent_desktop.gc_policy import GcPolicy
     from crm_core import migrate
     from crm_core.bus import InMemoryEventBus
     from crm_core.db import make_engine, make_sessionmaker, unit_of_work, utcnow
@@ -214,6 +216,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         recorder = WebhookWorker(sessions, WebhookSender(policy), send=False)
         recorder.attach(bus)
         await recorder.start()
+        gc_policy = GcPolicy()  # as `crm serve` runs the web app, whose recorder this is
+        gc_policy.start()
         # warm-up: wait until a worker delivers one event (the subprocesses have started)
         await bus.publish(TicketUpdated("w" * 32, 0, ("status",), "open", "normal", None, None, utcnow()))
         async with asyncio.timeout(60):
@@ -264,11 +268,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
             ).all()
         await recorder.stop()
+        await gc_policy.stop()
         latency_ms, arrived_at, duplicates, requests = await receiver.ask("report")
         recorded_ms, claimed_ms, sent_ms = [], [], []
+        by_second: dict[int, list[float]] = {}  # second of the run (by publication) -> latencies (ms)
+        first = min(datetime.fromisoformat(json.loads(body)["data"]["updated_at"]) for body, _, _ in stages)
         for body, created_at, attempted_at in stages:
             event = json.loads(body)
             published = datetime.fromisoformat(event["data"]["updated_at"])
+            if event["id"] in latency_ms:
+                second = int((published - first).total_seconds())
+                by_second.setdefault(second, []).append(latency_ms[event["id"]])
             recorded_ms.append((created_at - published).total_seconds() * 1000)
             if attempted_at is not None:
                 claimed_ms.append((attempted_at - created_at).total_seconds() * 1000)
@@ -298,6 +308,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "undelivered_rows": int(undelivered or 0),
             "duplicates": duplicates,
             "requests": requests,
+            "kill_at_s": round(kill_at / args.rate, 1) if restarted else None,
+            "p99_ms_by_second": [round(percentile(by_second[k], 0.99), 1) for k in sorted(by_second)],
             "load_avg_1m": round(os.getloadavg()[0], 2),
         }
     finally:
