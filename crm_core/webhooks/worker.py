@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, select, text, update
+from sqlalchemy import ARRAY, String, Table, any_, bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm_core.bus import EventBus
@@ -34,18 +34,25 @@ NOTIFY_CHANNEL = "crm_webhook_deliveries"
 TARGETS_TTL_S = 1.0  # how long the active subscriptions read for claiming are used before they are read again
 # claims and marks run for every delivery: Core statements on the table (compiled once, cached), not ORM updates
 DELIVERIES = cast(Table, WebhookDelivery.__table__)
-# delivered wins over anything (another worker that took over after a lease ran out included)
-_MARK_DELIVERED = (
-    update(DELIVERIES)
-    .where(DELIVERIES.c.id.in_(bindparam("ids", expanding=True)), DELIVERIES.c.status != "delivered")
-    .values(
-        status="delivered",
-        delivered_at=bindparam("at"),
-        next_attempt_at=None,
-        last_status_code=bindparam("code"),
-        last_error=None,
+
+
+def _mark_delivered_statement(dialect: str) -> Any:
+    """Delivered wins over anything (another worker that took over after a lease ran out included). On PostgreSQL
+    the ids go as one array (`= ANY`): one prepared statement for any number of them, where an expanding IN makes
+    a statement of its own for every count."""
+    ids: Any = bindparam("ids", type_=ARRAY(String)) if dialect == "postgresql" else None
+    picked = DELIVERIES.c.id == any_(ids) if ids is not None else DELIVERIES.c.id.in_(bindparam("ids", expanding=True))
+    return (
+        update(DELIVERIES)
+        .where(picked, DELIVERIES.c.status != "delivered")
+        .values(
+            status="delivered",
+            delivered_at=bindparam("at"),
+            next_attempt_at=None,
+            last_status_code=bindparam("code"),
+            last_error=None,
+        )
     )
-)
 
 
 def _claim_statement(dialect: str) -> Any:
@@ -168,6 +175,7 @@ class WebhookWorker:
         self._marks_connection = HotConnection(self._engine)
         self._records = HotConnection(self._engine)
         self._claim_statement = _claim_statement(self._engine.dialect.name)
+        self._mark_delivered_statement = _mark_delivered_statement(self._engine.dialect.name)
         self.sender = sender
         self.retry = retry or RetryPolicy()
         self.lease_s = lease_s
@@ -393,7 +401,7 @@ class WebhookWorker:
 
         async def mark(connection: AsyncConnection) -> None:  # each statement stands alone: a repeat changes nothing
             for code, ids in by_code.items():
-                await connection.execute(_MARK_DELIVERED, {"ids": ids, "at": now, "code": code})
+                await connection.execute(self._mark_delivered_statement, {"ids": ids, "at": now, "code": code})
 
         await self._marks_connection.run(mark)
 
