@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +20,7 @@ from crm_core.inputs import check_text
 from crm_core.users.models import Role
 from crm_core.users.service import Actor, require_role
 from crm_core.webhooks.catalog import EVENT_NAMES, WebhookEvent
-from crm_core.webhooks.models import DELIVERY_STATUSES, WebhookDelivery, WebhookSubscription
+from crm_core.webhooks.models import DELIVERIES, DELIVERY_STATUSES, WebhookDelivery, WebhookSubscription
 from crm_core.webhooks.signing import new_secret
 from crm_core.webhooks.urls import AddressPolicy, check_url
 
@@ -343,13 +343,12 @@ async def record_deliveries(
     if not rows:
         return []
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    table = cast(Table, WebhookDelivery.__table__)
     # one statement, compiled once and cached, with the rows as parameters (SQLAlchemy batches them into multi-row
     # INSERTs itself): a `.values(rows)` statement is compiled again for every batch, which cost more than the insert
     statement = (
-        insert(table)
+        insert(DELIVERIES)
         .on_conflict_do_nothing(index_elements=["subscription_id", "event_id"])
-        .returning(table.c.id, table.c.subscription_id)
+        .returning(DELIVERIES.c.id, DELIVERIES.c.subscription_id)
     )
     result = await session.execute(statement, rows)
     return [Recorded(row[0], row[1]) for row in result]

@@ -14,34 +14,34 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-from sqlalchemy import ARRAY, String, Table, any_, bindparam, select, text, update
+from sqlalchemy import ARRAY, String, any_, bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm_core.bus import EventBus
 from crm_core.db import unit_of_work, utcnow
 from crm_core.webhooks.catalog import WebhookEvent, webhook_event_of
-from crm_core.webhooks.models import WebhookDelivery, WebhookSubscription
+from crm_core.webhooks.models import DELIVERIES, WebhookSubscription
 from crm_core.webhooks.sender import Outcome, WebhookSender
 from crm_core.webhooks.service import mark_all_sending_due, record_deliveries
 
 log = logging.getLogger(__name__)
 RECORD_BATCH = 500
-# On PostgreSQL a recorder NOTIFYs this channel in the transaction that writes deliveries (so at its commit), and
-# sending workers LISTEN to it: a delivery is claimed as soon as it is there, not at the next poll
+# On PostgreSQL a recorder NOTIFYs this channel once its deliveries are written (committed), and sending workers
+# LISTEN to it: a delivery is claimed as soon as it is there, not at the next poll
 NOTIFY_CHANNEL = "crm_webhook_deliveries"
 TARGETS_TTL_S = 1.0  # how long the active subscriptions read for claiming are used before they are read again
-# claims and marks run for every delivery: Core statements on the table (compiled once, cached), not ORM updates
-DELIVERIES = cast(Table, WebhookDelivery.__table__)
 
 
 def _mark_delivered_statement(dialect: str) -> Any:
     """Delivered wins over anything (another worker that took over after a lease ran out included). On PostgreSQL
     the ids go as one array (`= ANY`): one prepared statement for any number of them, where an expanding IN makes
     a statement of its own for every count."""
-    ids: Any = bindparam("ids", type_=ARRAY(String)) if dialect == "postgresql" else None
-    picked = DELIVERIES.c.id == any_(ids) if ids is not None else DELIVERIES.c.id.in_(bindparam("ids", expanding=True))
+    if dialect == "postgresql":
+        picked = DELIVERIES.c.id == any_(bindparam("ids", type_=ARRAY(String)))
+    else:
+        picked = DELIVERIES.c.id.in_(bindparam("ids", expanding=True))
     return (
         update(DELIVERIES)
         .where(picked, DELIVERIES.c.status != "delivered")
@@ -325,7 +325,7 @@ class WebhookWorker:
                 return
             # a stop may cancel the send, never the marking: a transaction cut in half leaves its connection
             # (and, on SQLite, the write lock) behind
-            mark = asyncio.ensure_future(self._mark(claimed, outcome))
+            mark = asyncio.ensure_future(self._mark_failed(claimed, outcome))
             self._marks.add(mark)
             mark.add_done_callback(self._marks.discard)
             status = await asyncio.shield(mark)
@@ -338,25 +338,12 @@ class WebhookWorker:
             if target.id in self._backlogged:
                 self.wake.set()  # rows wait for this slot (else new ones wake the sender, by NOTIFY or its poll)
 
-    async def _mark(self, claimed: Claimed, outcome: Outcome) -> str:
-        """Record the attempt's outcome; the status it leaves the delivery in."""
+    async def _mark_failed(self, claimed: Claimed, outcome: Outcome) -> str:
+        """Record a failed attempt (2xx answers are marked in batches, by the marker): due again after the backoff,
+        or dead once the retry window has closed; the status it leaves the delivery in."""
         now = utcnow()
         rows = DELIVERIES.c
         async with unit_of_work(self.sessions) as session:
-            if outcome.delivered:
-                # delivered wins over anything (another worker that took over after a lease ran out included)
-                await session.execute(
-                    update(DELIVERIES)
-                    .where(rows.id == claimed.id, rows.status != "delivered")
-                    .values(
-                        status="delivered",
-                        delivered_at=now,
-                        next_attempt_at=None,
-                        last_status_code=outcome.status_code,
-                        last_error=None,
-                    )
-                )
-                return "delivered"
             next_at = now + timedelta(seconds=self.retry.delay_s(claimed.attempts))
             dead = next_at > claimed.retry_until
             if dead:
