@@ -25,7 +25,9 @@ parsing, token check, the PBX directory, the pop's preparation), `push_to_ring` 
 tracker, the domain events before AgentRinging), `ring_to_sent` (the notifier, until the pop is on the browser's
 Engine.IO queue) and `sent_to_client`; the Asterisk path as `frame_to_ring` (the bridge reading and normalising
 AMI), `ring_to_sent` and `sent_to_client`. `gc` gives each phase's collector pauses and `stalls` the event loop's
-stalls over 5 ms (a probe task that wakes every 5 ms), so that a tail can be put down to a pause or not.
+stalls over 5 ms (a probe task that wakes every 5 ms), so that a tail can be put down to a pause or not; and
+`gc.client_max_ms` the client processes' longest collector pause (what their connections made is frozen first, as
+in bench/pop_latency.py).
 
     .venv/bin/python bench/generic_cti.py [--agents 1000] [--customers 100000] [--rate 50] [--seconds 20]
     .venv/bin/python bench/generic_cti.py --agents 40 --customers 2000 --rate 5 --seconds 3   # smoke run
@@ -402,8 +404,10 @@ def main() -> None:
     for _ in procs:
         control.put("report")
     arrivals: list[tuple[str, str, int]] = []
+    client_gc_max_ms = 0.0
     for _ in procs:
-        _, got, _probe_arrivals, _emit_only = results.get(timeout=300)
+        _, got, _probe_arrivals, _emit_only, client_gc = results.get(timeout=300)
+        client_gc_max_ms = max(client_gc_max_ms, client_gc)
         arrivals += got
     for _ in procs:
         control.put("done")
@@ -486,7 +490,12 @@ def main() -> None:
             "generic": {name: spread(values) for name, values in generic_slices.items()},
             "ami": {name: spread(values) for name, values in ami_slices.items()},
         },
-        "gc": {"ami": pause_figures(ami_pauses), "generic": pause_figures(generic_pauses), "reclaims": reclaims},
+        "gc": {
+            "ami": pause_figures(ami_pauses),
+            "generic": pause_figures(generic_pauses),
+            "reclaims": reclaims,
+            "client_max_ms": round(client_gc_max_ms, 2),  # the client processes' longest pause (both phases)
+        },
         "stalls": {"ami": stall_figures(ami_stalls), "generic": stall_figures(generic_stalls)},
         "load_avg_1m": round(load_1m, 2),
         "server_pid": server_pid,
