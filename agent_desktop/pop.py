@@ -94,10 +94,13 @@ class PopBuilder:
         self._pops: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._building: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self._keep = keep
+        # closed with the web app, while the PBX may still start calls until telephony stops: from then on a pop
+        # shows the number only, without asking the (closed) lookup
+        self._closed = False
 
     def started(self, event: CallStarted) -> None:
         """The caller is known and still in the IVR: prepare the pop now, the ring will find it ready."""
-        if event.linkedid in self._pops or event.linkedid in self._building:
+        if self._closed or event.linkedid in self._pops or event.linkedid in self._building:
             return
         task = asyncio.create_task(self._build(event.linkedid, event.number, event.name, None, ()))
         self._building[event.linkedid] = task
@@ -110,7 +113,7 @@ class PopBuilder:
             pop["caller_name"] = pop["caller_name"] or event.caller_name
             pop["ivr"] = [{"name": k, "label": IVR_LABELS.get(k, k), "value": v} for k, v in event.crm_vars]
             return
-        if event.linkedid in self._building:
+        if self._closed or event.linkedid in self._building:
             return
         number = event.callee_number if event.direction is CallDirection.OUTBOUND else event.caller_number
         task = asyncio.create_task(self._build(event.linkedid, number, event.caller_name, event.queue, event.crm_vars))
@@ -120,7 +123,7 @@ class PopBuilder:
         self, linkedid: str, number: str, name: str, queue: str | None, crm_vars: tuple[tuple[str, str], ...]
     ) -> dict[str, Any]:
         try:
-            customer_id = await self._lookup.customer_id(number) if number else None
+            customer_id = await self._lookup.customer_id(number) if number and not self._closed else None
             # the fast read path: a pop is built for every call, beside the bridge (bench/pop_latency.py)
             customer = await self._lookup.customer_card(customer_id) if customer_id is not None else None
         except Exception:
@@ -199,6 +202,7 @@ class PopBuilder:
         return self._pops.get(linkedid)
 
     async def close(self) -> None:
+        self._closed = True
         for task in list(self._building.values()):
             task.cancel()
         for task in list(self._building.values()):
