@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from datetime import datetime
@@ -31,13 +32,18 @@ EVENT_NAMES: tuple[str, ...] = tuple(EVENT_SOURCES)
 NAME_OF: dict[type[Any], str] = {source: name for name, source in EVENT_SOURCES.items()}
 
 
+@functools.cache
+def _field_names(kind: type[Any]) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(kind))
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Enum):
         return value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
@@ -57,8 +63,9 @@ def webhook_event_of(domain_event: object) -> WebhookEvent | None:
     name = NAME_OF.get(type(domain_event))
     if name is None:
         return None
-    data = _plain(domain_event)
-    canonical = json.dumps({"type": name, "data": data}, sort_keys=True, separators=(",", ":"))
-    event_id = "evt_" + hashlib.sha256(canonical.encode()).hexdigest()[:28]
-    body = json.dumps({"id": event_id, "type": name, "data": data}, separators=(",", ":"))
-    return WebhookEvent(event_id, name, body)
+    # the data encoded once (keys sorted), for the id and the body: the id hashes {"data": …, "type": …} with sorted
+    # keys, the same in every process
+    data = json.dumps(_plain(domain_event), sort_keys=True, separators=(",", ":"))
+    kind = json.dumps(name)
+    event_id = "evt_" + hashlib.sha256(f'{{"data":{data},"type":{kind}}}'.encode()).hexdigest()[:28]
+    return WebhookEvent(event_id, name, f'{{"id":"{event_id}","type":{kind},"data":{data}}}')

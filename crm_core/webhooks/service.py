@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from crm_core.audit.service import record_audit
 from crm_core.db import new_id, utcnow
@@ -303,22 +303,23 @@ class Recorded:
     subscription_id: str
 
 
+# the active subscriptions and the events each wants: read for every batch of deliveries written
+_WANTED = select(WebhookSubscription.id, WebhookSubscription.events).where(WebhookSubscription.active.is_(True))
+
+
 async def record_deliveries(
     *,
-    session: AsyncSession,
+    connection: AsyncConnection,
     events: Sequence[WebhookEvent],
     retry_window: timedelta = DEFAULT_RETRY_WINDOW,
     now: datetime | None = None,
 ) -> list[Recorded]:
     """One delivery per (active subscription that wants it, event): written before anything is sent. An event some
-    other process already wrote is left alone (the Redis bus gives every process every event)."""
+    other process already wrote is left alone (the Redis bus gives every process every event). Core statements on
+    a connection, no ORM session: this runs for every batch of events the process publishes."""
     if not events:
         return []
-    subscriptions = (
-        await session.execute(
-            select(WebhookSubscription.id, WebhookSubscription.events).where(WebhookSubscription.active.is_(True))
-        )
-    ).all()
+    subscriptions = (await connection.execute(_WANTED)).all()
     when = now or utcnow()
     events = list({event.id: event for event in events}.values())
     rows: list[dict[str, Any]] = []
@@ -342,7 +343,7 @@ async def record_deliveries(
                 )
     if not rows:
         return []
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
     # one statement, compiled once and cached, with the rows as parameters (SQLAlchemy batches them into multi-row
     # INSERTs itself): a `.values(rows)` statement is compiled again for every batch, which cost more than the insert
     statement = (
@@ -350,7 +351,7 @@ async def record_deliveries(
         .on_conflict_do_nothing(index_elements=["subscription_id", "event_id"])
         .returning(DELIVERIES.c.id, DELIVERIES.c.subscription_id)
     )
-    result = await session.execute(statement, rows)
+    result = await connection.execute(statement, rows)
     return [Recorded(row[0], row[1]) for row in result]
 
 
