@@ -28,10 +28,6 @@ import time
 
 log = logging.getLogger(__name__)
 
-# allocations between two collections of the youngest generation (CPython's default: 700). A busy server's
-# requests and pops are mostly dead before 5,000 more: fewer young collections, fewer objects promoted for the
-# ticks to scan (bench/generic_cti.py: the server's collector time 350 -> 206 ms for 20 s of 150 CTI events/s).
-_YOUNG = 5000
 _NEVER = 1 << 30  # collections of the middle generation before an automatic full one: never, the ticks do it
 
 
@@ -67,7 +63,7 @@ class GcPolicy:
         if self._thresholds is None:
             self._thresholds = gc.get_threshold()
             young, middle, _ = self._thresholds
-            gc.set_threshold(max(young, _YOUNG), middle, _NEVER)
+            gc.set_threshold(young, middle, _NEVER)
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="gc-policy")
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -326,6 +327,17 @@ def spread(values: list[float]) -> dict[str, float | int]:
     return {"p50": round(statistics.median(values), 3), "p99": round(percentile(values, 0.99), 3), "n": len(values)}
 
 
+def tail_slices(each: list[tuple[float, list[float]]], names: list[str], p99: float) -> dict[str, float | int]:
+    """The pops whose round trip is at or over the p99: how many, and the median of each of their slices (ms)."""
+    tail = [parts for total, parts in each if total >= p99]
+    if not tail:
+        return {"n": 0}
+    figures: dict[str, float | int] = {"n": len(tail)}
+    for i, name in enumerate(names):
+        figures[name] = round(statistics.median(parts[i] for parts in tail), 3)
+    return figures
+
+
 def pause_figures(pauses: list[tuple[int, float]]) -> dict[str, Any]:
     """A phase's collections: how many, of which full (generation 2), their longest and total pause (ms), and the
     longest pause of each generation."""
@@ -426,19 +438,22 @@ def main() -> None:
         if not linkedid.startswith(prefix) and f"{linkedid}|{ext}" in ami_sent
     ]
     ami_slices: dict[str, list[float]] = {"frame_to_ring": [], "ring_to_sent": [], "sent_to_client": []}
+    ami_each: list[tuple[float, list[float]]] = []  # each pop: its round trip and its slices
     for linkedid, ext, t in arrivals:
         key = f"{linkedid}|{ext}"
         if linkedid.startswith(prefix) or key not in ami_sent:
             continue
         ring, out = ami_marks["rung"].get(key), ami_marks["sent"].get(key)
         if ring is not None and out is not None:
-            ami_slices["frame_to_ring"].append((ring - ami_sent[key]) / 1e6)
-            ami_slices["ring_to_sent"].append((out - ring) / 1e6)
-            ami_slices["sent_to_client"].append((t - out) / 1e6)
+            parts = [(ring - ami_sent[key]) / 1e6, (out - ring) / 1e6, (t - out) / 1e6]
+            for name, part in zip(ami_slices, parts, strict=True):
+                ami_slices[name].append(part)
+            ami_each.append(((t - ami_sent[key]) / 1e6, parts))
     generic_ms: list[float] = []
     generic_slices: dict[str, list[float]] = {
         name: [] for name in ("http_to_quart", "quart_to_push", "push_to_ring", "ring_to_sent", "sent_to_client")
     }
+    generic_each: list[tuple[float, list[float]]] = []
     seen: set[tuple[str, str]] = set()
     for linkedid, ext, t in arrivals:
         if linkedid.startswith(prefix):
@@ -456,8 +471,10 @@ def main() -> None:
                     t,
                 )
                 if None not in points:
-                    for name, start, end in zip(generic_slices, points, points[1:], strict=False):
-                        generic_slices[name].append((end - start) / 1e6)  # type: ignore[operator]
+                    parts = [(end - start) / 1e6 for start, end in itertools.pairwise(points)]
+                    for name, part in zip(generic_slices, parts, strict=True):
+                        generic_slices[name].append(part)
+                    generic_each.append(((t - arrived[call_id]) / 1e6, parts))
     expected = sum(len(agents) for agents in rung.values())
     if failures:
         print(f"{len(failures)} pushes failed, e.g. {failures[:3]}", file=sys.stderr)
@@ -489,6 +506,10 @@ def main() -> None:
         "slices_ms": {
             "generic": {name: spread(values) for name, values in generic_slices.items()},
             "ami": {name: spread(values) for name, values in ami_slices.items()},
+        },
+        "tail_slices_ms": {  # the pops at or over their path's p99: the median of each slice (what makes the tail)
+            "generic": tail_slices(generic_each, list(generic_slices), pop_p99),
+            "ami": tail_slices(ami_each, list(ami_slices), ami_p99),
         },
         "gc": {
             "ami": pause_figures(ami_pauses),

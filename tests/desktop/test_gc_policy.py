@@ -40,7 +40,6 @@ async def test_survivors_are_frozen_and_garbage_is_collected(policy: GcPolicy) -
     threshold = gc.get_threshold()
     policy.start()
     assert gc.get_threshold()[2] > 10**6  # the oldest generation waits for the ticks
-    assert gc.get_threshold()[0] >= 5000  # young collections every 5,000 allocations, not CPython's 700
     agent_state = cycle()  # lives on, like a connected agent's socket
     call_state = cycle()  # dies before the tick, in a cycle
     call_gone = weakref.ref(call_state)
