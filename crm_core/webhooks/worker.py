@@ -136,14 +136,20 @@ class HotConnection:
         self._one_at_a_time = asyncio.Lock()  # one connection, one statement at a time (and one connect)
 
     async def _connect(self) -> AsyncConnection:
-        if self._connection is None:
-            connection = await self._engine.connect()
-            self._connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        if self._connection is not None:
+            return self._connection
+        connection = await self._engine.connect()
+        try:  # kept only once it is set up whole (a failed SET would leave it planning generically)
+            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
             if self._custom_plans:
-                await self._connection.execute(text("SET plan_cache_mode = force_custom_plan"))
-            if self._direct:
-                self._driver = (await self._connection.get_raw_connection()).driver_connection
-        return self._connection
+                await connection.execute(text("SET plan_cache_mode = force_custom_plan"))
+            driver = (await connection.get_raw_connection()).driver_connection if self._direct else None
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
+        self._connection, self._driver = connection, driver
+        return connection
 
     async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         async with self._one_at_a_time:
