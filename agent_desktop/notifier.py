@@ -4,10 +4,9 @@ updates in the right rooms. An agent's pop goes to that agent's room and nowhere
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections import defaultdict
-from dataclasses import fields, is_dataclass
+from dataclasses import is_dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +15,7 @@ from socketio import packet as socketio_packet
 
 from agent_desktop.pop import PopBuilder
 from agent_desktop.rooms import AGENT_NAMESPACE, SUPERVISOR_NAMESPACE, agent_room, supervisors_room, user_room
-from crm_core.bus import EventBus
+from crm_core.bus import EventBus, field_names
 from crm_core.calls.events import (
     AgentRinging,
     AgentStateChanged,
@@ -39,11 +38,6 @@ from cti_bridge.adapter import PbxAdapter, PbxSnapshot
 log = logging.getLogger(__name__)
 
 
-@functools.cache
-def _field_names(kind: type[Any]) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(kind))
-
-
 def plain(value: Any) -> Any:
     """Events and snapshots as JSON-able dicts (datetimes as ISO strings, enums as their values). A dataclass is
     read field by field: `dataclasses.asdict` deep-copies every value first, which cost the CTI process more than
@@ -51,7 +45,7 @@ def plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if is_dataclass(value) and not isinstance(value, type):
-        return {name: plain(getattr(value, name)) for name in _field_names(type(value))}
+        return {name: plain(getattr(value, name)) for name in field_names(type(value))}
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 from collections import defaultdict
@@ -54,6 +55,12 @@ class InMemoryEventBus:
 _EVENT_TYPES: dict[str, type[Any]] = {}
 
 
+@functools.cache
+def field_names(kind: type[Any]) -> tuple[str, ...]:
+    """A dataclass's field names, looked up once per class (events are converted on every publish and emit)."""
+    return tuple(f.name for f in dataclasses.fields(kind))
+
+
 def register_event(cls: type[Any]) -> type[Any]:
     """Class decorator: make a frozen dataclass event known to the cross-process bus."""
     _EVENT_TYPES[cls.__name__] = cls
@@ -66,7 +73,7 @@ def _encode(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
             "__event__": type(value).__name__,
-            "fields": {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)},
+            "fields": {name: _encode(getattr(value, name)) for name in field_names(type(value))},
         }
     if isinstance(value, tuple | list):
         return [_encode(v) for v in value]

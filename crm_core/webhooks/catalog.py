@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from crm_core.bus import field_names
 from crm_core.calls.events import CallAnswered, CallEnded, CallStarted
 from crm_core.customers.events import CustomerCreated, CustomerMerged
 from crm_core.sla.events import SlaClockBreached
@@ -32,18 +32,13 @@ EVENT_NAMES: tuple[str, ...] = tuple(EVENT_SOURCES)
 NAME_OF: dict[type[Any], str] = {source: name for name, source in EVENT_SOURCES.items()}
 
 
-@functools.cache
-def _field_names(kind: type[Any]) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(kind))
-
-
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Enum):
         return value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}
+        return {name: _plain(getattr(value, name)) for name in field_names(type(value))}
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
     if isinstance(value, dict):

@@ -36,14 +36,18 @@ CLAIMABLE = ["pending", "sending"]  # the statuses a claim takes (`sending` ones
 TARGETS_TTL_S = 1.0  # how long the active subscriptions read for claiming are used before they are read again
 
 
-def _mark_delivered_statement(dialect: str) -> Any:
-    """Delivered wins over anything (another worker that took over after a lease ran out included). On PostgreSQL
-    the ids go as one array (`= ANY`): one prepared statement for any number of them, where an expanding IN makes
-    a statement of its own for every count."""
+def _one_of(dialect: str, column: Any, name: str, values: list[str] | None = None) -> Any:
+    """`column` is one of the parameter `name`'s values. On PostgreSQL one array parameter (`= ANY`): one prepared
+    statement for any number of values, which SQLAlchemy need not render again at every run; elsewhere an expanding
+    IN. `values` fills the parameter once for good (statuses); without it, each run gives them (ids)."""
     if dialect == "postgresql":
-        picked = DELIVERIES.c.id == any_(bindparam("ids", type_=ARRAY(String)))
-    else:
-        picked = DELIVERIES.c.id.in_(bindparam("ids", expanding=True))
+        return column == any_(bindparam(name, values, type_=ARRAY(String)))
+    return column.in_(bindparam(name, values, expanding=True))
+
+
+def _mark_delivered_statement(dialect: str) -> Any:
+    """Delivered wins over anything (another worker that took over after a lease ran out included)."""
+    picked = _one_of(dialect, DELIVERIES.c.id, "ids")
     return (
         update(DELIVERIES)
         .where(picked, DELIVERIES.c.status != "delivered")
@@ -61,13 +65,8 @@ def _claim_statement(dialect: str) -> Any:
     """Due rows of one subscription (`for_subscription`), at most `limit`, oldest first, made `sending` until
     `lease_until`: built once, run with its parameters."""
     rows = DELIVERIES.c
-    claimable: Any
-    if dialect == "postgresql":
-        # one array parameter (`= ANY`), as PostgreSQL plans an IN list anyway: a literal IN is an expanding
-        # parameter, which SQLAlchemy renders into the SQL again at every run (a twentieth of a busy worker)
-        claimable = rows.status == any_(bindparam("claimable", CLAIMABLE, type_=ARRAY(String)))
-    else:
-        claimable = rows.status.in_(CLAIMABLE)
+    # a literal IN would be rendered into the SQL again at every run (a twentieth of a busy worker)
+    claimable = _one_of(dialect, rows.status, "claimable", CLAIMABLE)
     due = (
         select(rows.id)
         .where(
@@ -354,7 +353,6 @@ class WebhookWorker:
             "claimed_at": now,
             "lease_until": now + timedelta(seconds=self.lease_s),
         }
-
         # one statement: atomic in autocommit
         return [Claimed(*row) for row in await self._claims.rows(self._claim_statement, parameters)]
 
@@ -455,7 +453,6 @@ class WebhookWorker:
         for claimed, outcome in batch:
             by_code[outcome.status_code].append(claimed.id)
         now = utcnow()
-
         for code, ids in by_code.items():  # each statement stands alone: a repeat changes nothing
             await self._marks_connection.rows(self._mark_delivered_statement, {"ids": ids, "at": now, "code": code})
 
