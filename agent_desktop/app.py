@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from agent_desktop.api import install_api
 from agent_desktop.auth import SESSION_COOKIE, SignedInUsers, csrf_token, install_session_check
+from agent_desktop.cti_edge import GenericCtiEdge
 from agent_desktop.notifier import Notifier
 from agent_desktop.pop import PopBuilder
 from agent_desktop.routes import admin as admin_routes
@@ -33,7 +34,7 @@ from agent_desktop.routes import reports as reports_routes
 from agent_desktop.routes import sms as sms_routes
 from agent_desktop.routes import tickets as tickets_routes
 from agent_desktop.routes import webhooks as webhooks_routes
-from agent_desktop.routes.common import refuse_control_characters
+from agent_desktop.routes.common import SECURITY_HEADERS, refuse_control_characters
 from agent_desktop.runtime import Runtime
 from agent_desktop.sockets import Sockets
 from agent_desktop.voice_webhooks import voice_blueprint
@@ -145,12 +146,8 @@ def create_app(
 
     @app.after_request
     async def _headers(response: Response) -> Response:
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'",
-        )
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
         return response
 
     @app.get("/healthz")
@@ -255,4 +252,5 @@ def create_asgi(
         sms_outbox=sms_outbox,
         webhooks=webhooks,
     )
-    return socketio.ASGIApp(sio, other_asgi_app=app, socketio_path="socket.io"), sio
+    # pushed call events take the generic CTI fast path; every other request goes to the app
+    return socketio.ASGIApp(sio, other_asgi_app=GenericCtiEdge(app), socketio_path="socket.io"), sio

@@ -20,8 +20,9 @@ machine it falls short of --rate; `ami_calls_per_s` and `generic_calls_per_s` sa
 Goal (issue #16): generic pop p99 <= 10 ms, and <= 1.5 x the Asterisk path's p99 in the same run.
 
 Beside each round trip the server notes where a pop spends its time (`slices_ms`, p50 and p99 of each slice, ms):
-the generic path as `http_to_quart` (arrival until Quart's first before-request hook), `quart_to_push` (hooks, form
-parsing, token check, the PBX directory, the pop's preparation), `push_to_ring` (the adapter: its lock, the call
+the generic path as `http_to_handler` (arrival until the event's fields reach `apply_event`: the fast path's checks,
+the token, reading and parsing the body), `handler_to_push` (the event's check, the PBX directory, the pop's
+preparation), `push_to_ring` (the adapter: its lock, the call
 tracker, the domain events before AgentRinging), `ring_to_sent` (the notifier, until the pop is on the browser's
 Engine.IO queue) and `sent_to_client`; the Asterisk path as `frame_to_ring` (the bridge reading and normalising
 AMI), `ring_to_sent` and `sent_to_client`. `gc` gives each phase's collector pauses and `stalls` the event loop's
@@ -111,6 +112,7 @@ async def _server(db_path: str, pbx_port: int, gc_every_s: float | None, command
     from hypercorn.asyncio import serve as hypercorn_serve
     from hypercorn.config import Config
 
+    from agent_desktop import cti_edge
     from agent_desktop.app import create_asgi
     from agent_desktop.gc_policy import GcPolicy
     from agent_desktop.runtime import build_runtime
@@ -150,17 +152,16 @@ async def _server(db_path: str, pbx_port: int, gc_every_s: float | None, command
 
     runtime.bus.subscribe(AgentRinging, on_ring)
     asgi, _sio = create_asgi(runtime, pbx=pbxes)
-    app = asgi.other_asgi_app
+    app = asgi.other_asgi_app.app  # Quart, behind the generic CTI fast path (agent_desktop/cti_edge.py)
     header = CALL_HEADER.encode()
+    apply_event = cti_edge.apply_event
 
-    async def quart_began() -> None:  # the first of the app's before-request hooks
-        from quart import request
+    async def timed_apply(adapter: Any, fields: dict[str, Any]) -> Any:  # the fast path hands over the fields
+        if fields.get("event") == ["newCall"]:
+            began.setdefault(fields["callId"][0], time.monotonic_ns())
+        return await apply_event(adapter, fields)
 
-        call = request.headers.get(CALL_HEADER)
-        if call:
-            began[call] = time.monotonic_ns()
-
-    app.before_request_funcs.setdefault(None, []).insert(0, quart_began)
+    cti_edge.apply_event = timed_apply  # type: ignore[assignment]
     adapter = pbxes.generic[PBX]
     push = adapter.push
 
@@ -451,7 +452,7 @@ def main() -> None:
             ami_each.append(((t - ami_sent[key]) / 1e6, parts))
     generic_ms: list[float] = []
     generic_slices: dict[str, list[float]] = {
-        name: [] for name in ("http_to_quart", "quart_to_push", "push_to_ring", "ring_to_sent", "sent_to_client")
+        name: [] for name in ("http_to_handler", "handler_to_push", "push_to_ring", "ring_to_sent", "sent_to_client")
     }
     generic_each: list[tuple[float, list[float]]] = []
     seen: set[tuple[str, str]] = set()

@@ -21,8 +21,16 @@ _JSON_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _OPENING = frozenset(b"[{")
 # In a path part or a query argument: no control character at all. In a form field: line breaks and tabs may pass.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# on every response (set in app.py after each request, and by the generic CTI fast path in cti_edge.py)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 def runtime() -> Runtime:
@@ -92,9 +100,9 @@ async def refuse_control_characters() -> None:
     """Before every request: a NUL or another control character in a path part, a query argument or a form field
     is refused here, with a 400 naming it, before any database (PostgreSQL stores no NUL) or page sees it."""
     for name, value in (request.view_args or {}).items():
-        _refuse("path part", name, _CONTROL, str(value))
+        _refuse("path part", name, CONTROL, str(value))
     for name, value in request.args.items(multi=True):
-        _refuse("query argument", name, _CONTROL, value)
+        _refuse("query argument", name, CONTROL, value)
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         for name, value in (await request.form).items(multi=True):
-            _refuse("form field", name, _CONTROL_BUT_LINES, value)
+            _refuse("form field", name, CONTROL_BUT_LINES, value)

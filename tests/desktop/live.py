@@ -57,6 +57,7 @@ class LiveCenter:
     writer: CallLogWriter | None = None
     listener: socket.socket | None = None
     pbxes: PbxSet | None = None  # Asterisk and the generic CTI PBXes, when the center has any
+    asgi: Any = None  # what hypercorn serves: Socket.IO, in front of the generic CTI fast path, in front of Quart
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -196,6 +197,7 @@ async def start_center(
     asgi, _sio = create_asgi(runtime, pbx=pbxes or bridge)
     center = LiveCenter(runtime, pbx, bridge, f"http://127.0.0.1:{port}", center_customers, writer=writer)
     center.pbxes = pbxes
+    center.asgi = asgi
     config = Config()
     config.bind = [f"fd://{listener.detach()}"]  # hypercorn owns and closes it
     config.accesslog = None
