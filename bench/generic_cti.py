@@ -339,6 +339,18 @@ def tail_slices(each: list[tuple[float, list[float]]], names: list[str], p99: fl
     return figures
 
 
+def by_second(at_ns: list[int], latency_ms: list[float]) -> list[float]:
+    """The p99 of the pops of each second of a phase, by their request's arrival: a tail spread over the run, or one
+    second's burst (a collection, the directory read again, a stall)."""
+    if not at_ns:
+        return []
+    first = min(at_ns)
+    seconds: dict[int, list[float]] = {}
+    for at, ms in zip(at_ns, latency_ms, strict=True):
+        seconds.setdefault((at - first) // 1_000_000_000, []).append(ms)
+    return [round(percentile(seconds.get(s, []), 0.99), 1) for s in range(max(seconds) + 1)]
+
+
 def pause_figures(pauses: list[tuple[int, float]]) -> dict[str, Any]:
     """A phase's collections: how many, of which full (generation 2), their longest and total pause (ms), and the
     longest pause of each generation."""
@@ -451,6 +463,7 @@ def main() -> None:
                 ami_slices[name].append(part)
             ami_each.append(((t - ami_sent[key]) / 1e6, parts))
     generic_ms: list[float] = []
+    generic_at: list[int] = []  # each pop's request arrival (ns), for the p99 of each second
     generic_slices: dict[str, list[float]] = {
         name: [] for name in ("http_to_handler", "handler_to_push", "push_to_ring", "ring_to_sent", "sent_to_client")
     }
@@ -461,6 +474,7 @@ def main() -> None:
             call_id = linkedid[len(prefix) :]
             if call_id in arrived and ext in rung.get(call_id, ()):
                 generic_ms.append((t - arrived[call_id]) / 1e6)
+                generic_at.append(arrived[call_id])
                 seen.add((call_id, ext))
                 key = f"{linkedid}|{ext}"
                 points = (
@@ -519,6 +533,7 @@ def main() -> None:
             "client_max_ms": round(client_gc_max_ms, 2),  # the client processes' longest pause (both phases)
         },
         "stalls": {"ami": stall_figures(ami_stalls), "generic": stall_figures(generic_stalls)},
+        "generic_p99_ms_by_second": by_second(generic_at, generic_ms),
         "load_avg_1m": round(load_1m, 2),
         "server_pid": server_pid,
     }
