@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import delete, select
@@ -94,6 +95,10 @@ def test_quiet_hours_in_the_recipients_own_zone() -> None:
 async def test_a_campaign_reaches_each_number_once_outside_quiet_hours(
     sessions: async_sessionmaker[AsyncSession], twilio: FakeTwilio
 ) -> None:
+    # This evening (the outbox sends and expires on the real clock): New York's afternoon, London's late evening
+    tonight = datetime.combine(datetime.now(UTC).date(), time(22, 30), UTC)
+    london_morning = datetime.combine(tonight.date() + timedelta(days=1), time(9), ZoneInfo("Europe/London"))
+    london_morning = london_morning.astimezone(UTC)
     async with sessions() as session, session.begin():
         ny = await customer(session, "Nina York", "+12125550101", promo="NY10")
         twin = await customer(session, "Nina Twin", "+12125550101", promo="NY10")  # same number: one message
@@ -109,12 +114,13 @@ async def test_a_campaign_reaches_each_number_once_outside_quiet_hours(
             template="Hi {first_name}, use code {promo} this week. Reply STOP to opt out.",
             sender=SENDER,
             customer_ids=[ny, twin, london, opted, no_promo, invalid, ny],
+            scheduled_at=tonight,
         )
         await change_campaign(session=session, actor=SYSTEM, campaign_id=campaign.id, action="start")
     twilio.refuse("+12125550105", 21211)
     provider = TwilioProvider(twilio.account_sid, twilio.auth_token, api_base=twilio.base_url)
     outbox = SmsOutbox(sessions, provider, default_mps=1000)
-    dispatcher = CampaignDispatcher(sessions, clock=lambda: EVENING_UTC)
+    dispatcher = CampaignDispatcher(sessions, clock=lambda: tonight)
     try:
         assert await dispatcher.run_once() == 4  # New York x3 (one no promo, one invalid) and London (deferred)
         while await outbox.run_once():
@@ -133,11 +139,11 @@ async def test_a_campaign_reaches_each_number_once_outside_quiet_hours(
     assert recipients["+12125550103"].status == "opted_out"
     assert recipients["+12125550104"].status == "failed" and "{promo}" in (recipients["+12125550104"].reason or "")
     assert recipients["+442071838750"].status == "pending"
-    assert recipients["+442071838750"].due_at == datetime(2026, 12, 4, 9, 0, tzinfo=UTC)  # 09:00 in London
+    assert recipients["+442071838750"].due_at == london_morning
     assert progress == {"accepted": 1, "failed": 2, "opted_out": 1, "pending": 1}
     assert state is not None and state.status == "running"  # London is still to come
 
-    morning = CampaignDispatcher(sessions, clock=lambda: datetime(2026, 12, 4, 9, 0, tzinfo=UTC))
+    morning = CampaignDispatcher(sessions, clock=lambda: london_morning)
     provider = TwilioProvider(twilio.account_sid, twilio.auth_token, api_base=twilio.base_url)
     outbox = SmsOutbox(sessions, provider, default_mps=1000)
     try:
