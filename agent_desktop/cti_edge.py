@@ -21,8 +21,9 @@ from urllib.parse import parse_qsl
 from quart import Quart
 from werkzeug.exceptions import InternalServerError
 
-from agent_desktop.routes.common import CONTROL, CONTROL_BUT_LINES, SECURITY_HEADERS, json_depth_exceeds
+from agent_desktop.routes.common import CONTROL, CONTROL_BUT_LINES, SECURITY_HEADERS, json_object
 from agent_desktop.routes.integrations import apply_event, authenticated
+from crm_core.errors import ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +85,11 @@ def _form_fields(body: bytes) -> dict[str, Any] | None:
 
 
 def _json_fields(body: bytes) -> dict[str, Any] | None:
-    """A JSON object as the route reads it, or None where it would refuse it (too deep, not UTF-8, not an object)."""
-    if json_depth_exceeds(body):
-        return None
+    """A JSON object as the route reads it, or None where the route would refuse it."""
     try:
-        data = json.loads(body.decode())
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        return json_object(body)
+    except ValidationFailed:
         return None
-    return data if isinstance(data, dict) else None
 
 
 class GenericCtiEdge:

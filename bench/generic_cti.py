@@ -156,7 +156,8 @@ async def _server(db_path: str, pbx_port: int, gc_every_s: float | None, command
     header = CALL_HEADER.encode()
     apply_event = cti_edge.apply_event
 
-    async def timed_apply(adapter: Any, fields: dict[str, Any]) -> Any:  # the fast path hands over the fields
+    # the fast path hands over the fields (an event refused to it and left to the route is not marked)
+    async def timed_apply(adapter: Any, fields: dict[str, Any]) -> Any:
         if fields.get("event") == ["newCall"]:
             began.setdefault(fields["callId"][0], time.monotonic_ns())
         return await apply_event(adapter, fields)

@@ -3,6 +3,7 @@ check that refuses control characters in any path part, query argument or form f
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date
 from typing import Any
@@ -57,18 +58,28 @@ def json_depth_exceeds(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
-async def json_body() -> dict[str, Any]:
-    """The request's JSON object, or ValidationFailed: checked for nesting and UTF-8 before the parser sees it (Quart
-    decodes outside its `silent` guard, so a stray byte would otherwise be a 500)."""
-    raw = await request.get_data(cache=True)
+def json_object(raw: bytes) -> dict[str, Any]:
+    """`raw` as one JSON object, or ValidationFailed: checked for nesting and UTF-8 before the parser sees it."""
     if json_depth_exceeds(raw):
         raise ValidationFailed(f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels.", field="body")
     try:
-        raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ValidationFailed("The JSON body is not UTF-8 text.", field="body") from None
-    data = await request.get_json(silent=True)
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
     if not isinstance(data, dict):
+        raise ValidationFailed("Send a JSON object.", field="body")
+    return data
+
+
+async def json_body() -> dict[str, Any]:
+    """The request's JSON object, or ValidationFailed (not Quart's get_json: it decodes outside its `silent` guard,
+    so a stray byte would be a 500)."""
+    data = json_object(await request.get_data(cache=True))
+    if not request.is_json:  # a JSON object sent as something else is still not one
         raise ValidationFailed("Send a JSON object.", field="body")
     return data
 

@@ -97,8 +97,8 @@ async def test_a_campaign_reaches_each_number_once_outside_quiet_hours(
 ) -> None:
     # This evening (the outbox sends and expires on the real clock): New York's afternoon, London's late evening
     tonight = datetime.combine(datetime.now(UTC).date(), time(22, 30), UTC)
-    london_morning = datetime.combine(tonight.date() + timedelta(days=1), time(9), ZoneInfo("Europe/London"))
-    london_morning = london_morning.astimezone(UTC)
+    tomorrow = tonight.date() + timedelta(days=1)
+    london_morning = datetime.combine(tomorrow, time(9), ZoneInfo("Europe/London")).astimezone(UTC)
     async with sessions() as session, session.begin():
         ny = await customer(session, "Nina York", "+12125550101", promo="NY10")
         twin = await customer(session, "Nina Twin", "+12125550101", promo="NY10")  # same number: one message
