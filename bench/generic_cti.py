@@ -22,13 +22,14 @@ Goal (issue #16): generic pop p99 <= 10 ms, and <= 1.5 x the Asterisk path's p99
 Beside each round trip the server notes where a pop spends its time (`slices_ms`, p50 and p99 of each slice, ms):
 the generic path as `http_to_handler` (arrival until the event's fields reach `apply_event`: the fast path's checks,
 the token, reading and parsing the body), `handler_to_push` (the event's check, the PBX directory, the pop's
-preparation), `push_to_ring` (the adapter: its lock, the call
-tracker, the domain events before AgentRinging), `ring_to_sent` (the notifier, until the pop is on the browser's
-Engine.IO queue) and `sent_to_client`; the Asterisk path as `frame_to_ring` (the bridge reading and normalising
-AMI), `ring_to_sent` and `sent_to_client`. `gc` gives each phase's collector pauses and `stalls` the event loop's
-stalls over 5 ms (a probe task that wakes every 5 ms), so that a tail can be put down to a pause or not; and
-`gc.client_max_ms` the client processes' longest collector pause (what their connections made is frozen first, as
-in bench/pop_latency.py).
+preparation), `push_to_ring` (the adapter: its lock, the call tracker, the domain events before AgentRinging),
+`ring_to_sent` (the notifier, until the pop is on the browser's Engine.IO queue), `sent_to_wire` (on that queue
+until the connection's WebSocket writer has written the frame: what else the event loop runs first) and
+`wire_to_client` (the kernel and the client process); the Asterisk path as `frame_to_ring` (the bridge reading and
+normalising AMI), `ring_to_sent`, `sent_to_wire` and `wire_to_client`. `gc` gives each phase's collector pauses and
+`stalls` the event loop's stalls over 5 ms (a probe task that wakes every 5 ms), so that a tail can be put down to a
+pause or not; and `gc.client_max_ms` the client processes' longest collector pause (what their connections made is
+frozen first, as in bench/pop_latency.py).
 
     .venv/bin/python bench/generic_cti.py [--agents 1000] [--customers 100000] [--rate 50] [--seconds 20]
     .venv/bin/python bench/generic_cti.py --agents 40 --customers 2000 --rate 5 --seconds 3   # smoke run
@@ -73,6 +74,7 @@ from pop_latency import (  # noqa: E402  (bench/ is a folder of scripts)
 PBX = "bench"
 TOKEN = "bench-generic-cti-token-0123456789"
 CALL_HEADER = "x-bench-call"  # the poster names the call of each request, so that its arrival can be noted
+POP_FRAME = '42/agent,["pop",'  # a pop as Engine.IO and Socket.IO frame it on the /agent namespace
 
 
 def pbx_user(i: int) -> str:
@@ -144,8 +146,10 @@ async def _server(db_path: str, pbx_port: int, gc_every_s: float | None, command
     pbxes = PbxSet(bridge, generic_adapters(runtime))
     writer = CallLogWriter(runtime.sessions, region="US")
     writer.attach(runtime.bus)
-    marks: dict[str, dict[str, int]] = {name: {} for name in ("arrived", "began", "pushed", "rung", "sent")}
-    arrived, began, pushed, rung, sent = (marks[n] for n in ("arrived", "began", "pushed", "rung", "sent"))
+    marks: dict[str, dict[str, int]] = {name: {} for name in ("arrived", "began", "pushed", "rung", "sent", "wired")}
+    arrived, began, pushed, rung, sent, wired = (
+        marks[n] for n in ("arrived", "began", "pushed", "rung", "sent", "wired")
+    )
 
     def on_ring(event: AgentRinging) -> None:  # subscribed before the notifier: the moment the ring is published
         rung[f"{event.linkedid}|{event.agent}"] = time.monotonic_ns()
@@ -181,6 +185,17 @@ async def _server(db_path: str, pbx_port: int, gc_every_s: float | None, command
             sent[f"{data['linkedid']}|{agent}"] = time.monotonic_ns()
 
     notifier._emit_agent = timed_emit
+    from engineio.async_drivers import asgi as engineio_asgi
+
+    ws_send = engineio_asgi.WebSocket.send
+
+    async def timed_ws_send(self: Any, message: Any) -> None:
+        await ws_send(self, message)
+        if isinstance(message, str) and message.startswith(POP_FRAME):  # written to the browser's connection
+            data = json.loads(message[message.index(",") + 1 :])[1]
+            wired[f"{data['linkedid']}|{data['agent']}"] = time.monotonic_ns()
+
+    engineio_asgi.WebSocket.send = timed_ws_send  # type: ignore[method-assign]
     pauses: list[tuple[int, float]] = []  # (generation, ms) of each collection
     gc_started = [0.0]
 
@@ -451,22 +466,32 @@ def main() -> None:
         for linkedid, ext, t in arrivals
         if not linkedid.startswith(prefix) and f"{linkedid}|{ext}" in ami_sent
     ]
-    ami_slices: dict[str, list[float]] = {"frame_to_ring": [], "ring_to_sent": [], "sent_to_client": []}
+    ami_slices: dict[str, list[float]] = {
+        name: [] for name in ("frame_to_ring", "ring_to_sent", "sent_to_wire", "wire_to_client")
+    }
     ami_each: list[tuple[float, list[float]]] = []  # each pop: its round trip and its slices
     for linkedid, ext, t in arrivals:
         key = f"{linkedid}|{ext}"
         if linkedid.startswith(prefix) or key not in ami_sent:
             continue
-        ring, out = ami_marks["rung"].get(key), ami_marks["sent"].get(key)
-        if ring is not None and out is not None:
-            parts = [(ring - ami_sent[key]) / 1e6, (out - ring) / 1e6, (t - out) / 1e6]
+        ring, out, wire = ami_marks["rung"].get(key), ami_marks["sent"].get(key), ami_marks["wired"].get(key)
+        if ring is not None and out is not None and wire is not None:
+            parts = [(end - start) / 1e6 for start, end in itertools.pairwise((ami_sent[key], ring, out, wire, t))]
             for name, part in zip(ami_slices, parts, strict=True):
                 ami_slices[name].append(part)
             ami_each.append(((t - ami_sent[key]) / 1e6, parts))
     generic_ms: list[float] = []
     generic_at: list[int] = []  # each pop's request arrival (ns), for the p99 of each second
     generic_slices: dict[str, list[float]] = {
-        name: [] for name in ("http_to_handler", "handler_to_push", "push_to_ring", "ring_to_sent", "sent_to_client")
+        name: []
+        for name in (
+            "http_to_handler",
+            "handler_to_push",
+            "push_to_ring",
+            "ring_to_sent",
+            "sent_to_wire",
+            "wire_to_client",
+        )
     }
     generic_each: list[tuple[float, list[float]]] = []
     seen: set[tuple[str, str]] = set()
@@ -484,6 +509,7 @@ def main() -> None:
                     marks["pushed"].get(call_id),
                     marks["rung"].get(key),
                     marks["sent"].get(key),
+                    marks["wired"].get(key),
                     t,
                 )
                 if None not in points:
