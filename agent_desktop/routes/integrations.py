@@ -15,6 +15,7 @@ from quart import Blueprint, Response, current_app, render_template, request
 from sqlalchemy import select
 
 from agent_desktop.auth import roles_allowed
+from agent_desktop.notifier import Notifier
 from agent_desktop.pop import PopBuilder
 from agent_desktop.routes.common import actor, json_body, runtime
 from agent_desktop.runtime import Runtime
@@ -201,7 +202,10 @@ async def apply_event(adapter: GenericCtiAdapter, fields: dict[str, Any]) -> tup
         agents, members = await _agents(adapter.name, event)
         if agents:  # somebody rings: their pop, built now
             await _prepare_pop(adapter, event)
-        answer = await adapter.push(event, agents, queue_members=members)
+        applying = adapter.push(event, agents, queue_members=members)
+        notifier: Notifier | None = current_app.extensions.get("notifier")
+        # the PBX's answer goes once the browsers' connections have taken the pops (and the calls' updates)
+        answer = await (notifier.delivered(applying) if notifier is not None else applying)
     except GenericCtiError as exc:
         return exc.to_dict(), exc.http_status
     return answer.body, 200

@@ -1,9 +1,16 @@
-"""The call-log writer: applies telephony events from the bus to call logs, one transaction per event.
+"""The call-log writer: applies telephony events from the bus to call logs.
 
-A few worker tasks write; the events of one call always go to the same worker, so they are applied in order.
+A few worker tasks write; the events of one call always go to the same worker, so they are applied in order. A
+worker woken by an event gathers for GATHER_S what else that moment brings (a ring publishes the offer and the
+agents' legs; under load, other calls' events) and writes it in one transaction. Waiting also lets what is live go
+first: the pops and call updates that the same events put on the browsers' queues leave before the write's own work
+(a session, the statements) takes the event loop, which used to hold them up by about a millisecond
+(bench/generic_cti.py).
+
 On SQLite one worker suffices (the database has one writer at a time anyway) and keeps the connection pool free
-for readers such as the screen pop. A database error is retried with backoff and then logged with the event,
-never dropped silently. `drain()` waits until everything received so far is written.
+for readers such as the screen pop. If a batch fails, its events are written one by one; a database error is retried
+with backoff and then logged with the event, never dropped silently. `drain()` waits until everything received so
+far is written.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ log = logging.getLogger(__name__)
 
 HANDLED = (CallOffered, CallAnswered, CallTransferred, CallEnded, CallsResynced)
 MAX_BATCH = 100
+GATHER_S = 0.002  # how long a woken worker gathers events before it writes them
 
 
 class CallLogWriter:
@@ -65,6 +73,7 @@ class CallLogWriter:
     async def _work(self, queue: asyncio.Queue[TelephonyEvent]) -> None:
         while True:
             batch = [await queue.get()]
+            await asyncio.sleep(GATHER_S)
             while len(batch) < MAX_BATCH and not queue.empty():
                 batch.append(queue.get_nowait())  # under load, one transaction carries many events
             try:
