@@ -169,9 +169,11 @@ class Notifier:
         if not queues:
             return
         waiting = [asyncio.ensure_future(queue.join()) for queue in queues]
-        _, late = await asyncio.wait(waiting, timeout=DELIVERY_WAIT_S)
-        for task in late:
-            task.cancel()
+        try:
+            await asyncio.wait(waiting, timeout=DELIVERY_WAIT_S)
+        finally:  # past the bound, or the gateway went away: nothing is left waiting on a queue
+            for task in waiting:
+                task.cancel()
 
     def _post(self, room: str, namespace: str, event: str, data: dict[str, Any]) -> None:
         key = (namespace, room)

@@ -155,6 +155,8 @@ async def test_a_browser_that_stopped_reading_holds_the_pbx_answer_only_for_a_mo
             # the second waits behind it, for good: the PBX is answered all the same
             assert await push("held-2") == (200, {})
         assert held.queue.qsize() >= 1
+        # and nothing is left waiting on that queue
+        assert not [t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "Queue.join"]  # type: ignore[union-attr]
         assert not any('"pop"' in frame for frame in browser.frames)
         assert {linkedid_for(PBX, "held-1"), linkedid_for(PBX, "held-2")} <= set(
             center.pbxes.generic[PBX].tracker.calls  # type: ignore[union-attr]
