@@ -77,7 +77,14 @@ async def list_automations(*, session: AsyncSession) -> list[AutomationView]:
 
 
 async def save_automation(
-    *, session: AsyncSession, actor: Actor, name: str, enabled: bool, template: str, delay_days: int
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    name: str,
+    enabled: bool,
+    template: str,
+    delay_days: int,
+    now: datetime | None = None,
 ) -> SmsAutomation:
     require_role(actor, Role.ADMIN)
     if name not in AUTOMATION_NAMES:
@@ -97,7 +104,7 @@ async def save_automation(
         row = SmsAutomation(name=name, template=text)
         session.add(row)
     if enabled and not row.enabled:
-        row.updated_at = utcnow()  # occasions from about now on (and LOOKBACK before) are texted
+        row.updated_at = now or utcnow()  # occasions from about now on (and LOOKBACK before) are texted
     row.enabled, row.template, row.delay_days = enabled, text, delay_days
     await session.flush()
     await record_audit(

@@ -207,6 +207,7 @@ async def test_automations_text_once_honour_opt_outs_and_quiet_hours(session: As
         enabled=True,
         template="Sorry we missed your call. Reply STOP to opt out.",
         delay_days=0,
+        now=NOON_NY,  # switched on then: what happened since (and LOOKBACK before) is texted
     )
     with pytest.raises(ValidationFailed, match="ticket_number"):
         await save_automation(
@@ -235,6 +236,7 @@ async def test_automations_text_once_honour_opt_outs_and_quiet_hours(session: As
         enabled=True,
         template="Hi {first_name}, ticket #{ticket_number} is open.",
         delay_days=0,
+        now=NIGHT_NY,  # switched on then: what happened since (and LOOKBACK before) is texted
     )
     ticket = await create_ticket(session=session, actor=SYSTEM, subject="Broken", customer_id=caller, now=NIGHT_NY)
     done = await run_automations(session=session, now=NIGHT_NY)
@@ -251,6 +253,7 @@ async def test_automations_text_once_honour_opt_outs_and_quiet_hours(session: As
         enabled=True,
         template="Thanks {first_name}! How did we do?",
         delay_days=3,
+        now=NOON_NY,  # switched on then: what happened since (and LOOKBACK before) is texted
     )
     assert [d.occasion for d in await run_automations(session=session, now=NOON_NY + timedelta(days=1))] == []
     later = await run_automations(session=session, now=NOON_NY + timedelta(days=3))
