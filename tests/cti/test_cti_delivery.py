@@ -36,6 +36,28 @@ def browsers_of(center: LiveCenter, extension: str) -> list[Any]:
     ]
 
 
+def asgi_scope(kind: str, path: str, headers: list[tuple[bytes, bytes]], query: bytes = b"") -> dict[str, Any]:
+    """A request as hypercorn hands it to the app (`kind` "http" for a POST, or "websocket")."""
+    scope: dict[str, Any] = {
+        "type": kind,
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "http" if kind == "http" else "ws",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1"), *headers],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 80),
+    }
+    if kind == "http":
+        scope["method"] = "POST"
+    else:
+        scope["subprotocols"] = []
+    return scope
+
+
 async def test_the_pbx_is_answered_once_the_agents_browser_has_taken_the_pop(center: LiveCenter) -> None:
     emma = await center.socket("agent1001", "/agent")
     try:
@@ -45,24 +67,11 @@ async def test_the_pbx_is_answered_once_the_agents_browser_has_taken_the_pop(cen
         # the request as hypercorn hands it to the app; at the answer's first byte, the pop's frame must have left
         # the browser's queue (before, it was still there: the answer was written in the same turn as the ring)
         body = new_call("taken-1")
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": PATH,
-            "raw_path": PATH.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": [
-                (b"host", b"127.0.0.1"),
-                (b"content-type", b"application/x-www-form-urlencoded"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-            "client": ("127.0.0.1", 40000),
-            "server": ("127.0.0.1", 80),
-        }
+        scope = asgi_scope(
+            "http",
+            PATH,
+            [(b"content-type", b"application/x-www-form-urlencoded"), (b"content-length", str(len(body)).encode())],
+        )
         sent: list[dict[str, Any]] = []
         queued_at_answer: list[int] = []
 
@@ -115,25 +124,12 @@ class StoppedReading:
 async def test_a_browser_that_stopped_reading_holds_the_pbx_answer_only_for_a_moment(center: LiveCenter) -> None:
     cookie = await center.cookie("agent1001")
     browser = StoppedReading()
-    scope = {
-        "type": "websocket",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "scheme": "ws",
-        "path": "/socket.io/",
-        "raw_path": b"/socket.io/",
-        "query_string": b"EIO=4&transport=websocket",
-        "root_path": "",
-        "headers": [
-            (b"host", b"127.0.0.1"),
-            (b"connection", b"Upgrade"),
-            (b"upgrade", b"websocket"),
-            (b"cookie", cookie.encode()),
-        ],
-        "client": ("127.0.0.1", 40001),
-        "server": ("127.0.0.1", 80),
-        "subprotocols": [],
-    }
+    scope = asgi_scope(
+        "websocket",
+        "/socket.io/",
+        [(b"connection", b"Upgrade"), (b"upgrade", b"websocket"), (b"cookie", cookie.encode())],
+        query=b"EIO=4&transport=websocket",
+    )
     await browser.incoming.put({"type": "websocket.connect"})
     session = asyncio.create_task(center.asgi(scope, browser.receive, browser.send))
     try:
