@@ -8,23 +8,16 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
-from urllib.parse import urlencode
 
 import aiohttp
 
 from agent_desktop.rooms import AGENT_NAMESPACE, agent_room
 from cti_bridge.generic import linkedid_for
-from tests.cti.test_generic_cti import PBX, TOKEN, center, gateway, recorded  # noqa: F401  (fixtures)
+from tests.cti.test_cti_edge import form, new_call
+from tests.cti.test_generic_cti import PBX, TOKEN, center, gateway  # noqa: F401  (fixtures)
 from tests.desktop.live import LiveCenter, wait_event
 
 PATH = f"/api/cti/{PBX}/{TOKEN}"
-
-
-def new_call(call_id: str) -> bytes:
-    """The recorded newCall that names Emma Taylor (agent1001), as form data, under a call id of its own."""
-    body = dict(recorded("inbound_answered")["steps"][0]["body"])
-    body["callId"] = call_id
-    return urlencode([(k, item) for k, v in body.items() for item in (v if isinstance(v, list) else [v])]).encode()
 
 
 def browsers_of(center: LiveCenter, extension: str) -> list[Any]:
@@ -66,7 +59,7 @@ async def test_the_pbx_is_answered_once_the_agents_browser_has_taken_the_pop(cen
         await browser.queue.join()  # what the connection itself sent is out
         # the request as hypercorn hands it to the app; at the answer's first byte, the pop's frame must have left
         # the browser's queue (before, it was still there: the answer was written in the same turn as the ring)
-        body = new_call("taken-1")
+        body = form(new_call("taken-1"))
         scope = asgi_scope(
             "http",
             PATH,
@@ -141,7 +134,7 @@ async def test_a_browser_that_stopped_reading_holds_the_pbx_answer_only_for_a_mo
 
             async def push(call_id: str) -> tuple[int, Any]:
                 async with http.post(
-                    url, data=new_call(call_id), headers={"Content-Type": "application/x-www-form-urlencoded"}
+                    url, data=form(new_call(call_id)), headers={"Content-Type": "application/x-www-form-urlencoded"}
                 ) as response:
                     return response.status, await response.json()
 
